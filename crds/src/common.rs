@@ -1,0 +1,128 @@
+//! Types shared by several kinds: policies, lifecycle, and the SFU pod settings.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// CEL: a DNS label (RFC 1123), the shape of slugs and ticket type names.
+pub(crate) const DNS_LABEL_CEL: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+
+/// Who may go on camera in a session.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SharePolicy {
+    /// Anyone who may watch may share audio and video.
+    #[default]
+    Open,
+    /// Attendees ask with "Request to share audio and video"; a moderator lets them on camera
+    /// and may remove anyone from camera. Needs at least one moderator.
+    Moderated,
+    /// Only the people listed in `invitees` may share. Needs at least one invitee.
+    InviteOnly,
+}
+
+/// Who may watch a session.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WatchPolicy {
+    /// Anyone with a ticket to the event.
+    #[default]
+    AnyTicket,
+    /// Only holders of the ticket types listed in `ticketTypes`; for everyone else the session
+    /// is neither listed nor joinable.
+    TicketTypes,
+}
+
+/// How a scheduled room (session or stage) is started and ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Lifecycle {
+    /// Follow `start` and `end`: live from shortly before `start` until `end`. Without a
+    /// `start` it waits for an organiser's Start.
+    #[default]
+    Scheduled,
+    /// Started by an organiser: live now, whatever `start` says, until `end` or Ended.
+    Started,
+    /// Ended by an organiser: drained and stopped for good.
+    Ended,
+}
+
+/// Where and how the SFU pods of an event or a room run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SfuPodSettings {
+    /// Node placement of the SFU pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// CPU and memory for each SFU pod. When unset the operator sizes the pod from the room's
+    /// limits (see the README's sizing table); set it to override that formula.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// How media traffic reaches the SFU pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<MediaNetwork>,
+}
+
+/// Node placement of SFU pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Only nodes with all these labels run the SFU pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Taints the SFU pods tolerate, e.g. for a node pool dedicated to media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Node and pod affinity of the SFU pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the SFU pods, so live media is not preempted by batch work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Topology key over which an event's parallel sessions are spread (default
+    /// `kubernetes.io/hostname`: one node's failure takes down as few sessions as possible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_topology_key: Option<String>,
+}
+
+/// How WebRTC media reaches an SFU pod.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NetworkMode {
+    /// A UDP hostPort picked from the operator's port range, unique per node; the node's
+    /// address is advertised. Cheapest and fastest where nodes have reachable addresses.
+    #[default]
+    HostPort,
+    /// A Service of type LoadBalancer per SFU pod; its external address is advertised.
+    LoadBalancer,
+    /// A Service of type NodePort per SFU pod; the node's address and the node port are
+    /// advertised.
+    NodePort,
+}
+
+/// Media network settings of SFU pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaNetwork {
+    /// HostPort (default), LoadBalancer or NodePort.
+    #[serde(default)]
+    pub mode: NetworkMode,
+    /// Address announced to browsers in ICE candidates instead of the discovered one, for
+    /// nodes behind NAT. An IP address or a DNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub advertise_address: Option<String>,
+    /// Annotations for the per-pod Service (LoadBalancer and NodePort modes), e.g. to pick a
+    /// cloud load balancer type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Where an event's recordings are stored.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingStorage {
+    /// Name of a PersistentVolumeClaim in the event's namespace that receives the MP4 files.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("persistentVolumeClaim must be the name of a PersistentVolumeClaim: lowercase letters, digits, '-' and '.'"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub persistent_volume_claim: String,
+}

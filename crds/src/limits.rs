@@ -1,0 +1,80 @@
+//! The size limits of a live room, shared by the schema, the operator and the SFU.
+//!
+//! A session holds 1 to [`MAX_ON_CAMERA`] people on camera. Up to
+//! [`SMALL_ROOM_ON_CAMERA`] on camera it may have [`SMALL_ROOM_WATCHERS`] watching; above that
+//! every extra stream costs every watcher, so the cap drops to [`LARGE_ROOM_WATCHERS`].
+//! A stage's backstage holds at most [`BACKSTAGE_SPEAKERS`] speakers, and screen sharing is
+//! available only while fewer than that are on screen.
+
+/// Most people on camera in one session or room.
+pub const MAX_ON_CAMERA: i32 = 20;
+/// The default number of people on camera.
+pub const DEFAULT_ON_CAMERA: i32 = 10;
+/// On-camera limits up to this keep the large watcher cap.
+pub const SMALL_ROOM_ON_CAMERA: i32 = 10;
+/// Watcher cap while at most [`SMALL_ROOM_ON_CAMERA`] may be on camera.
+pub const SMALL_ROOM_WATCHERS: i32 = 500;
+/// Watcher cap when more than [`SMALL_ROOM_ON_CAMERA`] may be on camera.
+pub const LARGE_ROOM_WATCHERS: i32 = 150;
+/// Most speakers on screen in a backstage.
+pub const BACKSTAGE_SPEAKERS: i32 = 5;
+/// Watchers of a backstage's preparation.
+pub const BACKSTAGE_WATCHERS: i32 = 500;
+
+/// The most watchers a room with `max_on_camera` people on camera may have.
+pub fn watcher_cap(max_on_camera: i32) -> i32 {
+    if max_on_camera <= SMALL_ROOM_ON_CAMERA {
+        SMALL_ROOM_WATCHERS
+    } else {
+        LARGE_ROOM_WATCHERS
+    }
+}
+
+/// The watcher limit in force: the one asked for, never above the cap.
+pub fn effective_watchers(max_on_camera: i32, requested: Option<i32>) -> i32 {
+    let cap = watcher_cap(max_on_camera);
+    requested.map_or(cap, |w| w.clamp(0, cap))
+}
+
+/// Whether a backstage with `speakers` on screen may start a screen share.
+pub fn screen_share_allowed(speakers: i32) -> bool {
+    speakers < BACKSTAGE_SPEAKERS
+}
+
+/// The CEL expression for [`watcher_cap`], so the schema states the same rule.
+pub(crate) const WATCHER_CAP_CEL: &str =
+    "!has(self.maxWatchers) || self.maxWatchers <= (self.maxParticipants <= 10 ? 500 : 150)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watcher_cap_drops_above_ten_on_camera() {
+        assert_eq!(watcher_cap(1), 500);
+        assert_eq!(watcher_cap(10), 500);
+        assert_eq!(watcher_cap(11), 150);
+        assert_eq!(watcher_cap(20), 150);
+    }
+
+    #[test]
+    fn effective_watchers_never_exceeds_cap() {
+        assert_eq!(effective_watchers(10, None), 500);
+        assert_eq!(effective_watchers(15, None), 150);
+        assert_eq!(effective_watchers(15, Some(100)), 100);
+        assert_eq!(effective_watchers(15, Some(400)), 150);
+    }
+
+    #[test]
+    fn screen_share_greyed_out_at_five_speakers() {
+        assert!(screen_share_allowed(4));
+        assert!(!screen_share_allowed(5));
+    }
+
+    #[test]
+    fn cel_rule_states_the_same_numbers() {
+        assert!(WATCHER_CAP_CEL.contains(&SMALL_ROOM_ON_CAMERA.to_string()));
+        assert!(WATCHER_CAP_CEL.contains(&SMALL_ROOM_WATCHERS.to_string()));
+        assert!(WATCHER_CAP_CEL.contains(&LARGE_ROOM_WATCHERS.to_string()));
+    }
+}

@@ -1,0 +1,276 @@
+//! `Session`: a roundtable inside an event.
+//!
+//! Up to 10 people on camera with up to 500 watching by default; `maxParticipants` may go up
+//! to 20, and then at most 150 may watch (see [`crate::limits`]).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Lifecycle, SharePolicy, WatchPolicy};
+use crate::limits;
+
+/// A roundtable: a live video room inside an event, with its own chat, rules for who goes on
+/// camera and who watches, and optional recording.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "roundtable.dev",
+    version = "v1alpha1",
+    kind = "Session",
+    namespaced,
+    status = "SessionStatus",
+    shortname = "ses",
+    category = "roundtable",
+    doc = "A roundtable: a live video session inside a LiveEvent.",
+    scale(
+        spec_replicas_path = ".spec.relays",
+        status_replicas_path = ".status.relays",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Event", type_ = "string", json_path = ".spec.event"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "On Camera", type_ = "integer", json_path = ".status.onCamera"),
+    printcolumn(name = "Watching", type_ = "integer", json_path = ".status.watching"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
+    printcolumn(
+        name = "Share",
+        type_ = "string",
+        json_path = ".spec.share.policy",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Start",
+        type_ = "string",
+        json_path = ".spec.start",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("end must be after start").field_path(".end"))]
+#[x_kube(validation = Rule::new(limits::WATCHER_CAP_CEL).message("maxWatchers is too high: with up to 10 on camera (maxParticipants) at most 500 may watch, with 11 to 20 on camera at most 150").field_path(".maxWatchers"))]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSpec {
+    /// Name of the LiveEvent (in the same namespace) this session belongs to. Cannot change.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("a session cannot move to another event; create a new Session instead"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub event: String,
+    /// The session's title, shown in the event's list of sessions.
+    #[schemars(length(min = 1, max = 200))]
+    pub title: String,
+    /// A longer description, shown on the session page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10000))]
+    pub description: Option<String>,
+    /// When the session starts. Without it the session waits for an organiser's Start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Time>,
+    /// When the session ends; must be after `start`. Without it the session runs until an
+    /// organiser ends it or the event ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Time>,
+    /// Scheduled (follow start/end), Started (an organiser's Start) or Ended (an organiser
+    /// ended it).
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// Who may go on camera.
+    #[serde(default)]
+    pub share: Share,
+    /// Who may watch.
+    #[serde(default)]
+    pub watch: Watch,
+    /// Most people on camera at once, 1 to 20 (default 10). Above 10, at most 150 may watch.
+    #[serde(default = "default_max_participants")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 20").message("maxParticipants must be between 1 and 20 people on camera"))]
+    pub max_participants: i32,
+    /// Most people watching at once. Defaults to the cap: 500 with up to 10 on camera, 150
+    /// with 11 to 20. Cannot be set above the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("maxWatchers cannot be negative"))]
+    pub max_watchers: Option<i32>,
+    /// Record the session: recording starts when someone goes on camera (see the README for
+    /// the pause and stop rules). Needs `recordingStorage` on the event.
+    #[serde(default)]
+    pub recording: bool,
+    /// Identity of the attendee who created the session, when it was not an organiser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("createdBy cannot change"))]
+    #[schemars(length(max = 254))]
+    pub created_by: Option<String>,
+    /// Number of relay SFU pods serving watchers, set through the scale subresource (by a
+    /// HorizontalPodAutoscaler, KEDA, or the operator's own autoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("relays must be between 0 and 1000"))]
+    pub relays: Option<i32>,
+    /// Viewer-count autoscaling of relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+fn default_max_participants() -> i32 {
+    limits::DEFAULT_ON_CAMERA
+}
+
+/// Who may go on camera in a session.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.policy != 'Moderated' || size(self.moderators) > 0").message("a Moderated session needs at least one moderator in share.moderators").field_path(".moderators"))]
+#[x_kube(validation = Rule::new("self.policy != 'InviteOnly' || size(self.invitees) > 0").message("an InviteOnly session needs at least one person in share.invitees").field_path(".invitees"))]
+#[serde(rename_all = "camelCase")]
+pub struct Share {
+    /// Open (anyone watching may share), Moderated (moderators let people on camera) or
+    /// InviteOnly (only `invitees` may share).
+    #[serde(default)]
+    pub policy: SharePolicy,
+    /// Registered attendees (identities, usually email addresses) who see the moderation panel:
+    /// they approve requests to share and remove anyone from camera. Required for Moderated.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 254)))]
+    pub moderators: Vec<String>,
+    /// People (identities) who may share in an InviteOnly session, usually the speakers.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 254)))]
+    pub invitees: Vec<String>,
+}
+
+/// Who may watch a session.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.policy != 'TicketTypes' || size(self.ticketTypes) > 0").message("watch.policy TicketTypes needs at least one ticket type in watch.ticketTypes").field_path(".ticketTypes"))]
+#[x_kube(validation = Rule::new("self.policy == 'TicketTypes' || size(self.ticketTypes) == 0").message("watch.ticketTypes only applies with watch.policy TicketTypes; set the policy or remove the list").field_path(".ticketTypes"))]
+#[serde(rename_all = "camelCase")]
+pub struct Watch {
+    /// AnyTicket (anyone with a ticket to the event) or TicketTypes (only holders of the
+    /// listed ticket types; the session is hidden from everyone else).
+    #[serde(default)]
+    pub policy: WatchPolicy,
+    /// Names of the event's ticket types whose holders may watch, for policy TicketTypes.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 63)))]
+    pub ticket_types: Vec<String>,
+}
+
+/// Viewer-count autoscaling of a session's relay pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.minRelays) || !has(self.maxRelays) || self.minRelays <= self.maxRelays").message("autoscaling.minRelays must not exceed autoscaling.maxRelays"))]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Whether the operator scales relays from the live watching count. Turn it off to drive
+    /// `spec.relays` from a HorizontalPodAutoscaler or KEDA instead.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Fewest relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("autoscaling.minRelays cannot be negative"))]
+    pub min_relays: Option<i32>,
+    /// Most relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("autoscaling.maxRelays must be between 1 and 1000"))]
+    pub max_relays: Option<i32>,
+}
+
+/// Phase of a session or stage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum LivePhase {
+    /// Waiting for its start time or an organiser's Start.
+    Scheduled,
+    /// Its SFU pod is being scheduled and started.
+    Starting,
+    /// Its SFU pod is ready and people can join.
+    Live,
+    /// Ending: new joins are refused, people still connected may stay for the grace period.
+    Draining,
+    /// Over.
+    Ended,
+    /// Cannot run; the conditions say why.
+    Failed,
+}
+
+/// State of one recording.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecordingState {
+    /// Capturing while someone is on camera.
+    Recording,
+    /// Nobody on camera; resumes in the same file if someone comes back within an hour.
+    Paused,
+    /// Being composed into the MP4.
+    Processing,
+    /// The MP4 is ready for download.
+    Complete,
+    /// Could not be produced; see the session's Events.
+    Failed,
+}
+
+/// One recording of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingSummary {
+    /// Recording, Paused, Processing, Complete or Failed.
+    pub state: RecordingState,
+    /// When the recording started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Time>,
+    /// Seconds of media recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+    /// Size of the MP4 in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// Path of the MP4 on the event's recording storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// What the operator observes of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStatus {
+    /// Scheduled, Starting, Live, Draining, Ended or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<LivePhase>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, PodScheduled, Degraded, and a False condition with a reason for problems with
+    /// other objects (a missing LiveEvent, an unknown ticket type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Where browsers reach the session's SFU (host:port of its media endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// People on camera now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_camera: Option<i32>,
+    /// People watching now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watching: Option<i32>,
+    /// Most people on camera at once so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_on_camera: Option<i32>,
+    /// Most people watching at once so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_watching: Option<i32>,
+    /// Distinct people who joined so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_joiners: Option<i32>,
+    /// When the session went live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the session ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// Relay SFU pods running (scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relays: Option<i32>,
+    /// Label selector of the session's relay pods (scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The session's recordings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recordings: Vec<RecordingSummary>,
+}
