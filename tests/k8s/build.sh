@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the
 # k8s.io/kubernetes module pinned in go.mod, into a cache outside the repository keyed by
-# the version. Does nothing when the binaries are already there.
+# the version. Does nothing when the binaries are already there. Safe to run concurrently
+# (test binaries running in parallel): one build, the others wait for it.
 #
 #   tests/k8s/build.sh            prints the bin directory on its last line
 set -euo pipefail
@@ -11,16 +12,36 @@ cache=${ROUNDTABLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roundtable}
 bin="$cache/kubernetes-$version/bin"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
-missing=()
-for t in "${tools[@]}"; do [ -x "$bin/$t" ] || missing+=("$t"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "building Kubernetes $version: ${missing[*]} (once; cached in $bin)" >&2
-  mkdir -p "$bin.partial"
-  (cd "$here" && for t in "${missing[@]}"; do
-     GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$bin.partial/$t" "k8s.io/kubernetes/cmd/$t"
-   done)
-  mkdir -p "$bin"
-  for t in "${missing[@]}"; do mv "$bin.partial/$t" "$bin/$t"; done
-  rmdir "$bin.partial" 2>/dev/null || true
+# What `--version`, /version and the client-go user agent report; `go build` alone leaves
+# v0.0.0-master. Bump `recipe` when the build flags change so cached binaries are rebuilt.
+minor=${version#v1.}; minor=${minor%%.*}
+stamp=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  stamp+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+recipe="$version stamped-1"
+
+missing() {
+  local t
+  [ "$(cat "$bin/.recipe" 2>/dev/null)" = "$recipe" ] || { echo "${tools[*]}"; return; }
+  for t in "${tools[@]}"; do [ -x "$bin/$t" ] || echo "$t"; done
+}
+
+if [ -n "$(missing)" ]; then
+  mkdir -p "$cache"
+  exec 9>"$cache/kubernetes-$version.lock"
+  flock 9
+  todo=($(missing))
+  if [ ${#todo[@]} -gt 0 ]; then
+    echo "building Kubernetes $version: ${todo[*]} (once; cached in $bin)" >&2
+    rm -rf "$bin.partial" && mkdir -p "$bin.partial"
+    (cd "$here" && for t in "${todo[@]}"; do
+       GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w$stamp" -o "$bin.partial/$t" "k8s.io/kubernetes/cmd/$t"
+     done)
+    mkdir -p "$bin"
+    for t in "${todo[@]}"; do mv "$bin.partial/$t" "$bin/$t"; done
+    rmdir "$bin.partial" 2>/dev/null || true
+    echo "$recipe" > "$bin/.recipe"
+  fi
 fi
 echo "$bin"
