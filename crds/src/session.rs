@@ -121,8 +121,10 @@ fn default_max_participants() -> i32 {
 #[x_kube(validation = Rule::new("self.policy != 'InviteOnly' || size(self.invitees) > 0").message("an InviteOnly session needs at least one person in share.invitees").field_path(".invitees"))]
 #[serde(rename_all = "camelCase")]
 pub struct Share {
-    /// Open (anyone watching may share), Moderated (moderators let people on camera) or
-    /// InviteOnly (only `invitees` may share).
+    /// `Open`: anyone who may watch may press "Share audio and video". `Moderated`: attendees
+    /// press "Request to share audio and video" and a moderator lets them on camera with one
+    /// click (and may remove anyone from camera); needs `moderators`. `InviteOnly`: only the
+    /// people in `invitees` may share.
     #[serde(default)]
     pub policy: SharePolicy,
     /// Registered attendees (identities, usually email addresses) who see the moderation panel:

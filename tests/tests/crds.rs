@@ -134,7 +134,9 @@ fn stage(name: &str, extra: &str) -> String {
 }
 
 fn room(name: &str, extra: &str) -> String {
-    format!("apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: {name}\nspec:\n{extra}")
+    format!(
+        "apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: {name}\nspec:\n{extra}"
+    )
 }
 
 fn event(name: &str, extra: &str) -> String {
@@ -297,11 +299,19 @@ async fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
 
     let mut failures = Vec::new();
     for (what, manifest, message) in &cases {
-        let (ok, out) = kubectl(cluster, &["create", "-n", &ns.name, "-f", "-"], Some(manifest)).await;
+        let (ok, out) = kubectl(
+            cluster,
+            &["create", "-n", &ns.name, "-f", "-"],
+            Some(manifest),
+        )
+        .await;
         if ok {
             failures.push(format!("{what}: accepted, but should be refused"));
         } else if !out.contains(message) {
-            failures.push(format!("{what}: refused with\n  {}\nexpected to contain\n  {message}", out.trim()));
+            failures.push(format!(
+                "{what}: refused with\n  {}\nexpected to contain\n  {message}",
+                out.trim()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -312,18 +322,40 @@ async fn url_slugs_and_the_event_of_a_session_cannot_change() {
     let cluster = cluster().await;
     let ns = cluster.namespace("crd-immutable").await.unwrap();
     for manifest in [room("board", ROOM_OK), session("s1", "")] {
-        let (ok, out) = kubectl(cluster, &["create", "-n", &ns.name, "-f", "-"], Some(&manifest)).await;
+        let (ok, out) = kubectl(
+            cluster,
+            &["create", "-n", &ns.name, "-f", "-"],
+            Some(&manifest),
+        )
+        .await;
         assert!(ok, "{out}");
     }
     let changes = [
-        ("room", "board", r#"{"spec":{"slug":"boardroom"}}"#, "slug is part of the room's URL and cannot change"),
-        ("room", "board", r#"{"spec":{"host":"grace"}}"#, "host is part of the room's URL and cannot change"),
-        ("session", "s1", r#"{"spec":{"event":"other"}}"#, "a session cannot move to another event"),
+        (
+            "room",
+            "board",
+            r#"{"spec":{"slug":"boardroom"}}"#,
+            "slug is part of the room's URL and cannot change",
+        ),
+        (
+            "room",
+            "board",
+            r#"{"spec":{"host":"grace"}}"#,
+            "host is part of the room's URL and cannot change",
+        ),
+        (
+            "session",
+            "s1",
+            r#"{"spec":{"event":"other"}}"#,
+            "a session cannot move to another event",
+        ),
     ];
     for (kind, name, patch, message) in changes {
         let (ok, out) = kubectl(
             cluster,
-            &["patch", kind, name, "-n", &ns.name, "--type", "merge", "-p", patch],
+            &[
+                "patch", kind, name, "-n", &ns.name, "--type", "merge", "-p", patch,
+            ],
             None,
         )
         .await;
@@ -333,7 +365,17 @@ async fn url_slugs_and_the_event_of_a_session_cannot_change() {
     // Changing what may change still works.
     let (ok, out) = kubectl(
         cluster,
-        &["patch", "room", "board", "-n", &ns.name, "--type", "merge", "-p", r#"{"spec":{"locked":true}}"#],
+        &[
+            "patch",
+            "room",
+            "board",
+            "-n",
+            &ns.name,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"locked":true}}"#,
+        ],
         None,
     )
     .await;
@@ -345,7 +387,18 @@ async fn set_status(cluster: &Cluster, ns: &str, kind: &str, name: &str, status:
     let patch = format!(r#"{{"status":{status}}}"#);
     let (ok, out) = kubectl(
         cluster,
-        &["patch", kind, name, "-n", ns, "--subresource=status", "--type", "merge", "-p", &patch],
+        &[
+            "patch",
+            kind,
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ],
         None,
     )
     .await;
@@ -355,7 +408,11 @@ async fn set_status(cluster: &Cluster, ns: &str, kind: &str, name: &str, status:
 fn header_and_row<'a>(table: &'a str, name: &str) -> (Vec<&'a str>, &'a str) {
     let mut lines = table.lines();
     let header = lines.next().expect("a header line");
-    let columns = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let columns = header
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     let row = lines
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("a row for {name} in\n{table}"));
@@ -368,42 +425,115 @@ async fn kubectl_get_shows_phase_counts_endpoint_and_age() {
     let ns = cluster.namespace("crd-columns").await.unwrap();
     for file in ["gala.yaml", "stage.yaml", "locked-room.yaml"] {
         let path = examples_dir().join(file);
-        let (ok, out) = kubectl(cluster, &["apply", "-n", &ns.name, "-f", path.to_str().unwrap()], None).await;
+        let (ok, out) = kubectl(
+            cluster,
+            &["apply", "-n", &ns.name, "-f", path.to_str().unwrap()],
+            None,
+        )
+        .await;
         assert!(ok, "{out}");
     }
-    set_status(cluster, &ns.name, "session", "gala-future-of-work",
-        r#"{"phase":"Live","onCamera":3,"watching":42,"endpoint":"203.0.113.7:31000"}"#).await;
-    set_status(cluster, &ns.name, "stage", "gala-main-stage",
-        r#"{"phase":"Live","onCamera":2,"watching":120,"endpoint":"203.0.113.8:31001"}"#).await;
-    set_status(cluster, &ns.name, "room", "ada-board",
-        r#"{"phase":"Idle"}"#).await;
-    set_status(cluster, &ns.name, "liveevent", "gala",
-        r#"{"phase":"Live","sessionsLive":1,"watching":162,"onCamera":5}"#).await;
+    set_status(
+        cluster,
+        &ns.name,
+        "session",
+        "gala-future-of-work",
+        r#"{"phase":"Live","onCamera":3,"watching":42,"endpoint":"203.0.113.7:31000"}"#,
+    )
+    .await;
+    set_status(
+        cluster,
+        &ns.name,
+        "stage",
+        "gala-main-stage",
+        r#"{"phase":"Live","onCamera":2,"watching":120,"endpoint":"203.0.113.8:31001"}"#,
+    )
+    .await;
+    set_status(
+        cluster,
+        &ns.name,
+        "room",
+        "ada-board",
+        r#"{"phase":"Idle"}"#,
+    )
+    .await;
+    set_status(
+        cluster,
+        &ns.name,
+        "liveevent",
+        "gala",
+        r#"{"phase":"Live","sessionsLive":1,"watching":162,"onCamera":5}"#,
+    )
+    .await;
 
     let expectations: [(&str, &str, &[&str], &[&str]); 4] = [
         (
             "sessions",
             "gala-future-of-work",
-            &["NAME", "EVENT", "PHASE", "ON CAMERA", "WATCHING", "ENDPOINT", "AGE"],
+            &[
+                "NAME",
+                "EVENT",
+                "PHASE",
+                "ON CAMERA",
+                "WATCHING",
+                "ENDPOINT",
+                "AGE",
+            ],
             &["gala", "Live", "3", "42", "203.0.113.7:31000"],
         ),
         (
             "stages",
             "gala-main-stage",
-            &["NAME", "EVENT", "PHASE", "BROADCASTING", "ON CAMERA", "WATCHING", "ENDPOINT", "AGE"],
+            &[
+                "NAME",
+                "EVENT",
+                "PHASE",
+                "BROADCASTING",
+                "ON CAMERA",
+                "WATCHING",
+                "ENDPOINT",
+                "AGE",
+            ],
             &["gala", "Live", "false", "2", "120", "203.0.113.8:31001"],
         ),
         (
             "rooms",
             "ada-board",
-            &["NAME", "HOST", "SLUG", "THEME", "LOCKED", "PHASE", "ON CAMERA", "WATCHING", "ENDPOINT", "AGE"],
+            &[
+                "NAME",
+                "HOST",
+                "SLUG",
+                "THEME",
+                "LOCKED",
+                "PHASE",
+                "ON CAMERA",
+                "WATCHING",
+                "ENDPOINT",
+                "AGE",
+            ],
             &["ada", "board", "Meeting", "true", "Idle"],
         ),
         (
             "liveevents",
             "gala",
-            &["NAME", "TITLE", "START", "PHASE", "SESSIONS LIVE", "WATCHING", "ON CAMERA", "AGE"],
-            &["Winter Gala 2026", "2026-12-10T17:00:00Z", "Live", "1", "162", "5"],
+            &[
+                "NAME",
+                "TITLE",
+                "START",
+                "PHASE",
+                "SESSIONS LIVE",
+                "WATCHING",
+                "ON CAMERA",
+                "AGE",
+            ],
+            &[
+                "Winter Gala 2026",
+                "2026-12-10T17:00:00Z",
+                "Live",
+                "1",
+                "162",
+                "5",
+            ],
         ),
     ];
     for (kind, name, columns, values) in expectations {
@@ -412,29 +542,61 @@ async fn kubectl_get_shows_phase_counts_endpoint_and_age() {
         let (header, row) = header_and_row(&out, name);
         assert_eq!(header, columns, "columns of kubectl get {kind}");
         for value in values {
-            assert!(row.contains(value), "kubectl get {kind}: row for {name} shows {value}:\n{out}");
+            assert!(
+                row.contains(value),
+                "kubectl get {kind}: row for {name} shows {value}:\n{out}"
+            );
         }
     }
 
     // -o wide adds the share policy and start of sessions.
-    let (ok, out) = kubectl(cluster, &["get", "sessions", "-n", &ns.name, "-o", "wide"], None).await;
+    let (ok, out) = kubectl(
+        cluster,
+        &["get", "sessions", "-n", &ns.name, "-o", "wide"],
+        None,
+    )
+    .await;
     assert!(ok, "{out}");
     let (header, row) = header_and_row(&out, "gala-future-of-work");
-    assert!(header.contains(&"SHARE") && header.contains(&"START"), "{out}");
-    assert!(row.contains("Open") && row.contains("2026-12-10T18:00:00Z"), "{out}");
+    assert!(
+        header.contains(&"SHARE") && header.contains(&"START"),
+        "{out}"
+    );
+    assert!(
+        row.contains("Open") && row.contains("2026-12-10T18:00:00Z"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
 async fn sessions_scale_by_relays_through_the_scale_subresource() {
     let cluster = cluster().await;
     let ns = cluster.namespace("crd-scale").await.unwrap();
-    let (ok, out) = kubectl(cluster, &["create", "-n", &ns.name, "-f", "-"], Some(&session("big", ""))).await;
+    let (ok, out) = kubectl(
+        cluster,
+        &["create", "-n", &ns.name, "-f", "-"],
+        Some(&session("big", "")),
+    )
+    .await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(cluster, &["scale", "session", "big", "-n", &ns.name, "--replicas=3"], None).await;
+    let (ok, out) = kubectl(
+        cluster,
+        &["scale", "session", "big", "-n", &ns.name, "--replicas=3"],
+        None,
+    )
+    .await;
     assert!(ok, "kubectl scale: {out}");
     let (ok, out) = kubectl(
         cluster,
-        &["get", "session", "big", "-n", &ns.name, "-o", "jsonpath={.spec.relays}"],
+        &[
+            "get",
+            "session",
+            "big",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.spec.relays}",
+        ],
         None,
     )
     .await;
