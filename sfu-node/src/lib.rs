@@ -11,6 +11,7 @@
 
 pub mod config;
 mod error;
+pub mod media;
 pub mod rules;
 
 pub use config::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};

@@ -1,0 +1,159 @@
+//! Simulcast layer choice: which of a publisher's layers one viewer receives.
+//!
+//! Pure functions of the viewer's bandwidth estimate (TWCC), how many videos it shows, how
+//! big it shows this one, and each layer's measured bitrate.
+
+use std::time::{Duration, Instant};
+
+use str0m::media::Rid;
+
+/// Rank a simulcast rid from lowest (0) to highest (2) quality by its common spellings
+/// (`q/h/f` as in Pion and many WHIP clients, `l/m/h`, `0/1/2`).
+pub fn rank_rids(rids: &[Rid]) -> Vec<Rid> {
+    let has_f = rids.iter().any(|r| &**r == "f");
+    let rank = |r: &Rid| -> u8 {
+        match &**r {
+            "q" | "l" | "lo" | "low" | "0" => 0,
+            "m" | "mid" | "1" => 1,
+            "h" if has_f => 1,
+            _ => 2,
+        }
+    };
+    let mut sorted = rids.to_vec();
+    sorted.sort_by_key(rank);
+    sorted
+}
+
+/// The highest layer index a tile of this size needs, for layers at ¼, ½ and full size of a
+/// 1280×720 source.
+pub fn max_layer_for_tile(width: u32, height: u32, layers: usize) -> usize {
+    if layers == 0 {
+        return 0;
+    }
+    let need = if width <= 320 && height <= 180 {
+        0
+    } else if width <= 640 && height <= 360 {
+        1
+    } else {
+        2
+    };
+    need.min(layers - 1)
+}
+
+/// Pick a layer index: the highest that fits both the tile and this video's share of the
+/// estimate; the lowest when none fits, so video keeps flowing.
+///
+/// `layer_bps[i]` is layer i's measured bitrate, `None` when not measured yet (then assumed
+/// to fit only if every lower layer is measured to fit).
+pub fn choose_layer(
+    estimate_bps: Option<u64>,
+    videos: usize,
+    tile_max: usize,
+    layer_bps: &[Option<u64>],
+) -> usize {
+    if layer_bps.is_empty() {
+        return 0;
+    }
+    let top = tile_max.min(layer_bps.len() - 1);
+    let Some(estimate) = estimate_bps else {
+        return top;
+    };
+    // Keep 15% headroom for audio, RTX and RTCP.
+    let share = estimate * 85 / 100 / videos.max(1) as u64;
+    let mut best = 0;
+    for (i, bps) in layer_bps.iter().enumerate().take(top + 1) {
+        match bps {
+            Some(b) if *b <= share => best = i,
+            Some(_) => break,
+            None => {
+                if i == 0 {
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// A bitrate meter over one-second windows.
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    window_start: Option<Instant>,
+    bytes: u64,
+    bps: Option<u64>,
+}
+
+impl RateMeter {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    pub fn add(&mut self, now: Instant, bytes: usize) {
+        let start = *self.window_start.get_or_insert(now);
+        self.bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Self::WINDOW {
+            self.bps = Some(self.bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64);
+            self.bytes = 0;
+            self.window_start = Some(now);
+        }
+    }
+
+    pub fn bps(&self) -> Option<u64> {
+        self.bps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rids(s: &[&str]) -> Vec<Rid> {
+        s.iter().map(|r| (*r).into()).collect()
+    }
+
+    #[test]
+    fn rids_are_ordered_low_to_high_whatever_the_spelling() {
+        assert_eq!(rank_rids(&rids(&["f", "h", "q"])), rids(&["q", "h", "f"]));
+        assert_eq!(rank_rids(&rids(&["h", "m", "l"])), rids(&["l", "m", "h"]));
+    }
+
+    #[test]
+    fn the_highest_affordable_layer_wins() {
+        let layers = [Some(150_000), Some(500_000), Some(1_500_000)];
+        assert_eq!(choose_layer(Some(3_000_000), 1, 2, &layers), 2);
+        assert_eq!(choose_layer(Some(1_000_000), 1, 2, &layers), 1);
+        // Bandwidth drop: falls to the lowest layer, never to nothing.
+        assert_eq!(choose_layer(Some(100_000), 1, 2, &layers), 0);
+        // Four videos share the estimate.
+        assert_eq!(choose_layer(Some(3_000_000), 4, 2, &layers), 1);
+    }
+
+    #[test]
+    fn small_tiles_get_small_layers_even_with_bandwidth() {
+        let layers = [Some(150_000), Some(500_000), Some(1_500_000)];
+        let tile = max_layer_for_tile(320, 180, 3);
+        assert_eq!(choose_layer(Some(10_000_000), 1, tile, &layers), 0);
+        let tile = max_layer_for_tile(640, 360, 3);
+        assert_eq!(choose_layer(Some(10_000_000), 1, tile, &layers), 1);
+        assert_eq!(max_layer_for_tile(1920, 1080, 2), 1);
+    }
+
+    #[test]
+    fn unmeasured_layers_are_not_assumed_affordable() {
+        let layers = [Some(150_000), None, None];
+        assert_eq!(choose_layer(Some(10_000_000), 1, 2, &layers), 0);
+        assert_eq!(choose_layer(None, 1, 2, &layers), 2);
+    }
+
+    #[test]
+    fn rate_meter_measures_per_second() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        for i in 0..=100 {
+            m.add(t0 + Duration::from_millis(i * 10), 1250);
+        }
+        // 100 packets of 1250 bytes over 1 s (first counted) ≈ 1 Mbit/s.
+        let bps = m.bps().unwrap();
+        assert!((990_000..=1_020_000).contains(&bps), "{bps}");
+    }
+}

@@ -1,0 +1,121 @@
+//! One WebRTC peer connection of the room and its explicit track state.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::Serialize;
+use str0m::Rtc;
+use str0m::format::PayloadParams;
+use str0m::media::{MediaKind, Mid, Pt, Rid};
+
+use super::keyframe::KeyframeThrottle;
+use super::layer::RateMeter;
+use crate::rules::ParticipantId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PeerId(pub u64);
+
+/// What a publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Camera,
+    Screen,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Camera => "camera",
+            Source::Screen => "screen",
+        }
+    }
+}
+
+/// A peer either publishes (WHIP) or views (WHEP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "role", content = "source")]
+pub enum PeerRole {
+    Publish(Source),
+    View,
+}
+
+/// A track a publisher sends into the room.
+#[derive(Debug)]
+pub struct TrackIn {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// Simulcast layers, lowest first; empty without simulcast.
+    pub layers: Vec<Rid>,
+    pub meters: Vec<RateMeter>,
+    /// Viewers fed by this track: (viewer peer, slot index).
+    pub subscribers: Vec<(PeerId, usize)>,
+    pub keyframes: KeyframeThrottle,
+}
+
+impl TrackIn {
+    pub fn layer_index(&self, rid: Option<Rid>) -> Option<usize> {
+        match rid {
+            None => self.layers.is_empty().then_some(0),
+            Some(r) => self.layers.iter().position(|l| *l == r),
+        }
+    }
+
+    pub fn layer_rid(&self, index: usize) -> Option<Rid> {
+        self.layers.get(index).copied()
+    }
+}
+
+/// What a viewer's slot carries.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub publisher: PeerId,
+    pub participant: ParticipantId,
+    pub track: Mid,
+    /// The layer being forwarded; `None` until the first keyframe arrived.
+    pub current: Option<Option<Rid>>,
+    /// The layer wanted; a switch happens on its next keyframe.
+    pub target: Option<Rid>,
+    /// Offset added to the publisher's RTP time so a layer switch keeps time running forward.
+    pub offset: i64,
+    pub last_out: Option<u64>,
+    /// Payload params of the last forwarded data, and the viewer's matching payload type.
+    pub pt: Option<(PayloadParams, Pt)>,
+}
+
+/// A receiving m-line in a viewer's session.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    pub feed: Option<Feed>,
+    /// Highest layer index the tile showing this slot needs.
+    pub tile_max: usize,
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    pub id: PeerId,
+    pub participant: ParticipantId,
+    pub role: PeerRole,
+    pub rtc: Rtc,
+    pub timeout: Instant,
+    pub connected: bool,
+    pub remote: Option<SocketAddr>,
+    pub tracks_in: Vec<TrackIn>,
+    pub slots: Vec<Slot>,
+    /// Whether media is sent to this viewer (the stage's broadcast gate).
+    pub receives: bool,
+    /// Latest TWCC estimate towards this viewer.
+    pub estimate_bps: Option<u64>,
+}
+
+impl Peer {
+    pub fn video_feeds(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.kind == MediaKind::Video && s.feed.is_some())
+            .count()
+    }
+}

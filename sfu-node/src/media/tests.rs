@@ -1,0 +1,683 @@
+//! The media core against real str0m client peers, in memory, on a fake clock.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, Frequency, MediaData, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::*;
+use crate::rules::ParticipantId;
+
+const TICK: Duration = Duration::from_millis(1);
+/// Frame sizes per layer at 30 fps: about 0.07, 0.36 and 1.2 Mbit/s.
+const LAYERS: [(&str, usize); 3] = [("q", 300), ("h", 1_500), ("f", 5_000)];
+
+struct Downlink {
+    /// Link capacity; `None` is unlimited.
+    rate_bps: Option<u64>,
+    free_at: Instant,
+    /// Drop every n-th packet.
+    drop_every: Option<u64>,
+    sent: u64,
+    queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+}
+
+struct Client {
+    participant: ParticipantId,
+    rtc: Rtc,
+    addr: SocketAddr,
+    timeout: Instant,
+    events: Vec<(Instant, Event)>,
+    down: Downlink,
+    // Publisher state.
+    audio: Option<Mid>,
+    video: Option<Mid>,
+    simulcast: bool,
+    codec: Codec,
+    frame: u64,
+    keyframe_every: u64,
+    want_keyframe: Vec<Option<Rid>>,
+    seen: usize,
+}
+
+impl Client {
+    fn media(&self) -> impl Iterator<Item = &MediaData> {
+        self.events.iter().filter_map(|(_, e)| match e {
+            Event::MediaData(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    fn video_frames(&self) -> Vec<(Instant, &MediaData)> {
+        self.events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Event::MediaData(d) if d.params.spec().codec.is_video() => Some((*t, d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keyframe_requests(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::KeyframeRequest(_)))
+            .count()
+    }
+}
+
+struct World {
+    now: Instant,
+    start: Instant,
+    sfu: Media,
+    clients: Vec<Client>,
+    to_sfu: Vec<(SocketAddr, Vec<u8>)>,
+    sfu_events: Vec<MediaEvent>,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        let sfu_addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 1), 5000).into();
+        World {
+            now,
+            start: now,
+            sfu: Media::new(MediaConfig {
+                advertise: sfu_addr,
+                initial_estimate_bps: 3_000_000,
+            }),
+            clients: Vec::new(),
+            to_sfu: Vec::new(),
+            sfu_events: Vec::new(),
+        }
+    }
+
+    fn client_rtc(&self, codec: Codec) -> Rtc {
+        Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(codec == Codec::Vp8)
+            .enable_h264(codec == Codec::H264)
+            .build(self.now)
+    }
+
+    fn add_client(
+        &mut self,
+        participant: u64,
+        mut rtc: Rtc,
+        role: PeerRole,
+        simulcast: bool,
+    ) -> (usize, Vec<Mid>) {
+        let idx = self.clients.len();
+        let addr: SocketAddr = (Ipv4Addr::new(10, 1, 0, idx as u8 + 1), 40000).into();
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let (offer, pending, mids) = build_offer(&mut rtc, role, simulcast);
+        let (_, answer) = self
+            .sfu
+            .add_peer(
+                self.now,
+                ParticipantId(participant),
+                role,
+                &offer.to_sdp_string(),
+            )
+            .unwrap();
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        self.clients.push(Client {
+            participant: ParticipantId(participant),
+            rtc,
+            addr,
+            timeout: self.now,
+            events: Vec::new(),
+            down: Downlink {
+                rate_bps: None,
+                free_at: self.now,
+                drop_every: None,
+                sent: 0,
+                queue: VecDeque::new(),
+            },
+            audio: None,
+            video: None,
+            simulcast: false,
+            codec: Codec::Vp8,
+            frame: 0,
+            keyframe_every: 300,
+            want_keyframe: Vec::new(),
+            seen: 0,
+        });
+        (idx, mids)
+    }
+
+    fn publisher(&mut self, participant: u64, simulcast: bool, codec: Codec) -> usize {
+        let rtc = self.client_rtc(codec);
+        let (idx, mids) = self.add_client(
+            participant,
+            rtc,
+            PeerRole::Publish(Source::Camera),
+            simulcast,
+        );
+        let c = &mut self.clients[idx];
+        c.audio = Some(mids[0]);
+        c.video = Some(mids[1]);
+        c.simulcast = simulcast;
+        c.codec = codec;
+        idx
+    }
+
+    fn viewer(&mut self, participant: u64, slots: usize) -> usize {
+        let rtc = self.client_rtc(Codec::Vp8);
+        let before = SLOTS.with(|s| s.replace(slots));
+        let (idx, _) = self.add_client(participant, rtc, PeerRole::View, false);
+        SLOTS.with(|s| s.set(before));
+        idx
+    }
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        for i in 0..self.clients.len() {
+            self.send_media(i);
+            let c = &mut self.clients[i];
+            if c.timeout <= now {
+                c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+            poll_client(c, now, &mut self.to_sfu);
+        }
+        for (src, bytes) in std::mem::take(&mut self.to_sfu) {
+            self.sfu.handle_receive(now, src, &bytes);
+        }
+        if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+            self.sfu.handle_timeout(now);
+        }
+        while let Some(t) = self.sfu.poll_transmit() {
+            let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else {
+                continue;
+            };
+            let d = &mut c.down;
+            d.sent += 1;
+            if d.drop_every.is_some_and(|n| d.sent % n == 0) {
+                continue;
+            }
+            let at = match d.rate_bps {
+                None => now,
+                Some(rate) => {
+                    let start = d.free_at.max(now);
+                    let tx = Duration::from_micros(t.contents.len() as u64 * 8 * 1_000_000 / rate);
+                    if start - now > Duration::from_millis(300) {
+                        continue; // tail drop: the bottleneck queue is full
+                    }
+                    d.free_at = start + tx;
+                    d.free_at
+                }
+            };
+            d.queue.push_back((at, t.source, t.contents.to_vec()));
+        }
+        while let Some(e) = self.sfu.poll_event() {
+            self.sfu_events.push(e);
+        }
+        for c in &mut self.clients {
+            while c.down.queue.front().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, src, bytes) = c.down.queue.pop_front().unwrap();
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: src,
+                        destination: c.addr,
+                        contents: bytes.as_slice().try_into().unwrap(),
+                    },
+                );
+                c.rtc.handle_input(input).unwrap();
+                poll_client(c, now, &mut self.to_sfu);
+            }
+        }
+    }
+
+    /// Publishers send 30 fps video (per layer) and 50 fps audio.
+    fn send_media(&mut self, i: usize) {
+        let elapsed = (self.now - self.start).as_millis() as u64;
+        let c = &mut self.clients[i];
+        if !c.rtc.is_connected() {
+            return;
+        }
+        for (_, e) in &c.events[c.seen..] {
+            if let Event::KeyframeRequest(r) = e {
+                c.want_keyframe.push(r.rid);
+            }
+        }
+        c.seen = c.events.len();
+        if let Some(mid) = c.audio
+            && elapsed.is_multiple_of(20)
+        {
+            let pt = c
+                .rtc
+                .writer(mid)
+                .unwrap()
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .unwrap()
+                .pt();
+            let t = MediaTime::new(elapsed * 48, Frequency::FORTY_EIGHT_KHZ);
+            c.rtc
+                .writer(mid)
+                .unwrap()
+                .write(pt, self.now, t, vec![0xAA; 80])
+                .unwrap();
+        }
+        let Some(mid) = c.video else { return };
+        if !elapsed.is_multiple_of(33) {
+            return;
+        }
+        c.frame += 1;
+        let codec = c.codec;
+        let pt = c
+            .rtc
+            .writer(mid)
+            .unwrap()
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .unwrap()
+            .pt();
+        let t = MediaTime::new(elapsed * 90, Frequency::NINETY_KHZ);
+        let layers: Vec<(Option<Rid>, usize)> = if c.simulcast {
+            LAYERS
+                .iter()
+                .map(|(r, s)| (Some((*r).into()), *s))
+                .collect()
+        } else {
+            vec![(None, 1_500)]
+        };
+        let periodic = c.frame % c.keyframe_every == 1;
+        let requested: Vec<Option<Rid>> = std::mem::take(&mut c.want_keyframe);
+        for (rid, size) in layers {
+            let key = periodic || requested.iter().any(|r| r.is_none() || *r == rid);
+            let data = frame_bytes(codec, key, c.frame, size);
+            let mut w = c.rtc.writer(mid).unwrap();
+            if let Some(rid) = rid {
+                w = w.rid(rid);
+            }
+            w.write(pt, self.now, t, data).unwrap();
+        }
+    }
+
+    fn client(&self, i: usize) -> &Client {
+        &self.clients[i]
+    }
+}
+
+thread_local! {
+    static SLOTS: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
+}
+
+fn frame_bytes(codec: Codec, key: bool, frame: u64, size: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(size + 5);
+    match codec {
+        // VP8 payload header: bit 0 clear marks a keyframe.
+        Codec::Vp8 => v.push(if key { 0x10 } else { 0x11 }),
+        // H.264 Annex B: an IDR slice (type 5) or a non-IDR slice (type 1).
+        _ => v.extend_from_slice(&[0, 0, 0, 1, if key { 0x65 } else { 0x41 }]),
+    }
+    // No zero bytes, so an H.264 payload never contains a start code.
+    v.extend(frame.to_be_bytes().iter().map(|b| b | 0x80));
+    v.resize(size, 0x5A);
+    v
+}
+
+fn build_offer(
+    rtc: &mut Rtc,
+    role: PeerRole,
+    simulcast: bool,
+) -> (SdpOffer, SdpPendingOffer, Vec<Mid>) {
+    let mut api = rtc.sdp_api();
+    let mut mids = Vec::new();
+    match role {
+        PeerRole::Publish(_) => {
+            mids.push(api.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some("s".into()),
+                Some("a".into()),
+                None,
+            ));
+            let sim = simulcast.then(|| {
+                let mut sim = Simulcast::new();
+                for (rid, _) in LAYERS {
+                    sim.add_send_layer(SimulcastLayer::new(rid));
+                }
+                sim
+            });
+            mids.push(api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some("s".into()),
+                Some("v".into()),
+                sim,
+            ));
+        }
+        PeerRole::View => {
+            let slots = SLOTS.with(|s| s.get());
+            for _ in 0..slots {
+                mids.push(api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None));
+                mids.push(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
+            }
+        }
+    }
+    let (offer, pending) = api.apply().unwrap();
+    (offer, pending, mids)
+}
+
+fn poll_client(c: &mut Client, now: Instant, to_sfu: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    loop {
+        match c.rtc.poll_output().unwrap() {
+            Output::Timeout(t) => {
+                c.timeout = t.max(now + TICK);
+                return;
+            }
+            Output::Transmit(t) => to_sfu.push((c.addr, t.contents.to_vec())),
+            Output::Event(e) => c.events.push((now, e)),
+        }
+    }
+}
+
+fn frame_layer(d: &MediaData) -> usize {
+    // Layer by size: q 300, h 1500, f 5000 bytes.
+    match d.data.len() {
+        0..=1_000 => 0,
+        1_001..=3_000 => 1,
+        _ => 2,
+    }
+}
+
+#[test]
+fn a_viewer_receives_audio_and_video_from_a_publisher() {
+    let mut w = World::new();
+    let p = w.publisher(1, false, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(2));
+    let viewer = w.client(v);
+    let audio = viewer
+        .media()
+        .filter(|d| d.params.spec().codec == Codec::Opus)
+        .count();
+    let video = viewer.video_frames();
+    assert!(audio > 50, "audio frames: {audio}");
+    assert!(video.len() > 30, "video frames: {}", video.len());
+    assert!(video[0].1.is_keyframe(), "video starts on a keyframe");
+    assert!(video.iter().all(|(_, d)| d.contiguous));
+    let tracks = w
+        .sfu_events
+        .iter()
+        .filter(|e| {
+            matches!(e, MediaEvent::Track { viewer, publisher, .. }
+            if *viewer == ParticipantId(2) && *publisher == ParticipantId(1))
+        })
+        .count();
+    assert_eq!(tracks, 2, "audio and video placed in the viewer's m-lines");
+    assert!(w.client(p).rtc.is_connected());
+    let stats = w.sfu.stats();
+    assert_eq!((stats.publishers, stats.viewers, stats.feeds), (1, 1, 2));
+    assert!(stats.frames_forwarded > 80);
+}
+
+#[test]
+fn h264_is_forwarded_too() {
+    let mut w = World::new();
+    w.publisher(1, false, Codec::H264);
+    // This viewer offers VP8 and H.264.
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        .build(w.now);
+    let (v, _) = {
+        let _ = &mut rtc;
+        w.add_client(2, rtc, PeerRole::View, false)
+    };
+    w.run(Duration::from_secs(2));
+    let video = w.client(v).video_frames();
+    assert!(video.len() > 30, "{}", video.len());
+    assert!(
+        video
+            .iter()
+            .all(|(_, d)| d.params.spec().codec == Codec::H264)
+    );
+    assert!(video[0].1.is_keyframe());
+}
+
+#[test]
+fn a_late_viewer_sees_video_without_waiting_for_the_next_periodic_keyframe() {
+    let mut w = World::new();
+    let p = w.publisher(1, true, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000; // effectively never on its own
+    w.run(Duration::from_secs(3));
+    let joined = w.now;
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(2));
+    let video = w.client(v).video_frames();
+    assert!(!video.is_empty(), "the viewer got no video");
+    let first = video[0].0 - joined;
+    assert!(
+        first < Duration::from_millis(500),
+        "first frame after {first:?}"
+    );
+    assert!(video[0].1.is_keyframe());
+}
+
+#[test]
+fn a_viewer_never_receives_its_own_media_and_fills_slots_from_others() {
+    let mut w = World::new();
+    w.publisher(1, false, Codec::Vp8);
+    w.publisher(2, false, Codec::Vp8);
+    // Participant 1 also watches, with room for two.
+    let v = w.viewer(1, 2);
+    w.run(Duration::from_secs(2));
+    let mids: std::collections::BTreeSet<Mid> = w
+        .client(v)
+        .video_frames()
+        .iter()
+        .map(|(_, d)| d.mid)
+        .collect();
+    assert_eq!(mids.len(), 1, "only participant 2's video");
+    let placed: Vec<_> = w
+        .sfu_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Track {
+                viewer, publisher, ..
+            } if *viewer == ParticipantId(1) => Some(*publisher),
+            _ => None,
+        })
+        .collect();
+    assert!(placed.iter().all(|p| *p == ParticipantId(2)), "{placed:?}");
+}
+
+#[test]
+fn simulcast_layer_follows_the_viewers_bandwidth_down_and_up() {
+    let mut w = World::new();
+    w.publisher(1, true, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(4));
+    let last_layer = |w: &World| frame_layer(w.client(v).video_frames().last().unwrap().1);
+    assert_eq!(last_layer(&w), 2, "plenty of bandwidth: the full layer");
+
+    // The viewer's link drops to 400 kbit/s.
+    w.clients[v].down.rate_bps = Some(400_000);
+    w.run(Duration::from_secs(8));
+    assert_eq!(
+        last_layer(&w),
+        0,
+        "after a drop to 400 kbit/s: the lowest layer"
+    );
+    let est = w
+        .sfu
+        .peers()
+        .find(|p| p.role == PeerRole::View)
+        .unwrap()
+        .estimate_bps
+        .unwrap();
+    assert!(est < 600_000, "estimate {est}");
+    let after_drop = w.client(v).video_frames().len();
+
+    // Frames keep flowing at the low layer: no broken stream.
+    w.run(Duration::from_secs(2));
+    let frames = w.client(v).video_frames();
+    assert!(
+        frames.len() - after_drop > 40,
+        "{}",
+        frames.len() - after_drop
+    );
+    assert!(frames[after_drop..].iter().all(|(_, d)| d.contiguous));
+}
+
+#[test]
+fn a_small_tile_gets_the_small_layer() {
+    let mut w = World::new();
+    w.publisher(1, true, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(3));
+    let mid = w
+        .sfu
+        .peers()
+        .find(|p| p.role == PeerRole::View)
+        .unwrap()
+        .slots[1]
+        .mid;
+    w.sfu.set_view(w.now, ParticipantId(2), &mid, 320, 180);
+    w.run(Duration::from_secs(1));
+    let frames = w.client(v).video_frames();
+    assert_eq!(frame_layer(frames.last().unwrap().1), 0);
+    assert!(frames.iter().all(|(_, d)| d.contiguous));
+    // RTP time keeps running forward across the switch.
+    let times: Vec<u64> = frames.iter().map(|(_, d)| d.time.numer()).collect();
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "time went backwards");
+}
+
+#[test]
+fn keyframe_requests_from_a_crowd_are_throttled() {
+    let mut w = World::new();
+    let p = w.publisher(1, false, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000;
+    w.run(Duration::from_secs(1));
+    let before = w.client(p).keyframe_requests();
+    for i in 0..20 {
+        w.viewer(10 + i, 1);
+    }
+    w.run(Duration::from_millis(400));
+    let requests = w.client(p).keyframe_requests() - before;
+    assert!(
+        (1..=2).contains(&requests),
+        "{requests} requests for 20 joining viewers"
+    );
+    // Everyone still got video.
+    for i in 1..=20 {
+        assert!(!w.client(i).video_frames().is_empty(), "viewer {i}");
+    }
+}
+
+#[test]
+fn lost_packets_are_repaired_by_nack_and_rtx() {
+    let mut w = World::new();
+    w.publisher(1, false, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(1));
+    w.clients[v].down.drop_every = Some(25); // 4% loss towards the viewer
+    w.run(Duration::from_secs(4));
+    let frames = w.client(v).video_frames();
+    let broken = frames.iter().filter(|(_, d)| !d.contiguous).count();
+    assert!(frames.len() > 100);
+    assert!(
+        broken * 20 < frames.len(),
+        "{broken} of {} frames broken",
+        frames.len()
+    );
+    assert!(w.sfu.stats().nacks_received > 0, "the viewer NACKed");
+}
+
+#[test]
+fn stopping_a_publisher_ends_its_tracks_for_everyone_at_once() {
+    let mut w = World::new();
+    w.publisher(1, true, Codec::Vp8);
+    let a = w.viewer(2, 1);
+    let b = w.viewer(3, 1);
+    w.run(Duration::from_secs(2));
+    w.sfu_events.clear();
+    w.sfu.stop_publishing(w.now, ParticipantId(1));
+    while let Some(e) = w.sfu.poll_event() {
+        w.sfu_events.push(e);
+    }
+    let ended: Vec<_> = w
+        .sfu_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::TrackEnded { viewer, .. } => Some(*viewer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended.len(),
+        4,
+        "audio and video for both viewers: {ended:?}"
+    );
+    let counts = (w.client(a).media().count(), w.client(b).media().count());
+    w.run(Duration::from_secs(1));
+    assert_eq!(
+        (w.client(a).media().count(), w.client(b).media().count()),
+        counts
+    );
+    assert_eq!(w.sfu.stats().publishers, 0);
+}
+
+#[test]
+fn a_closed_gate_sends_nothing_and_opening_it_starts_on_a_keyframe() {
+    let mut w = World::new();
+    let p = w.publisher(1, false, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000;
+    let v = w.viewer(2, 1);
+    w.sfu.set_receives(w.now, ParticipantId(2), false);
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.client(v).media().count(), 0);
+    let opened = w.now;
+    w.sfu.set_receives(w.now, ParticipantId(2), true);
+    w.run(Duration::from_secs(1));
+    let video = w.client(v).video_frames();
+    assert!(!video.is_empty());
+    assert!(video[0].1.is_keyframe());
+    assert!(
+        video[0].0 - opened < Duration::from_millis(300),
+        "{:?}",
+        video[0].0 - opened
+    );
+}
+
+#[test]
+fn a_viewer_that_closes_is_reported_and_forgotten() {
+    let mut w = World::new();
+    w.publisher(1, false, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(1));
+    w.clients[v].rtc.disconnect();
+    w.run(Duration::from_secs(1));
+    w.sfu.close_participant(w.now, ParticipantId(2));
+    while let Some(e) = w.sfu.poll_event() {
+        w.sfu_events.push(e);
+    }
+    assert!(w.sfu_events.iter().any(|e| matches!(e, MediaEvent::Closed { participant, role: PeerRole::View, .. } if *participant == ParticipantId(2))));
+    assert_eq!(w.sfu.stats().viewers, 0);
+    let _ = w.client(v).participant;
+}
