@@ -61,6 +61,9 @@ pub(crate) async fn start_etcd(bin: &Path, dir: &Path) -> Result<Etcd> {
             "--initial-cluster-state=new".into(),
             // Test data is thrown away with the process; skip fsync.
             "--unsafe-no-fsync".into(),
+            // A lone member still waits one election timeout before leading; keep it short.
+            "--heartbeat-interval=10".into(),
+            "--election-timeout=100".into(),
         ];
         let log = dir.join(format!("etcd-{n}.log"));
         let process = Supervised::spawn("etcd", bin, &args, &log, None)?;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{what} not found ({detail}). Build the control plane with `tests/k8s/build.sh`, or run \
-         the repository's test command, which installs etcd and builds the Kubernetes binaries"
+        "{what} not found ({detail}). Run the repository's test command, which installs etcd and \
+         builds the Kubernetes binaries (the latter alone: `tests/k8s/build.sh`)"
     )]
     MissingBinary { what: &'static str, detail: String },
 
@@ -31,7 +31,7 @@ pub enum Error {
         log_tail: String,
     },
 
-    #[error("the shared test cluster failed to start earlier in this test binary: {0}")]
+    #[error("the shared test cluster of this test binary could not start: {0}")]
     StartFailed(String),
 
     #[error("I/O error while {context}: {source}")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -130,6 +130,18 @@ async fn kubectl_sees_the_test_namespaces() -> anyhow::Result<()> {
     );
     assert!(out.lines().any(|l| l.starts_with("kube-system ")), "{out}");
 
+    let manifest =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  via: kubectl\n";
+    let applied = cluster
+        .kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(manifest))
+        .await?
+        .ok()?;
+    assert!(applied.contains("configmap/applied created"), "{applied}");
+    let map = Api::<ConfigMap>::default_namespaced(ns.client.clone())
+        .get("applied")
+        .await?;
+    assert_eq!(map.data.unwrap()["via"], "kubectl");
+
     let missing = cluster.kubectl(&["get", "nosuchkinds"]).await?;
     assert!(!missing.success());
     assert!(missing.stderr.contains("nosuchkinds"), "{}", missing.stderr);
@@ -178,6 +190,66 @@ async fn controller_manager_runs_jobs_and_collects_their_garbage() -> anyhow::Re
     .await
     .context("the garbage collector did not delete the orphaned pod")?;
     Ok(())
+}
+
+#[tokio::test]
+async fn scheduler_binds_a_pod_to_a_ready_node() -> anyhow::Result<()> {
+    let cluster = Cluster::shared().await?;
+    cluster.start_scheduler().await?;
+    let ns = cluster.namespace("smoke-scheduler").await?;
+    record_and_check_sharing(cluster, &ns.name, ns.client.clone()).await?;
+
+    // No kubelet runs here: a Node object that reports Ready stands in for one. It is tainted
+    // so that only this test's pod lands on it (a bound pod cannot be deleted without a kubelet).
+    let node_name = format!("node-{}", ns.name);
+    let node: Node = serde_json::from_value(json!({
+        "metadata": { "name": node_name, "labels": { "kubernetes.io/hostname": node_name } },
+        "spec": { "taints": [{ "key": "e2e.roundtable.dev/fake-node", "effect": "NoSchedule" }] },
+        "status": {
+            "capacity": { "cpu": "4", "memory": "8Gi", "pods": "10" },
+            "allocatable": { "cpu": "4", "memory": "8Gi", "pods": "10" },
+            "conditions": [{ "type": "Ready", "status": "True", "reason": "FakeKubelet" }],
+        },
+    }))?;
+    Api::<Node>::all(ns.client.clone())
+        .create(&PostParams::default(), &node)
+        .await?;
+
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "placed" },
+        "spec": {
+            "automountServiceAccountToken": false,
+            "nodeSelector": { "kubernetes.io/hostname": node_name },
+            "tolerations": [{ "key": "e2e.roundtable.dev/fake-node", "operator": "Exists" }],
+            "containers": [{ "name": "main", "image": "busybox" }],
+        },
+    }))?;
+    ensure_default_service_account(&ns.client).await?;
+    let pods = Api::<Pod>::default_namespaced(ns.client.clone());
+    pods.create(&PostParams::default(), &pod).await?;
+
+    let bound = poll(Duration::from_secs(60), || async {
+        pods.get("placed").await.ok()?.spec?.node_name
+    })
+    .await
+    .context("the scheduler did not bind the pod")?;
+    assert_eq!(bound, node_name);
+    Ok(())
+}
+
+/// The ServiceAccount admission plugin wants the `default` account, which only the
+/// controller-manager would create.
+async fn ensure_default_service_account(client: &Client) -> anyhow::Result<()> {
+    let account: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "default" } }))?;
+    match Api::<ServiceAccount>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &account)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Polls `f` every 200 ms until it returns `Some` or `timeout` passes.
