@@ -4,8 +4,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{what} not found ({detail}). Run the repository's test command, which installs etcd and \
-         builds the Kubernetes binaries (the latter alone: `tests/k8s/build.sh`)"
+        "{what} not found ({detail}). Run `scripts/test-all`, the repository's test command, which \
+         installs etcd and builds the Kubernetes binaries (the latter alone: `tests/k8s/build.sh`)"
     )]
     MissingBinary { what: &'static str, detail: String },
 
