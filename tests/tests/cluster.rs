@@ -79,6 +79,17 @@ async fn service_account_is_refused_until_rbac_allows_it() -> anyhow::Result<()>
     let ns = cluster.namespace("smoke-rbac").await?;
     record_and_check_sharing(cluster, &ns.name, ns.client.clone()).await?;
 
+    let stranger = cluster.impersonating_client("jane", &["developers"])?;
+    match Api::<Secret>::namespaced(stranger, &ns.name)
+        .list(&ListParams::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            assert!(status.message.contains("\"jane\""), "{}", status.message)
+        }
+        other => bail!("expected 403 for an impersonated user without RBAC, got {other:?}"),
+    }
+
     let reader = cluster.service_account_client(&ns.name, "reader").await?;
     let secrets = Api::<Secret>::default_namespaced(reader);
     match secrets.list(&ListParams::default()).await {
