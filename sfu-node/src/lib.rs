@@ -3,16 +3,27 @@
 //! Layers, from pure to I/O:
 //! - [`rules`]: the room's rules (roles, share policies, limits, moderation, chat, lobby,
 //!   broadcast gate, drain) as a synchronous state machine with time passed in;
-//! - [`media`]: a sans-IO SFU owning every `str0m::Rtc` of the room; packets and timeouts in,
-//!   transmits and events out;
-//! - [`room`]: both together — the one state machine the shell drives;
-//! - [`server`] and friends: the thin tokio shell (UDP socket, axum signalling, admin port).
+//! - [`media`]: a sans-IO SFU owning every `str0m::Rtc` of the room; datagrams and timeouts
+//!   in, datagrams and events out;
+//! - [`room`]: both together, the one state machine the shell drives;
+//! - [`shell`], [`http`], [`admin`], [`server`]: the thin tokio shell — the UDP socket,
+//!   WHIP/WHEP signalling and the events WebSocket, the admin port, draining.
+//!
+//! Join tokens are described in [`auth`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
+pub mod client;
 pub mod config;
 mod error;
+pub mod http;
 pub mod media;
+pub mod metrics;
+pub mod room;
 pub mod rules;
+pub mod server;
+pub mod shell;
 
 pub use config::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
 pub use error::{Error, Result};

@@ -1,1 +1,147 @@
-fn main() {}
+//! `sfu-node`: serve one live room. Every flag has an environment variable the operator sets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
+use tokio::net::{TcpListener, UdpSocket};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sfu-node",
+    about = "Roundtable media server: one room per process"
+)]
+struct Args {
+    /// The room's identity; join tokens must carry it in their `room` claim.
+    #[arg(long, env = "SFU_ROOM")]
+    room: String,
+    /// session, stage or room.
+    #[arg(long, env = "SFU_KIND", default_value = "session")]
+    kind: RoomKind,
+    /// Who may go on camera: open, moderated or invite-only.
+    #[arg(long, env = "SFU_SHARE_POLICY", default_value = "open")]
+    share_policy: SharePolicy,
+    /// meeting or webinar (attendees do not publish).
+    #[arg(long, env = "SFU_THEME", default_value = "meeting")]
+    theme: Theme,
+    /// Joiners wait until a host admits them.
+    #[arg(long, env = "SFU_LOCKED", default_value_t = false)]
+    locked: bool,
+    /// People on camera, 1 to 20 (a stage's backstage is always 5).
+    #[arg(long, env = "SFU_MAX_ON_CAMERA", default_value_t = 10)]
+    max_on_camera: u32,
+    /// Lower the watcher cap (500 up to 10 on camera, 150 above).
+    #[arg(long, env = "SFU_MAX_WATCHERS")]
+    max_watchers: Option<u32>,
+    /// Chat messages kept for late joiners.
+    #[arg(long, env = "SFU_CHAT_HISTORY", default_value_t = 100)]
+    chat_history: usize,
+    /// Public signalling (WHIP/WHEP, events WebSocket).
+    #[arg(long, env = "SFU_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Admin port: /metrics, /healthz, /readyz, /stats.
+    #[arg(long, env = "SFU_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: SocketAddr,
+    /// Address the media UDP socket binds.
+    #[arg(long, env = "SFU_UDP_BIND", default_value = "0.0.0.0")]
+    udp_bind: IpAddr,
+    /// The one UDP port for all peers (0 picks a free one).
+    #[arg(long, env = "SFU_UDP_PORT", default_value_t = 40000)]
+    udp_port: u16,
+    /// Address put in ICE candidates: the node IP of a hostPort, or a load balancer.
+    /// `IP` or `IP:PORT`; the port defaults to the bound UDP port.
+    #[arg(long, env = "SFU_ADVERTISE_ADDR")]
+    advertise_addr: Option<String>,
+    /// HS256 key that verifies join tokens.
+    #[arg(long, env = "SFU_TOKEN_KEY", hide_env_values = true)]
+    token_key: Option<String>,
+    /// File holding the token key (a mounted Secret), instead of SFU_TOKEN_KEY.
+    #[arg(long, env = "SFU_TOKEN_KEY_FILE")]
+    token_key_file: Option<std::path::PathBuf>,
+    /// On SIGTERM, how long existing peers may stay.
+    #[arg(long, env = "SFU_DRAIN_GRACE_SECONDS", default_value_t = 300)]
+    drain_grace_seconds: u64,
+    /// Starting bandwidth estimate towards each viewer.
+    #[arg(long, env = "SFU_INITIAL_ESTIMATE_KBPS", default_value_t = 1500)]
+    initial_estimate_kbps: u64,
+}
+
+fn advertise(arg: Option<&str>, udp: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(a) = arg else {
+        return Ok(None);
+    };
+    if let Ok(addr) = a.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    let ip: IpAddr = a
+        .parse()
+        .with_context(|| format!("SFU_ADVERTISE_ADDR {a:?} is neither IP nor IP:PORT"))?;
+    Ok(Some(SocketAddr::new(ip, udp.port())))
+}
+
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,str0m=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let key = match (&args.token_key, &args.token_key_file) {
+        (Some(k), _) => k.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("reading token key {}", path.display()))?
+            .trim_ascii()
+            .to_vec(),
+        (None, None) => bail!("set SFU_TOKEN_KEY or SFU_TOKEN_KEY_FILE"),
+    };
+    let mut room = RoomConfig::new(&args.room, args.kind);
+    room.share_policy = args.share_policy;
+    room.theme = args.theme;
+    room.locked = args.locked;
+    room.chat_history = args.chat_history;
+    room.limits = Limits::new(args.kind, args.max_on_camera, args.max_watchers)?;
+
+    let udp = UdpSocket::bind((args.udp_bind, args.udp_port))
+        .await
+        .with_context(|| format!("binding UDP {}:{}", args.udp_bind, args.udp_port))?;
+    let http = TcpListener::bind(args.http_addr).await?;
+    let admin = TcpListener::bind(args.admin_addr).await?;
+    let udp_addr = udp.local_addr()?;
+    let advertise = advertise(args.advertise_addr.as_deref(), udp_addr)?;
+    // One line for whoever started us (tests, the local mode) to find the ports.
+    println!(
+        "{}",
+        serde_json::json!({
+            "room": args.room,
+            "http": http.local_addr()?.to_string(),
+            "admin": admin.local_addr()?.to_string(),
+            "udp": udp_addr.to_string(),
+            "advertise": advertise.unwrap_or(udp_addr).to_string(),
+        })
+    );
+    tracing::info!(room = %args.room, kind = ?args.kind, "serving");
+    let config = ServerConfig {
+        room,
+        advertise,
+        token_key: key,
+        drain_grace: Duration::from_secs(args.drain_grace_seconds),
+        initial_estimate_bps: args.initial_estimate_kbps * 1000,
+    };
+    serve(config, Listeners { udp, http, admin }, terminated()).await?;
+    tracing::info!("drained; bye");
+    Ok(())
+}

@@ -52,6 +52,18 @@ pub struct MediaConfig {
     pub advertise: SocketAddr,
     /// Starting TWCC estimate towards each viewer.
     pub initial_estimate_bps: u64,
+    /// A peer that sends nothing for this long is gone (closed tab, lost network).
+    pub peer_timeout: Duration,
+}
+
+impl MediaConfig {
+    pub fn new(advertise: SocketAddr) -> Self {
+        MediaConfig {
+            advertise,
+            initial_estimate_bps: 1_500_000,
+            peer_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +177,7 @@ impl Media {
                 timeout: now,
                 connected: false,
                 remote: None,
+                last_rx: now,
                 tracks_in: Vec::new(),
                 slots: Vec::new(),
                 receives: true,
@@ -209,6 +222,7 @@ impl Media {
             }
         };
         let peer = self.peers.get_mut(&id).expect("found above");
+        peer.last_rx = now;
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(peer = id.0, "input refused, disconnecting: {e}");
             peer.rtc.disconnect();
@@ -218,6 +232,13 @@ impl Media {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let silent = self.config.peer_timeout;
+        for peer in self.peers.values_mut() {
+            if now.saturating_duration_since(peer.last_rx) >= silent {
+                peer.rtc.disconnect();
+                peer.timeout = now;
+            }
+        }
         let due: Vec<PeerId> = self
             .peers
             .values()
@@ -260,6 +281,11 @@ impl Media {
         self.peers
             .values()
             .map(|p| p.timeout)
+            .chain(
+                self.peers
+                    .values()
+                    .map(|p| p.last_rx + self.config.peer_timeout),
+            )
             .chain(self.next_layer_check.filter(|_| !self.peers.is_empty()))
             .min()
     }

@@ -103,6 +103,8 @@ pub struct Peer {
     pub timeout: Instant,
     pub connected: bool,
     pub remote: Option<SocketAddr>,
+    /// When the last datagram arrived (or the peer was created).
+    pub last_rx: Instant,
     pub tracks_in: Vec<TrackIn>,
     pub slots: Vec<Slot>,
     /// Whether media is sent to this viewer (the stage's broadcast gate).

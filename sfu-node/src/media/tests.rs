@@ -90,8 +90,8 @@ impl World {
             now,
             start: now,
             sfu: Media::new(MediaConfig {
-                advertise: sfu_addr,
                 initial_estimate_bps: 3_000_000,
+                ..MediaConfig::new(sfu_addr)
             }),
             clients: Vec::new(),
             to_sfu: Vec::new(),
@@ -663,6 +663,27 @@ fn a_closed_gate_sends_nothing_and_opening_it_starts_on_a_keyframe() {
         "{:?}",
         video[0].0 - opened
     );
+}
+
+#[test]
+fn a_peer_that_goes_silent_is_closed_and_its_tracks_end() {
+    let mut w = World::new();
+    let p = w.publisher(1, false, Codec::Vp8);
+    w.viewer(2, 1);
+    w.run(Duration::from_secs(2));
+    // The publisher's network vanishes: nothing reaches the SFU any more.
+    let gone = w.clients.remove(p);
+    let silent_from = w.now;
+    w.run(Duration::from_secs(16));
+    let closed_at = w.sfu_events.iter().position(
+        |e| matches!(e, MediaEvent::Closed { participant, .. } if *participant == gone.participant),
+    );
+    assert!(closed_at.is_some(), "the silent publisher was closed");
+    assert!(w.sfu_events.iter().any(
+        |e| matches!(e, MediaEvent::TrackEnded { viewer, .. } if *viewer == ParticipantId(2))
+    ));
+    assert!(w.now - silent_from >= Duration::from_secs(15));
+    assert_eq!(w.sfu.stats().publishers, 0);
 }
 
 #[test]

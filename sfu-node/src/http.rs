@@ -1,0 +1,344 @@
+//! Public signalling: WHIP/WHEP-shaped SDP offer/answer and the room-events WebSocket.
+//!
+//! - `POST /rooms/{room}/whip[?participant=ID&source=camera|screen]` — body `application/sdp`
+//!   offer, `201 Created` with the answer, `Location` of the peer and `X-Participant`.
+//! - `POST /rooms/{room}/whep[?participant=ID]` — the same for watching; the offer's
+//!   receive-only m-lines are the slots the room fills with publishers' tracks.
+//! - `DELETE /rooms/{room}/peers/{peer}` — end one peer connection.
+//! - `GET /rooms/{room}/events?token=JWT` — WebSocket of [`ServerEvent`]s and
+//!   [`ClientCommand`]s as JSON text frames.
+//!
+//! Every request carries a join token: `Authorization: Bearer JWT` or `?token=JWT`.
+//! Errors are JSON `{"error": code, "message": text}`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{Claims, TokenVerifier};
+use crate::media::{PeerId, Source};
+use crate::rules::{ClientCommand, ParticipantId, Refusal};
+use crate::shell::{Outgoing, RoomRequest};
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub room: String,
+    pub verifier: Arc<TokenVerifier>,
+    pub requests: mpsc::Sender<RoomRequest>,
+    /// False once draining: new joins are refused before they reach the room.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("room", &self.room)
+            .finish()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/rooms/{room}/whip", post(whip).options(preflight))
+        .route("/rooms/{room}/whep", post(whep).options(preflight))
+        .route(
+            "/rooms/{room}/peers/{peer}",
+            delete(delete_peer).options(preflight),
+        )
+        .route("/rooms/{room}/events", get(events))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Browsers load the web client from the control plane's origin, not this one.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("location, x-participant"),
+    );
+    response
+}
+
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// The one error type handlers return; clients get a clear JSON body.
+#[derive(Debug)]
+pub struct ApiError(Error);
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            Error::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Error::WrongRoom { .. } => (StatusCode::FORBIDDEN, "wrong_room"),
+            Error::Refused(r) => (refusal_status(r), r.code()),
+            Error::Sdp(_) | Error::Rtc(_) => (StatusCode::BAD_REQUEST, "bad_offer"),
+            Error::UnknownPeer => (StatusCode::NOT_FOUND, "unknown_peer"),
+            Error::Config(_) => (StatusCode::NOT_FOUND, "no_such_room"),
+            Error::RoomGone => (StatusCode::SERVICE_UNAVAILABLE, "room_gone"),
+            Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::warn!("request failed: {}", self.0);
+        }
+        let body = serde_json::json!({ "error": code, "message": self.0.to_string() });
+        (status, Json(body)).into_response()
+    }
+}
+
+fn refusal_status(r: &Refusal) -> StatusCode {
+    match r {
+        Refusal::RoomFull { .. } | Refusal::CameraFull { .. } | Refusal::ScreenShareFull { .. } => {
+            StatusCode::CONFLICT
+        }
+        Refusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::UnknownParticipant => StatusCode::NOT_FOUND,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MediaQuery {
+    token: Option<String>,
+    participant: Option<u64>,
+    source: Option<String>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn authenticate(
+    state: &AppState,
+    room: &str,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Claims> {
+    if room != state.room {
+        return Err(Error::Config(format!(
+            "this server serves room {:?}",
+            state.room
+        )));
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer
+        .or(query_token)
+        .ok_or_else(|| Error::Token("missing: send Authorization: Bearer <join token>".into()))?;
+    let claims = state.verifier.verify(token, now_unix())?;
+    if !claims.grants.enters() {
+        return Err(Refusal::NotAllowed.into());
+    }
+    Ok(claims)
+}
+
+async fn ask<T>(state: &AppState, request: RoomRequest, reply: oneshot::Receiver<T>) -> Result<T> {
+    state
+        .requests
+        .send(request)
+        .await
+        .map_err(|_| Error::RoomGone)?;
+    reply.await.map_err(|_| Error::RoomGone)
+}
+
+fn answer_response(room: &str, participant: ParticipantId, peer: PeerId, sdp: String) -> Response {
+    let location = format!("/rooms/{room}/peers/{}", peer.0);
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, location),
+            (
+                header::HeaderName::from_static("x-participant"),
+                participant.0.to_string(),
+            ),
+        ],
+        sdp,
+    )
+        .into_response()
+}
+
+fn check_accepting(state: &AppState, participant: Option<u64>) -> Result<()> {
+    // Peers of people already in may still be added while draining; new joins may not.
+    if participant.is_none() && !state.accepting.load(Ordering::Relaxed) {
+        return Err(Refusal::Draining.into());
+    }
+    Ok(())
+}
+
+async fn whip(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
+    offer: String,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
+    check_accepting(&state, q.participant)?;
+    let source = match q.source.as_deref() {
+        None | Some("camera") => Source::Camera,
+        Some("screen") => Source::Screen,
+        Some(other) => {
+            return Err(Error::Sdp(format!("unknown source {other:?}: camera or screen")).into());
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    let request = RoomRequest::Publish {
+        identity: claims.identity(),
+        participant: q.participant.map(ParticipantId),
+        source,
+        offer,
+        reply,
+    };
+    let (participant, peer, answer) = ask(&state, request, rx).await??;
+    Ok(answer_response(&room, participant, peer, answer))
+}
+
+async fn whep(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
+    offer: String,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
+    check_accepting(&state, q.participant)?;
+    let (reply, rx) = oneshot::channel();
+    let request = RoomRequest::View {
+        identity: claims.identity(),
+        participant: q.participant.map(ParticipantId),
+        offer,
+        reply,
+    };
+    let (participant, peer, answer) = ask(&state, request, rx).await??;
+    Ok(answer_response(&room, participant, peer, answer))
+}
+
+async fn delete_peer(
+    State(state): State<AppState>,
+    Path((room, peer)): Path<(String, u64)>,
+    Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
+    let (reply, rx) = oneshot::channel();
+    let request = RoomRequest::DeletePeer {
+        user: claims.sub,
+        peer: PeerId(peer),
+        reply,
+    };
+    ask(&state, request, rx).await??;
+    Ok(StatusCode::OK)
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
+    check_accepting(&state, None)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (reply, reply_rx) = oneshot::channel();
+    let request = RoomRequest::Connect {
+        identity: claims.identity(),
+        events: tx,
+        reply,
+    };
+    let participant = ask(&state, request, reply_rx).await??;
+    let requests = state.requests.clone();
+    let failed = state.requests.clone();
+    Ok(ws
+        .on_failed_upgrade(move |_| {
+            let _ = failed.try_send(RoomRequest::Disconnect { participant });
+        })
+        .on_upgrade(move |socket| event_loop(socket, participant, rx, requests)))
+}
+
+async fn event_loop(
+    mut socket: WebSocket,
+    participant: ParticipantId,
+    mut events: mpsc::UnboundedReceiver<Outgoing>,
+    requests: mpsc::Sender<RoomRequest>,
+) {
+    loop {
+        tokio::select! {
+            out = events.recv() => match out {
+                Some(Outgoing::Event(event)) => {
+                    let text = serde_json::to_string(&event).expect("events serialize");
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outgoing::Close) | None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    match serde_json::from_str::<ClientCommand>(&text) {
+                        Ok(command) => {
+                            let request = RoomRequest::Command { participant, command };
+                            if requests.send(request).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let body = serde_json::json!({
+                                "type": "refused", "code": "bad_command",
+                                "message": format!("not a command: {e}"),
+                            });
+                            if socket.send(Message::Text(body.to_string().into())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = requests.send(RoomRequest::Disconnect { participant }).await;
+}

@@ -1,0 +1,378 @@
+//! The room: rules and media glued into the one sans-IO state machine the shell drives.
+//!
+//! Every input takes `now`; outputs are datagrams ([`Room::poll_transmit`]), messages for
+//! participants' event channels ([`Room::poll_output`]) and the next timeout. A participant
+//! exists while they have an events channel or a peer connection; publishing or viewing
+//! without an events channel (plain WHIP/WHEP clients) joins implicitly.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use str0m::media::MediaKind;
+use str0m::net::Transmit;
+
+use crate::config::{Limits, RoomConfig, RoomKind};
+use crate::media::{Media, MediaConfig, MediaEvent, MediaStats, PeerId, PeerRole, Source};
+use crate::rules::{
+    ClientCommand, Counts, Identity, ParticipantId, ParticipantState, Refusal, Rules, RulesOutput,
+    ServerEvent,
+};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomOutput {
+    Send(ParticipantId, ServerEvent),
+    /// Close this participant's events channel.
+    Close(ParticipantId),
+}
+
+#[derive(Debug, Default)]
+struct Presence {
+    events: bool,
+    peers: Vec<PeerId>,
+}
+
+/// What the operator and `/stats` see.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomStatus {
+    pub room: String,
+    pub kind: RoomKind,
+    pub limits: Limits,
+    pub counts: Counts,
+    pub participants: u32,
+    pub broadcasting: bool,
+    pub draining: bool,
+    pub media: MediaStats,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    rules: Rules,
+    media: Media,
+    presence: HashMap<ParticipantId, Presence>,
+    out: VecDeque<RoomOutput>,
+}
+
+impl Room {
+    pub fn new(config: RoomConfig, media: MediaConfig) -> Self {
+        Room {
+            rules: Rules::new(config),
+            media: Media::new(media),
+            presence: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn media(&self) -> &Media {
+        &self.media
+    }
+
+    /// A participant opened their room-events channel.
+    pub fn connect(&mut self, identity: Identity) -> Result<ParticipantId, Refusal> {
+        let id = self.rules.join(identity)?;
+        self.presence.entry(id).or_default().events = true;
+        self.pump(None);
+        Ok(id)
+    }
+
+    /// Their events channel closed.
+    pub fn disconnect(&mut self, now: Instant, id: ParticipantId) {
+        if let Some(p) = self.presence.get_mut(&id) {
+            p.events = false;
+        }
+        self.leave_if_gone(now, id);
+        self.pump(Some(now));
+    }
+
+    /// Handle a command from an events channel.
+    pub fn command(&mut self, now: Instant, at_ms: u64, id: ParticipantId, cmd: ClientCommand) {
+        if let ClientCommand::View { mid, width, height } = &cmd {
+            self.media.set_view(now, id, mid, *width, *height);
+        } else {
+            let _ = self.rules.command(id, cmd, at_ms);
+        }
+        self.pump(Some(now));
+    }
+
+    /// A WHIP offer: go on camera (or share the screen) and publish.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        identity: Identity,
+        participant: Option<ParticipantId>,
+        source: Source,
+        offer: &str,
+    ) -> Result<(ParticipantId, PeerId, String)> {
+        let (id, implicit) = self.resolve(identity, participant)?;
+        let step = match source {
+            Source::Camera => self.rules.go_on_camera(id),
+            Source::Screen => self.rules.start_screen_share(id),
+        };
+        if let Err(refusal) = step {
+            self.abandon(now, id, implicit);
+            return Err(refusal.into());
+        }
+        match self
+            .media
+            .add_peer(now, id, PeerRole::Publish(source), offer)
+        {
+            Ok((peer, answer)) => {
+                self.presence.entry(id).or_default().peers.push(peer);
+                self.pump(Some(now));
+                Ok((id, peer, answer))
+            }
+            Err(e) => {
+                match source {
+                    Source::Camera => self.rules.stop_camera(id),
+                    Source::Screen => self.rules.stop_screen_share(id),
+                }
+                self.abandon(now, id, implicit);
+                Err(e)
+            }
+        }
+    }
+
+    /// A WHEP offer: watch.
+    pub fn view(
+        &mut self,
+        now: Instant,
+        identity: Identity,
+        participant: Option<ParticipantId>,
+        offer: &str,
+    ) -> Result<(ParticipantId, PeerId, String)> {
+        let (id, implicit) = self.resolve(identity, participant)?;
+        match self.media.add_peer(now, id, PeerRole::View, offer) {
+            Ok((peer, answer)) => {
+                self.presence.entry(id).or_default().peers.push(peer);
+                let receives = self.rules.receives_media(id);
+                self.media.set_receives(now, id, receives);
+                self.pump(Some(now));
+                Ok((id, peer, answer))
+            }
+            Err(e) => {
+                self.abandon(now, id, implicit);
+                Err(e)
+            }
+        }
+    }
+
+    /// WHIP/WHEP `DELETE`: the holder of `user`'s token ends one peer connection.
+    pub fn delete_peer(&mut self, now: Instant, user: &str, peer: PeerId) -> Result<()> {
+        let owner = self.media.peer(peer).ok_or(Error::UnknownPeer)?.participant;
+        let same_user = self
+            .rules
+            .participant(owner)
+            .is_some_and(|p| p.identity.user == user);
+        if !same_user {
+            return Err(Error::UnknownPeer);
+        }
+        self.media.close_peer(now, peer);
+        self.pump(Some(now));
+        Ok(())
+    }
+
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+        self.media.handle_receive(now, source, datagram);
+        self.pump(Some(now));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.media.handle_timeout(now);
+        self.rules.handle_timeout(now);
+        self.pump(Some(now));
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.media.poll_timeout(), self.rules.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.media.poll_transmit()
+    }
+
+    pub fn poll_output(&mut self) -> Option<RoomOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn begin_drain(&mut self, now: Instant, grace: Duration) {
+        self.rules.begin_drain(now, grace);
+        self.pump(Some(now));
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.rules.is_drained()
+    }
+
+    pub fn status(&self) -> RoomStatus {
+        let config = self.rules.config();
+        RoomStatus {
+            room: config.room.clone(),
+            kind: config.kind,
+            limits: config.limits,
+            counts: self.rules.counts(),
+            participants: self.rules.participants().count() as u32,
+            broadcasting: self.rules.broadcasting(),
+            draining: self.rules.is_draining(),
+            media: self.media.stats(),
+        }
+    }
+
+    /// The participant a media request acts for: the named one (same user), or a new
+    /// implicit join.
+    fn resolve(
+        &mut self,
+        identity: Identity,
+        participant: Option<ParticipantId>,
+    ) -> Result<(ParticipantId, bool)> {
+        match participant {
+            Some(id) => {
+                let p = self
+                    .rules
+                    .participant(id)
+                    .ok_or(Refusal::UnknownParticipant)?;
+                if p.identity.user != identity.user {
+                    return Err(Refusal::NotAllowed.into());
+                }
+                if p.state == ParticipantState::Lobby {
+                    return Err(Refusal::WaitingForHost.into());
+                }
+                Ok((id, false))
+            }
+            None => {
+                let id = self.rules.join(identity)?;
+                if self.rules.participant(id).map(|p| p.state) == Some(ParticipantState::Lobby) {
+                    // Media needs a seat; a locked room's lobby needs an events channel.
+                    self.rules.leave(id);
+                    self.pump(None);
+                    return Err(Refusal::WaitingForHost.into());
+                }
+                self.presence.entry(id).or_default();
+                Ok((id, true))
+            }
+        }
+    }
+
+    fn abandon(&mut self, now: Instant, id: ParticipantId, implicit: bool) {
+        if implicit {
+            self.leave_if_gone(now, id);
+        }
+        self.pump(Some(now));
+    }
+
+    fn leave_if_gone(&mut self, now: Instant, id: ParticipantId) {
+        let gone = self
+            .presence
+            .get(&id)
+            .is_none_or(|p| !p.events && p.peers.is_empty());
+        if gone {
+            self.presence.remove(&id);
+            self.rules.leave(id);
+            self.media.close_participant(now, id);
+        }
+    }
+
+    /// Carry outputs between rules and media until both are quiet.
+    fn pump(&mut self, now: Option<Instant>) {
+        loop {
+            let mut progressed = false;
+            while let Some(o) = self.rules.poll_output() {
+                progressed = true;
+                match o {
+                    RulesOutput::Send(to, event) => self.out.push_back(RoomOutput::Send(to, event)),
+                    RulesOutput::StopMedia(id) => {
+                        if let Some(now) = now {
+                            self.media.stop_publishing(now, id);
+                        }
+                    }
+                    RulesOutput::Disconnect(id, refusal) => {
+                        if let Some(now) = now {
+                            self.media.close_participant(now, id);
+                        }
+                        self.presence.remove(&id);
+                        self.out.push_back(RoomOutput::Send(
+                            id,
+                            ServerEvent::Refused {
+                                code: refusal.code().to_string(),
+                                message: refusal.to_string(),
+                            },
+                        ));
+                        self.out.push_back(RoomOutput::Close(id));
+                    }
+                    RulesOutput::GateChanged { .. } => {
+                        if let Some(now) = now {
+                            let ids: Vec<_> = self.rules.participants().map(|p| p.id).collect();
+                            for id in ids {
+                                let on = self.rules.receives_media(id);
+                                self.media.set_receives(now, id, on);
+                            }
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.media.poll_event() {
+                progressed = true;
+                self.on_media_event(now, e);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_media_event(&mut self, now: Option<Instant>, event: MediaEvent) {
+        match event {
+            MediaEvent::Connected { .. } => {}
+            MediaEvent::Closed {
+                peer,
+                participant,
+                role,
+            } => {
+                if let Some(p) = self.presence.get_mut(&participant) {
+                    p.peers.retain(|x| *x != peer);
+                }
+                match role {
+                    PeerRole::Publish(Source::Camera) => self.rules.stop_camera(participant),
+                    PeerRole::Publish(Source::Screen) => self.rules.stop_screen_share(participant),
+                    PeerRole::View => {}
+                }
+                if let Some(now) = now {
+                    self.leave_if_gone(now, participant);
+                }
+            }
+            MediaEvent::Track {
+                viewer,
+                mid,
+                publisher,
+                kind,
+                source,
+            } => self.out.push_back(RoomOutput::Send(
+                viewer,
+                ServerEvent::Track {
+                    mid: mid.to_string(),
+                    participant: publisher,
+                    kind: match kind {
+                        MediaKind::Audio => "audio",
+                        MediaKind::Video => "video",
+                    }
+                    .to_string(),
+                    source: source.as_str().to_string(),
+                },
+            )),
+            MediaEvent::TrackEnded { viewer, mid } => self.out.push_back(RoomOutput::Send(
+                viewer,
+                ServerEvent::TrackEnded {
+                    mid: mid.to_string(),
+                },
+            )),
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The server in-process on real loopback sockets, with str0m client peers over UDP and
+//! real HTTP and WebSocket clients.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sfu_node::auth::{Claims, mint};
+use sfu_node::client::{ClientPeer, ClientRole, http_request};
+use sfu_node::rules::Grants;
+use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy};
+use str0m::Event;
+use str0m::media::MediaData;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const KEY: &[u8] = b"process-test-key";
+const ROOM: &str = "ev1-sess-a";
+
+struct Server {
+    http: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<sfu_node::Result<()>>,
+}
+
+async fn start(room: RoomConfig, grace: Duration) -> Server {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, admin_addr) = (http.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = ServerConfig {
+        room,
+        advertise: None,
+        token_key: KEY.to_vec(),
+        drain_grace: grace,
+        initial_estimate_bps: 2_000_000,
+    };
+    let task = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        http: http_addr,
+        admin: admin_addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(sub: &str, f: impl FnOnce(&mut Grants)) -> String {
+    let mut c = Claims::new(sub, &format!("Name {sub}"), ROOM, unix() + 3600);
+    c.headline = format!("Headline {sub}");
+    f(&mut c.grants);
+    mint(KEY, &c)
+}
+
+fn watcher(sub: &str) -> String {
+    token(sub, |_| {})
+}
+
+/// Publish 30 fps video (+ 50 fps audio) until `d` has passed; answers keyframe requests.
+async fn publish_for(mut p: ClientPeer, d: Duration, simulcast: bool) -> ClientPeer {
+    let end = Instant::now() + d;
+    let (mut frame, mut audio) = (0u64, 0u64);
+    let (mut next_v, mut next_a) = (Instant::now(), Instant::now());
+    let mut want_key = true;
+    loop {
+        let now = Instant::now();
+        if now >= end || !p.rtc.is_alive() {
+            return p;
+        }
+        if p.rtc.is_connected() {
+            if now >= next_v {
+                p.send_video(now, frame, want_key || frame % 150 == 0, simulcast)
+                    .unwrap();
+                want_key = false;
+                frame += 1;
+                next_v += Duration::from_millis(33);
+            }
+            if now >= next_a {
+                p.send_audio(now, audio).unwrap();
+                audio += 1;
+                next_a += Duration::from_millis(20);
+            }
+        }
+        let until = next_v
+            .min(next_a)
+            .min(end)
+            .max(now + Duration::from_millis(1));
+        let Ok(events) = p.step(until).await else {
+            return p;
+        };
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::KeyframeRequest(_)))
+        {
+            want_key = true;
+        }
+    }
+}
+
+/// Receive for `d`; returns the media frames with their arrival time.
+async fn view_for(mut v: ClientPeer, d: Duration) -> (ClientPeer, Vec<(Instant, MediaData)>) {
+    let end = Instant::now() + d;
+    let mut got = Vec::new();
+    while Instant::now() < end && v.rtc.is_alive() {
+        let Ok(events) = v.step(end).await else { break };
+        for e in events {
+            if let Event::MediaData(m) = e {
+                got.push((Instant::now(), m));
+            }
+        }
+    }
+    (v, got)
+}
+
+fn video(frames: &[(Instant, MediaData)]) -> Vec<&MediaData> {
+    frames
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.params.spec().codec.is_video())
+        .collect()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn ws(http: SocketAddr, token: &str) -> Ws {
+    let url = format!("ws://{http}/rooms/{ROOM}/events?token={token}");
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next event of type `ty`, skipping others.
+async fn next_event(ws: &mut Ws, ty: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {ty} event within 5 s"))
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if std::env::var("TRACE_EVENTS").is_ok() {
+                eprintln!("event: {v}");
+            }
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn get(addr: SocketAddr, path: &str) -> sfu_node::client::HttpResponse {
+    http_request(addr, "GET", path, &[], b"").await.unwrap()
+}
+
+#[tokio::test]
+async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
+    let s = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(5),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let whep = format!("/rooms/{ROOM}/whep");
+    let (p, resp) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.header("content-type"), Some("application/sdp"));
+    assert!(
+        resp.header("location")
+            .unwrap()
+            .starts_with(&format!("/rooms/{ROOM}/peers/"))
+    );
+    let answer = resp.text();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains("a=candidate"), "{answer}");
+    let (v, _) = ClientPeer::connect(
+        s.http,
+        &whep,
+        &watcher("view"),
+        ClientRole::View { slots: 2 },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(4), true));
+    let (_v, frames) = view_for(v, Duration::from_secs(4)).await;
+    publisher.await.unwrap();
+
+    let vids = video(&frames);
+    assert!(vids.len() > 40, "{} video frames", vids.len());
+    assert!(vids[0].is_keyframe(), "video starts on a keyframe");
+    let audio = frames.len() - vids.len();
+    assert!(audio > 60, "{audio} audio frames");
+    // The viewer moved up from the lowest layer once bitrates were measured.
+    let biggest = vids.iter().map(|m| m.data.len()).max().unwrap();
+    assert!(biggest >= 3_000, "largest frame {biggest} bytes");
+
+    let stats = get(s.admin, "/stats").await.json();
+    assert_eq!(stats["room"], ROOM);
+    assert_eq!(stats["media"]["publishers"], 1);
+    assert_eq!(stats["counts"]["on_camera"], 1);
+    assert_eq!(stats["counts"]["watching"], 1);
+    let metrics = get(s.admin, "/metrics").await.text();
+    for name in [
+        "sfu_participants",
+        "sfu_watchers",
+        "sfu_tracks",
+        "sfu_packets_received_total",
+        "sfu_bytes_sent_total",
+        "sfu_nacks_received_total",
+        "sfu_plis_sent_total",
+        "sfu_ingress_loss_ratio",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let sent = metrics
+        .lines()
+        .find(|l| l.starts_with("sfu_packets_sent_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap();
+    assert!(sent > 100.0, "{sent}");
+    assert_eq!(get(s.admin, "/healthz").await.status, 200);
+    assert_eq!(get(s.admin, "/readyz").await.status, 200);
+    drop(s);
+}
+
+#[tokio::test]
+async fn bad_expired_and_wrong_room_tokens_get_clear_json_errors() {
+    let s = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whep = format!("/rooms/{ROOM}/whep");
+    let post = |auth: Option<String>, path: String| async move {
+        let mut h = vec![("content-type", "application/sdp".to_string())];
+        if let Some(a) = auth {
+            h.push(("authorization", format!("Bearer {a}")));
+        }
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http_request(s.http, "POST", &path, &h, b"v=0")
+            .await
+            .unwrap()
+    };
+    let r = post(None, whep.clone()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_token");
+    assert!(r.json()["message"].as_str().unwrap().contains("Bearer"));
+
+    let forged = mint(b"not-the-key", &Claims::new("u", "U", ROOM, unix() + 60));
+    let r = post(Some(forged), whep.clone()).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    assert!(r.json()["message"].as_str().unwrap().contains("signature"));
+
+    let expired = mint(KEY, &Claims::new("u", "U", ROOM, unix() - 120));
+    let r = post(Some(expired), whep.clone()).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("expired"),
+        "{}",
+        r.text()
+    );
+
+    let other_room = mint(KEY, &Claims::new("u", "U", "another-room", unix() + 60));
+    let r = post(Some(other_room), whep.clone()).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("wrong_room"))
+    );
+
+    let no_grants = token("u", |g| g.watch = false);
+    let r = post(Some(no_grants), whep.clone()).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("not_allowed"))
+    );
+
+    let r = post(Some(watcher("u")), "/rooms/elsewhere/whep".into()).await;
+    assert_eq!(r.status, 404);
+
+    let r = post(Some(watcher("u")), whep.clone()).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("bad_offer"))
+    );
+
+    // The WebSocket refuses before upgrading.
+    let url = format!("ws://{}/rooms/{ROOM}/events?token=garbage", s.http);
+    let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn room_events_push_counts_chat_and_history() {
+    let s = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut a = ws(s.http, &watcher("a")).await;
+    let welcome = next_event(&mut a, "welcome").await;
+    assert_eq!(welcome["counts"]["watching"], 1);
+    assert_eq!(welcome["state"], "watching");
+    send(&mut a, json!({"type": "chat", "text": "first!"})).await;
+    next_event(&mut a, "chat").await;
+
+    let mut b = ws(s.http, &watcher("b")).await;
+    let welcome = next_event(&mut b, "welcome").await;
+    assert_eq!(
+        welcome["chat"][0]["text"], "first!",
+        "late joiners get history"
+    );
+    assert_eq!(welcome["chat"][0]["name"], "Name a");
+    let counts = next_event(&mut a, "counts").await;
+    assert_eq!(counts["watching"], 2);
+
+    // Going on camera shows in everyone's counts.
+    let whip = format!("/rooms/{ROOM}/whip?participant={}", welcome["you"]);
+    let (p, _) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("b"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap();
+    let on = next_event(&mut a, "on_camera").await;
+    assert_eq!(on["participant"]["profile"]["headline"], "Headline b");
+    let counts = next_event(&mut a, "counts").await;
+    assert_eq!(
+        (counts["watching"].as_u64(), counts["on_camera"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    send(&mut b, json!({"type": "chat", "text": "hello a"})).await;
+    let chat = next_event(&mut a, "chat").await;
+    assert_eq!(chat["text"], "hello a");
+    send(&mut b, json!({"type": "nonsense"})).await;
+    let refused = next_event(&mut b, "refused").await;
+    assert_eq!(refused["code"], "bad_command");
+
+    // b hangs up (WHIP DELETE) and closes the page: their camera stops and counts drop.
+    let auth = format!("Bearer {}", watcher("b"));
+    let r = http_request(
+        s.http,
+        "DELETE",
+        &p.location,
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let off = next_event(&mut a, "off_camera").await;
+    assert_eq!(off["participant"], welcome["you"]);
+    let counts = next_event(&mut a, "counts").await;
+    assert_eq!(
+        (counts["watching"].as_u64(), counts["on_camera"].as_u64()),
+        (Some(2), Some(0))
+    );
+    b.close(None).await.unwrap();
+    let counts = next_event(&mut a, "counts").await;
+    assert_eq!(
+        (counts["watching"].as_u64(), counts["on_camera"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn moderated_sharing_request_approve_and_remove_over_the_wire() {
+    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    room.share_policy = SharePolicy::Moderated;
+    let s = start(room, Duration::from_secs(1)).await;
+    let mut m = ws(s.http, &token("mod", |g| g.moderate = true)).await;
+    next_event(&mut m, "welcome").await;
+    let mut a = ws(s.http, &watcher("att")).await;
+    let me = next_event(&mut a, "welcome").await["you"].as_u64().unwrap();
+
+    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
+    let err = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("att"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("403") && err.to_string().contains("needs_approval"),
+        "{err}"
+    );
+
+    send(&mut a, json!({"type": "request_share"})).await;
+    let req = next_event(&mut m, "share_requested").await;
+    assert_eq!(req["participant"]["id"], me);
+    assert_eq!(req["participant"]["profile"]["name"], "Name att");
+    send(&mut m, json!({"type": "approve_share", "participant": me})).await;
+    next_event(&mut a, "share_approved").await;
+
+    let (p, _) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("att"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap();
+    let whep = format!("/rooms/{ROOM}/whep");
+    let (v, _) = ClientPeer::connect(
+        s.http,
+        &whep,
+        &token("mod", |g| g.moderate = true),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), false));
+    let viewer = tokio::spawn(view_for(v, Duration::from_secs(6)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send(
+        &mut m,
+        json!({"type": "remove_from_camera", "participant": me}),
+    )
+    .await;
+    let removed_at = Instant::now();
+    next_event(&mut a, "removed_from_camera").await;
+    let off = next_event(&mut m, "off_camera").await;
+    assert_eq!(off["removed"], true);
+    let (_, frames) = viewer.await.unwrap();
+    let p = publisher.await.unwrap();
+    let before: Vec<_> = frames.iter().filter(|(t, _)| *t < removed_at).collect();
+    let after: Vec<_> = frames
+        .iter()
+        .filter(|(t, _)| *t > removed_at + Duration::from_millis(200))
+        .collect();
+    assert!(before.len() > 30, "media flowed before: {}", before.len());
+    assert!(after.is_empty(), "{} frames after removal", after.len());
+    assert!(!p.rtc.is_connected() || !p.rtc.is_alive() || after.is_empty());
+}
+
+#[tokio::test]
+async fn limits_refuse_with_a_clear_message_not_a_broken_stream() {
+    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    room.limits = Limits::new(RoomKind::Session, 1, Some(1)).unwrap();
+    let s = start(room, Duration::from_secs(1)).await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (_p, _) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("one"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap();
+    let err = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("two"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("409") && err.contains("camera_full"), "{err}");
+    let whep = format!("/rooms/{ROOM}/whep");
+    let (_v, _) = ClientPeer::connect(s.http, &whep, &watcher("w1"), ClientRole::View { slots: 1 })
+        .await
+        .unwrap();
+    let err = ClientPeer::connect(s.http, &whep, &watcher("w2"), ClientRole::View { slots: 1 })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("409") && err.contains("room_full") && err.contains("watching"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_refuses_new_joins_and_keeps_existing_peers() {
+    let mut s = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(3),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let whep = format!("/rooms/{ROOM}/whep");
+    let (p, _) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &watcher("p"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap();
+    let (v, _) = ClientPeer::connect(s.http, &whep, &watcher("v"), ClientRole::View { slots: 1 })
+        .await
+        .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(5), false));
+    let viewer = tokio::spawn(view_for(v, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    s.stop.take().unwrap().send(()).unwrap();
+    let drained_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(s.admin, "/readyz").await.status, 503);
+    let err = ClientPeer::connect(
+        s.http,
+        &whep,
+        &watcher("late"),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("503") && err.contains("draining"), "{err}");
+
+    // Existing peers keep media flowing through the grace period, then the server exits.
+    let (_, frames) = viewer.await.unwrap();
+    publisher.await.unwrap();
+    let during: Vec<_> = frames
+        .iter()
+        .filter(|(t, _)| *t > drained_at && *t < drained_at + Duration::from_millis(2500))
+        .collect();
+    assert!(during.len() > 50, "{} frames while draining", during.len());
+    let result = tokio::time::timeout(Duration::from_secs(5), &mut s.task).await;
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "server exits after the grace period"
+    );
+    assert!(Instant::now() - drained_at >= Duration::from_secs(3));
+}
