@@ -1,1 +1,314 @@
-fn main() {}
+//! Load generator for `bench/sfu`: P publishers (simulcast VP8 + Opus) and V viewers, all
+//! str0m clients on loopback, against one `sfu-node` process. Prints one JSON line last.
+//!
+//! CPU is read from the sfu-node process alone (`/proc/<pid>/stat`), so the per-packet
+//! figure holds whatever the generator costs. "Forwarded packets" are the RTP media packets
+//! viewers received (from the SFU's rewritten sequence numbers); latency is publisher
+//! write → viewer frame, from a timestamp inside each frame.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+use sfu_node::auth::{Claims, mint};
+use sfu_node::client::{ClientPeer, ClientRole, frame_sent_at, http_request};
+use str0m::Event;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The sfu-node binary to run.
+    #[arg(long)]
+    sfu: std::path::PathBuf,
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    #[arg(long, default_value_t = 100)]
+    viewers: usize,
+    /// Seconds of measurement (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds for joins and bandwidth estimates to settle before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Simulcast from publishers (three layers).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    simulcast: bool,
+}
+
+const KEY: &str = "bench-key";
+const ROOM: &str = "bench";
+
+struct Sfu {
+    child: Child,
+    http: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
+    let on_camera = args.publishers.clamp(1, 20);
+    let mut child = Command::new(&args.sfu)
+        .args(["--room", ROOM, "--token-key", KEY])
+        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
+        .args(["--max-on-camera", &on_camera.to_string()])
+        .args(["--drain-grace-seconds", "1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", args.sfu.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line).context("sfu-node's address line")?;
+    let addr =
+        |k: &str| -> anyhow::Result<SocketAddr> { Ok(v[k].as_str().context("address")?.parse()?) };
+    Ok(Sfu {
+        http: addr("http")?,
+        admin: addr("admin")?,
+        child,
+    })
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+fn token(sub: &str) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut c = Claims::new(sub, sub, ROOM, exp);
+    c.grants.share = true;
+    mint(KEY.as_bytes(), &c)
+}
+
+async fn publisher(mut p: ClientPeer, end: Instant, simulcast: bool) -> u64 {
+    let (mut frame, mut audio) = (0u64, 0u64);
+    let (mut next_v, mut next_a) = (Instant::now(), Instant::now());
+    let mut want_key = true;
+    let mut keyframes = 0;
+    loop {
+        let now = Instant::now();
+        if now >= end || !p.rtc.is_alive() {
+            return keyframes;
+        }
+        if p.rtc.is_connected() {
+            if now >= next_v {
+                let key = want_key || frame % 300 == 0;
+                keyframes += u64::from(key);
+                if p.send_video(now, frame, key, simulcast).is_err() {
+                    return keyframes;
+                }
+                want_key = false;
+                frame += 1;
+                next_v += Duration::from_micros(33_333);
+            }
+            if now >= next_a {
+                if p.send_audio(now, audio).is_err() {
+                    return keyframes;
+                }
+                audio += 1;
+                next_a += Duration::from_millis(20);
+            }
+        } else {
+            next_v = now;
+            next_a = now;
+        }
+        let until = next_v.min(next_a).min(end);
+        let Ok(events) = p.step(until).await else {
+            return keyframes;
+        };
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::KeyframeRequest(_)))
+        {
+            want_key = true;
+        }
+    }
+}
+
+#[derive(Default)]
+struct ViewerReport {
+    first_frame_ms: Option<f64>,
+    latencies_ms: Vec<f32>,
+    packets: u64,
+    lost: u64,
+    frames: u64,
+}
+
+async fn viewer(mut v: ClientPeer, joined: Instant, window: (Instant, Instant)) -> ViewerReport {
+    let mut r = ViewerReport::default();
+    // Per mid: (lowest, highest) sequence number seen in the window, and packets counted.
+    let mut seqs: HashMap<String, (u64, u64, u64)> = HashMap::new();
+    while Instant::now() < window.1 && v.rtc.is_alive() {
+        let Ok(events) = v.step(window.1).await else {
+            break;
+        };
+        let now = Instant::now();
+        for e in events {
+            let Event::MediaData(m) = e else { continue };
+            let video = m.params.spec().codec.is_video();
+            if video && r.first_frame_ms.is_none() {
+                r.first_frame_ms = Some((now - joined).as_secs_f64() * 1000.0);
+            }
+            if now < window.0 {
+                continue;
+            }
+            r.frames += 1;
+            let (lo, hi) = (**m.seq_range.start(), **m.seq_range.end());
+            let n = hi.saturating_sub(lo) + 1;
+            r.packets += n;
+            let e = seqs.entry(m.mid.to_string()).or_insert((lo, hi, 0));
+            e.0 = e.0.min(lo);
+            e.1 = e.1.max(hi);
+            e.2 += n;
+            if video {
+                if let Some(sent) = frame_sent_at(&m.data) {
+                    r.latencies_ms
+                        .push(now.saturating_duration_since(sent).as_secs_f32() * 1000.0);
+                }
+            }
+        }
+    }
+    r.lost = seqs
+        .values()
+        .map(|(lo, hi, n)| (hi - lo + 1).saturating_sub(*n))
+        .sum();
+    r
+}
+
+fn percentile(sorted: &[f32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i])
+}
+
+async fn stats(admin: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    Ok(http_request(admin, "GET", "/stats", &[], b"").await?.json())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.publishers == 0 || args.viewers == 0 {
+        bail!("need at least one publisher and one viewer");
+    }
+    let _ = sfu_node::client::epoch();
+    let sfu = start_sfu(&args)?;
+    let pid = sfu.child.id();
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.duration);
+
+    let whip = format!("/rooms/{ROOM}/whip");
+    let whep = format!("/rooms/{ROOM}/whep");
+    let mut pubs = Vec::new();
+    for i in 0..args.publishers {
+        let role = ClientRole::Publish {
+            simulcast: args.simulcast,
+        };
+        let (p, _) = ClientPeer::connect(sfu.http, &whip, &token(&format!("pub{i}")), role).await?;
+        pubs.push(tokio::spawn(publisher(p, end, args.simulcast)));
+    }
+    // Let the publishers connect, so join-to-first-frame measures a viewer joining a live room.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut views = Vec::new();
+    let slots = args.publishers.min(20);
+    for i in 0..args.viewers {
+        let joined = Instant::now();
+        let role = ClientRole::View { slots };
+        let (v, _) =
+            ClientPeer::connect(sfu.http, &whep, &token(&format!("view{i}")), role).await?;
+        views.push(tokio::spawn(viewer(v, joined, (measure_from, end))));
+    }
+    let joins_done = Instant::now();
+    if joins_done > measure_from {
+        eprintln!(
+            "warning: joins took {:?}, past the warm-up",
+            joins_done - start
+        );
+    }
+
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu0 = cpu_seconds(pid)?;
+    let stats0 = stats(sfu.admin).await?;
+    tokio::time::sleep_until(end.into()).await;
+    let cpu1 = cpu_seconds(pid)?;
+    let stats1 = stats(sfu.admin).await?;
+    let window = (end - measure_from).as_secs_f64();
+
+    let mut reports = Vec::new();
+    for v in views {
+        reports.push(v.await?);
+    }
+    let mut keyframes = 0;
+    for p in pubs {
+        keyframes += p.await?;
+    }
+    let mut latencies: Vec<f32> = reports
+        .iter()
+        .flat_map(|r| r.latencies_ms.iter().copied())
+        .collect();
+    latencies.sort_by(f32::total_cmp);
+    let mut first: Vec<f32> = reports
+        .iter()
+        .filter_map(|r| r.first_frame_ms.map(|f| f as f32))
+        .collect();
+    first.sort_by(f32::total_cmp);
+    let packets: u64 = reports.iter().map(|r| r.packets).sum();
+    let lost: u64 = reports.iter().map(|r| r.lost).sum();
+    let frames: u64 = reports.iter().map(|r| r.frames).sum();
+    let cpu = cpu1 - cpu0;
+    let delta = |k: &str| {
+        stats1["media"][k].as_f64().unwrap_or(0.0) - stats0["media"][k].as_f64().unwrap_or(0.0)
+    };
+    let forwarded_pps = packets as f64 / window;
+    let expected_frames =
+        window * (30.0 + 50.0) * slots.min(args.publishers) as f64 * args.viewers as f64;
+    let out = json!({
+        "publishers": args.publishers,
+        "viewers": args.viewers,
+        "simulcast": args.simulcast,
+        "window_s": window,
+        "forwarded_pps": forwarded_pps.round(),
+        "sfu_cpu_s": (cpu * 100.0).round() / 100.0,
+        "sfu_cpu_s_per_million_packets": if packets > 0 { ((cpu / (packets as f64 / 1e6)) * 1000.0).round() / 1000.0 } else { f64::NAN },
+        "forwarded_packets_per_cpu_s": if cpu > 0.0 { (packets as f64 / cpu).round() } else { f64::NAN },
+        "sfu_datagrams_out_ps": (delta("packets_out") / window).round(),
+        "sfu_datagrams_in_ps": (delta("packets_in") / window).round(),
+        "p50_forward_ms": (percentile(&latencies, 0.50) * 100.0).round() / 100.0,
+        "p99_forward_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+        "loss_pct": if packets + lost > 0 { (lost as f64 * 100.0 / (packets + lost) as f64 * 1000.0).round() / 1000.0 } else { f64::NAN },
+        "frame_delivery_pct": ((frames as f64 * 100.0 / expected_frames) * 10.0).round() / 10.0,
+        "nacks_received": delta("nacks_received"),
+        "plis_sent": delta("plis_sent"),
+        "publisher_keyframes": keyframes,
+        "viewer_join_to_first_frame_ms": percentile(&first, 0.5).round(),
+        "viewer_join_to_first_frame_max_ms": first.last().map(|f| f.round()).unwrap_or(f32::NAN),
+        "viewers_without_video": args.viewers - first.len(),
+    });
+    drop(sfu);
+    println!("{out}");
+    Ok(())
+}
