@@ -63,7 +63,10 @@ fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
         .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
         .args(["--max-on-camera", &on_camera.to_string()])
         .args(["--drain-grace-seconds", "1"])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -106,9 +109,18 @@ async fn publisher(mut p: ClientPeer, end: Instant, simulcast: bool) -> u64 {
     let (mut next_v, mut next_a) = (Instant::now(), Instant::now());
     let mut want_key = true;
     let mut keyframes = 0;
+    let mut iterations = 0u64;
     loop {
+        iterations += 1;
         let now = Instant::now();
         if now >= end || !p.rtc.is_alive() {
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "publisher ends: alive {} iterations {iterations} state {:?}",
+                    p.rtc.is_alive(),
+                    p.rtc.is_connected()
+                );
+            }
             return keyframes;
         }
         if p.rtc.is_connected() {
@@ -133,7 +145,10 @@ async fn publisher(mut p: ClientPeer, end: Instant, simulcast: bool) -> u64 {
             next_v = now;
             next_a = now;
         }
-        let until = next_v.min(next_a).min(end);
+        let until = next_v
+            .min(next_a)
+            .min(end)
+            .max(now + Duration::from_millis(1));
         let Ok(events) = p.step(until).await else {
             return keyframes;
         };
@@ -181,11 +196,9 @@ async fn viewer(mut v: ClientPeer, joined: Instant, window: (Instant, Instant)) 
             e.0 = e.0.min(lo);
             e.1 = e.1.max(hi);
             e.2 += n;
-            if video {
-                if let Some(sent) = frame_sent_at(&m.data) {
-                    r.latencies_ms
-                        .push(now.saturating_duration_since(sent).as_secs_f32() * 1000.0);
-                }
+            if video && let Some(sent) = frame_sent_at(&m.data) {
+                let ms = now.saturating_duration_since(sent).as_secs_f32() * 1000.0;
+                r.latencies_ms.push(ms);
             }
         }
     }
