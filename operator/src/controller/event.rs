@@ -1,0 +1,139 @@
+//! The LiveEvent controller: phase from the event's times, totals over its sessions and stage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use roundtable_crds::{LiveEvent, Session, Stage};
+use serde_json::json;
+use tracing::warn;
+
+use super::Context;
+use crate::plan::rollup::{RoomTotals, rollup};
+use crate::{Error, FIELD_MANAGER, Result};
+
+const CONTROLLER: &str = "liveevent";
+
+/// Runs the LiveEvent controller; a change in any session or stage status updates its event.
+pub fn controller(
+    ctx: Arc<Context>,
+    shutdown: crate::Shutdown,
+    concurrency: u16,
+) -> BoxFuture<'static, ()> {
+    let client = ctx.client.clone();
+    let to_event = |event: Option<String>, namespace: Option<String>| {
+        event.map(|name| {
+            ObjectRef::<LiveEvent>::new(&name).within(namespace.as_deref().unwrap_or_default())
+        })
+    };
+    Controller::new(
+        Api::<LiveEvent>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Session>::all(client.clone()),
+        watcher::Config::default(),
+        move |s: Session| to_event(Some(s.spec.event.clone()), s.namespace()),
+    )
+    .watches(
+        Api::<Stage>::all(client),
+        watcher::Config::default(),
+        move |s: Stage| to_event(Some(s.spec.event.clone()), s.namespace()),
+    )
+    .with_config(ControllerConfig::default().concurrency(concurrency))
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| futures::future::ready(()))
+    .boxed()
+}
+
+fn error_policy(event: Arc<LiveEvent>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(name = %event.name_any(), %error, "LiveEvent reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(event: Arc<LiveEvent>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let result = apply(&event, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    if let Err(error) = &result {
+        ctx.metrics.failed(CONTROLLER, error);
+    }
+    result
+}
+
+async fn apply(event: &LiveEvent, ctx: &Context) -> Result<Action> {
+    let namespace = event.namespace().unwrap_or_default();
+    let name = event.name_any();
+    let sessions: Vec<RoomTotals> = Api::<Session>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .filter(|s| s.spec.event == name)
+        .map(|s| {
+            let st = s.status.unwrap_or_default();
+            RoomTotals {
+                phase: st.phase,
+                on_camera: st.on_camera.unwrap_or(0),
+                watching: st.watching.unwrap_or(0),
+                recordings: st.recordings.len() as i32,
+            }
+        })
+        .collect();
+    let stages: Vec<RoomTotals> = Api::<Stage>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .filter(|s| s.spec.event == name)
+        .map(|s| {
+            let st = s.status.unwrap_or_default();
+            RoomTotals {
+                phase: st.phase,
+                on_camera: st.on_camera.unwrap_or(0),
+                watching: st.watching.unwrap_or(0),
+                recordings: st.recordings.len() as i32,
+            }
+        })
+        .collect();
+    let now = Timestamp::now();
+    let r = rollup(
+        event.spec.start.0,
+        event.spec.end.0,
+        now,
+        &sessions,
+        &stages,
+    );
+    let status = json!({
+        "apiVersion": "roundtable.dev/v1alpha1",
+        "kind": "LiveEvent",
+        "status": {
+            "phase": r.phase,
+            "observedGeneration": event.metadata.generation,
+            "sessions": r.sessions,
+            "sessionsLive": r.sessions_live,
+            "watching": r.watching,
+            "onCamera": r.on_camera,
+            "recordings": r.recordings,
+        }
+    });
+    Api::<LiveEvent>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
+    Ok(match r.next_change {
+        Some(at) => Action::requeue(Duration::from_secs(
+            at.duration_since(now).as_secs().clamp(1, 3600) as u64,
+        )),
+        None => Action::await_change(),
+    })
+}

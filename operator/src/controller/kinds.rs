@@ -1,0 +1,294 @@
+//! What differs between the kinds that get an SFU pod: how to read their spec and previous
+//! status, what they want now, and the shape of their status.
+
+use jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use roundtable_crds::{LiveEvent, LivePhase, Room, RoomPhase, Session, Stage};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::config::OperatorConfig;
+use crate::plan::decide::{Plan, Problem, room_desired};
+use crate::plan::room::LiveRoom;
+use crate::plan::schedule::{Desired, desired};
+
+/// Annotation the control plane sets on a Room when someone wants to join (RFC 3339 time).
+pub const JOIN_REQUESTED: &str = "roundtable.dev/join-requested-at";
+
+/// Status fields every live kind shares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Previous {
+    pub phase: Option<LivePhase>,
+    pub peak_on_camera: i32,
+    pub peak_watching: i32,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub last_active: Option<Timestamp>,
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// The facts a status is written from.
+#[derive(Debug, Clone)]
+pub struct StatusFacts<'a> {
+    pub plan: &'a Plan,
+    pub generation: Option<i64>,
+    pub conditions: Value,
+    pub endpoint: Option<String>,
+    pub peak_on_camera: i32,
+    pub peak_watching: i32,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub last_active: Option<Timestamp>,
+}
+
+/// A kind that gets an SFU pod.
+pub trait LiveKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Controller name in metrics and logs.
+    const CONTROLLER: &'static str;
+
+    fn room(&self) -> LiveRoom;
+    fn previous(&self) -> Previous;
+
+    /// Whether the room should be live now.
+    fn desired(
+        &self,
+        event: Option<&LiveEvent>,
+        now: Timestamp,
+        config: &OperatorConfig,
+    ) -> Desired {
+        desired(self.room().window(event), now, config.warm_up)
+    }
+
+    /// Problems with other objects that only this kind has (ticket types, passcode Secret).
+    fn reference_problems(&self, _event: Option<&LiveEvent>) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// The status object to apply.
+    fn status(&self, facts: &StatusFacts<'_>) -> Value;
+}
+
+fn live_previous(
+    phase: Option<LivePhase>,
+    peaks: (Option<i32>, Option<i32>),
+    started: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ended: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Previous {
+    Previous {
+        phase,
+        peak_on_camera: peaks.0.unwrap_or(0),
+        peak_watching: peaks.1.unwrap_or(0),
+        started_at: started.map(|t| t.0),
+        ended_at: ended.map(|t| t.0),
+        last_active: None,
+        conditions: conditions.to_vec(),
+    }
+}
+
+fn common_status(facts: &StatusFacts<'_>) -> Value {
+    let counts = facts.plan.counts.unwrap_or_default();
+    json!({
+        "observedGeneration": facts.generation,
+        "conditions": facts.conditions,
+        "endpoint": facts.endpoint,
+        "onCamera": counts.on_camera,
+        "watching": counts.watching,
+    })
+}
+
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| {
+        Value::String(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    })
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
+        base.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
+        base.retain(|_, v| !v.is_null());
+    }
+    base
+}
+
+impl LiveKind for Session {
+    const CONTROLLER: &'static str = "session";
+
+    fn room(&self) -> LiveRoom {
+        LiveRoom::from(self)
+    }
+
+    fn previous(&self) -> Previous {
+        let s = self.status.clone().unwrap_or_default();
+        live_previous(
+            s.phase,
+            (s.peak_on_camera, s.peak_watching),
+            s.started_at.as_ref(),
+            s.ended_at.as_ref(),
+            &s.conditions,
+        )
+    }
+
+    fn reference_problems(&self, event: Option<&LiveEvent>) -> Vec<Problem> {
+        let Some(event) = event else {
+            return Vec::new();
+        };
+        let known: Vec<&str> = event
+            .spec
+            .ticket_types
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        let unknown: Vec<&str> = self
+            .spec
+            .watch
+            .ticket_types
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !known.contains(t))
+            .collect();
+        let mut problems = Vec::new();
+        if !unknown.is_empty() {
+            problems.push(Problem {
+                reason: "UnknownTicketType",
+                message: format!(
+                    "watch.ticketTypes names {} that LiveEvent {} does not have (it has: {})",
+                    unknown.join(", "),
+                    self.spec.event,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+                blocking: false,
+            });
+        }
+        if self.spec.recording && event.spec.recording_storage.is_none() {
+            problems.push(Problem {
+                reason: "RecordingStorageMissing",
+                message: format!(
+                    "recording is on but LiveEvent {} has no recordingStorage",
+                    self.spec.event
+                ),
+                blocking: false,
+            });
+        }
+        problems
+    }
+
+    fn status(&self, facts: &StatusFacts<'_>) -> Value {
+        let counts = facts.plan.counts.unwrap_or_default();
+        merge(
+            common_status(facts),
+            json!({
+                "phase": facts.plan.phase,
+                "peakOnCamera": facts.peak_on_camera,
+                "peakWatching": facts.peak_watching,
+                "uniqueJoiners": counts.unique_joiners.max(0),
+                "startedAt": time(facts.started_at),
+                "endedAt": time(facts.ended_at),
+            }),
+        )
+    }
+}
+
+impl LiveKind for Stage {
+    const CONTROLLER: &'static str = "stage";
+
+    fn room(&self) -> LiveRoom {
+        LiveRoom::from(self)
+    }
+
+    fn previous(&self) -> Previous {
+        let s = self.status.clone().unwrap_or_default();
+        live_previous(s.phase, (None, s.peak_watching), None, None, &s.conditions)
+    }
+
+    fn status(&self, facts: &StatusFacts<'_>) -> Value {
+        merge(
+            common_status(facts),
+            json!({
+                "phase": facts.plan.phase,
+                "peakWatching": facts.peak_watching,
+                "live": self.spec.broadcasting && facts.plan.phase == LivePhase::Live,
+            }),
+        )
+    }
+}
+
+impl LiveKind for Room {
+    const CONTROLLER: &'static str = "room";
+
+    fn room(&self) -> LiveRoom {
+        LiveRoom::from(self)
+    }
+
+    fn previous(&self) -> Previous {
+        let s = self.status.clone().unwrap_or_default();
+        let phase = s.phase.map(|p| match p {
+            RoomPhase::Idle => LivePhase::Ended,
+            RoomPhase::Starting => LivePhase::Starting,
+            RoomPhase::Live => LivePhase::Live,
+            RoomPhase::Draining => LivePhase::Draining,
+            RoomPhase::Failed => LivePhase::Failed,
+        });
+        Previous {
+            last_active: s.last_active.map(|t| t.0),
+            ..live_previous(phase, (None, None), None, None, &s.conditions)
+        }
+    }
+
+    fn desired(
+        &self,
+        _event: Option<&LiveEvent>,
+        now: Timestamp,
+        config: &OperatorConfig,
+    ) -> Desired {
+        let requested = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(JOIN_REQUESTED))
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let idle = self
+            .spec
+            .idle_timeout_seconds
+            .map_or(config.room_idle, |s| {
+                jiff::SignedDuration::from_secs(s.into())
+            });
+        match room_desired(requested, self.previous().last_active, idle, now) {
+            // An idle room is not over: it just has no pod until someone asks again.
+            Desired::Waiting { .. } => Desired::Over,
+            live => live,
+        }
+    }
+
+    fn status(&self, facts: &StatusFacts<'_>) -> Value {
+        let phase = match facts.plan.phase {
+            LivePhase::Scheduled | LivePhase::Ended => RoomPhase::Idle,
+            LivePhase::Starting => RoomPhase::Starting,
+            LivePhase::Live => RoomPhase::Live,
+            LivePhase::Draining => RoomPhase::Draining,
+            LivePhase::Failed => RoomPhase::Failed,
+        };
+        merge(
+            common_status(facts),
+            json!({
+                "phase": phase,
+                "path": format!("/{}/{}", self.spec.host, self.spec.slug),
+                "lastActive": time(facts.last_active),
+            }),
+        )
+    }
+}

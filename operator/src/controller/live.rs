@@ -1,0 +1,230 @@
+//! The reconcile of every kind that gets an SFU pod: observe, plan, apply.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, ResourceExt};
+use roundtable_crds::{LiveEvent, LivePhase};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Context;
+use super::kinds::{LiveKind, StatusFacts};
+use super::observe;
+use crate::plan::conditions::conditions;
+use crate::plan::decide::{Observed, PodAction, Problem, decide};
+use crate::plan::pod::{disruption_budget, endpoint, host_port_of, pod_name, sfu_pod};
+use crate::plan::ports::pick_host_port;
+use crate::{Error, Result};
+
+/// Reconciles one session, stage or room.
+pub async fn reconcile<K: LiveKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(K::CONTROLLER);
+    let result = apply(obj.as_ref(), &ctx).await;
+    ctx.metrics.reconciled(K::CONTROLLER, result.is_ok());
+    if let Err(error) = &result {
+        ctx.metrics.failed(K::CONTROLLER, error);
+    }
+    result
+}
+
+async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let room = obj.room();
+    let namespace = room.namespace.clone();
+    let client = ctx.client.clone();
+
+    // Observe.
+    let event = match &room.event {
+        Some(name) => {
+            Api::<LiveEvent>::namespaced(client.clone(), &namespace)
+                .get_opt(name)
+                .await?
+        }
+        None => None,
+    };
+    let mut problems = Vec::new();
+    if let (Some(name), None) = (&room.event, &event) {
+        problems.push(Problem {
+            reason: "EventNotFound",
+            message: format!("LiveEvent {name} does not exist in namespace {namespace}"),
+            blocking: true,
+        });
+    }
+    problems.extend(obj.reference_problems(event.as_ref()));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let name = pod_name(&room);
+    let pod = pods.get_opt(&name).await?;
+    let pod_state = pod.as_ref().map(observe::pod_state);
+    let counts = match (&pod, &pod_state) {
+        (Some(pod), Some(crate::plan::decide::PodState::Running { ready: true })) => {
+            observe::counts(&ctx.http, pod, ctx.config.sfu_admin_port).await
+        }
+        _ => None,
+    };
+
+    // Plan.
+    let previous = obj.previous();
+    let desired = obj.desired(event.as_ref(), now, &ctx.config);
+    let observed = Observed {
+        pod: pod_state,
+        counts,
+        problems,
+    };
+    let plan = decide(
+        desired,
+        &observed,
+        previous.phase,
+        now,
+        ctx.config.stats_interval,
+    );
+    let settings = room.settings(event.as_ref());
+    let owner = obj
+        .controller_owner_ref(&())
+        .expect("a stored object has a name and uid");
+
+    // Apply: pod and disruption budget.
+    let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+    match plan.pod {
+        PodAction::Ensure if pod.is_none() => {
+            let port = free_host_port(ctx)?;
+            let desired_pod = sfu_pod(&room, &settings, &ctx.config, port, owner.clone());
+            match pods
+                .create(
+                    &PostParams {
+                        field_manager: Some(crate::FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &desired_pod,
+                )
+                .await
+            {
+                Ok(_) => info!(pod = %name, port, "created SFU pod"),
+                // Another reconcile (or the previous leader) created it first: never a duplicate.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+            let pdb = disruption_budget(&room, owner.clone());
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+                .patch(&name, &params, &Patch::Apply(&pdb))
+                .await?;
+        }
+        PodAction::Drain | PodAction::Replace => {
+            if let Some(pod) = &pod {
+                let grace = match plan.pod {
+                    PodAction::Drain => Some(ctx.config.drain_grace_seconds as u32),
+                    _ => Some(0),
+                };
+                let params = DeleteParams {
+                    grace_period_seconds: grace,
+                    preconditions: Some(Preconditions {
+                        uid: pod.uid(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match pods.delete(&name, &params).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // The budget would block the drain's eviction-free delete only for evictions;
+                // removing it lets node drains proceed once the room is over.
+                let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace);
+                match pdbs.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        PodAction::Ensure | PodAction::Keep => {}
+    }
+
+    // Events.
+    if let Some(planned) = &plan.event {
+        let event = Event {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.into(),
+            note: Some(planned.note.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, "could not record an Event");
+        }
+    }
+
+    // Status.
+    let counts = plan.counts.unwrap_or_default();
+    let live = plan.phase == LivePhase::Live;
+    let host_ip = pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref()?.host_ip.clone());
+    let endpoint = pod
+        .as_ref()
+        .filter(|_| {
+            matches!(
+                plan.phase,
+                LivePhase::Live | LivePhase::Starting | LivePhase::Draining
+            )
+        })
+        .and_then(|p| host_port_of(p))
+        .and_then(|port| endpoint(&settings, host_ip.as_deref(), port));
+    let facts = StatusFacts {
+        plan: &plan,
+        generation: obj.meta().generation,
+        conditions: serde_json::to_value(conditions(
+            &plan.conditions,
+            &previous.conditions,
+            obj.meta().generation,
+            now,
+        ))?,
+        endpoint,
+        peak_on_camera: previous.peak_on_camera.max(counts.on_camera),
+        peak_watching: previous.peak_watching.max(counts.watching),
+        started_at: previous.started_at.or(live.then_some(now)),
+        ended_at: previous
+            .ended_at
+            .or((plan.phase == LivePhase::Ended).then_some(now)),
+        last_active: if counts.on_camera + counts.watching > 0 {
+            Some(now)
+        } else {
+            previous.last_active
+        },
+    };
+    let status = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": obj.status(&facts),
+    });
+    Api::<K>::namespaced(client, &namespace)
+        .patch_status(&obj.name_any(), &params, &Patch::Apply(&status))
+        .await?;
+    ctx.record_room(&room, live.then_some((counts.on_camera, counts.watching)));
+
+    Ok(plan
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The least used hostPort among the SFU pods the operator knows of.
+fn free_host_port(ctx: &Context) -> Result<u16> {
+    let in_use = ctx
+        .sfu_pods
+        .state()
+        .into_iter()
+        .filter_map(|p| host_port_of(&p))
+        .collect::<Vec<_>>();
+    pick_host_port(ctx.config.host_ports.clone(), in_use)
+        .ok_or_else(|| Error::NoHostPort(format!("{:?}", ctx.config.host_ports)))
+}

@@ -1,0 +1,167 @@
+//! The controllers: thin I/O around [`crate::plan`].
+//!
+//! One controller per kind. Sessions, stages and rooms share one reconcile ([`live`]); each
+//! owns its SFU pod and disruption budget (watched with `.owns()`), and is reconciled again
+//! when its LiveEvent changes. Reconciles are triggered by spec (generation) and annotation
+//! changes, never by the operator's own status writes, and requeue themselves while live to
+//! read the pod's counts.
+
+pub mod event;
+pub mod kinds;
+pub mod live;
+pub mod observe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, ResourceExt};
+use roundtable_crds::{LiveEvent, Room, Session, Stage};
+use tracing::{info, warn};
+
+use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
+use crate::plan::pod::{APP, LABEL_APP};
+use crate::plan::room::{Kind, LiveRoom};
+use crate::{Error, FIELD_MANAGER};
+use kinds::LiveKind;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub http: reqwest::Client,
+    /// Every SFU pod in the cluster, for picking hostPorts.
+    pub sfu_pods: Store<Pod>,
+    live: Mutex<HashMap<(Kind, String, String), bool>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Remembers whether a room is live (and its counts) for the metrics.
+    pub fn record_room(&self, room: &LiveRoom, counts: Option<(i32, i32)>) {
+        self.metrics
+            .room(&room.namespace, room.kind.as_str(), &room.name, counts);
+        let mut live = self.live.lock().expect("not poisoned");
+        live.insert(
+            (room.kind, room.namespace.clone(), room.name.clone()),
+            counts.is_some(),
+        );
+        let count = live
+            .iter()
+            .filter(|((kind, ..), is_live)| *kind == room.kind && **is_live)
+            .count();
+        self.metrics.live_rooms(room.kind.as_str(), count as i64);
+    }
+}
+
+fn error_policy<K: LiveKind>(obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(kind = K::CONTROLLER, name = %obj.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs every controller until `shutdown` resolves or one of them stops.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: crate::Shutdown,
+    concurrency: u16,
+) {
+    let (sfu_pods, writer) = reflector::store();
+    let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
+    let pod_reflector = watcher(Api::<Pod>::all(client.clone()), pod_selector.clone())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        metrics,
+        recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
+        http: reqwest::Client::new(),
+        sfu_pods: sfu_pods.clone(),
+        live: Mutex::new(HashMap::new()),
+    });
+    sfu_pods.wait_until_ready().await.ok();
+
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![
+        live_controller::<Session>(&ctx, shutdown.clone(), concurrency, |s| {
+            Some(s.spec.event.clone())
+        }),
+        live_controller::<Stage>(&ctx, shutdown.clone(), concurrency, |s| {
+            Some(s.spec.event.clone())
+        }),
+        live_controller::<Room>(&ctx, shutdown.clone(), concurrency, |_| None),
+        event::controller(ctx.clone(), shutdown.clone(), concurrency),
+    ];
+    info!("controllers running");
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {},
+        _ = pod_reflector => warn!("the pod watch ended"),
+    }
+}
+
+/// A controller for one kind with an SFU pod. `event_of` names the LiveEvent an object
+/// belongs to, so that a change of the event reconciles its sessions or stage.
+fn live_controller<K: LiveKind>(
+    ctx: &Arc<Context>,
+    shutdown: crate::Shutdown,
+    concurrency: u16,
+    event_of: fn(&K) -> Option<String>,
+) -> BoxFuture<'static, ()> {
+    let client = ctx.client.clone();
+    let (reader, writer) = reflector::store::<K>();
+    let trigger = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let store = reader.clone();
+    let owned = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
+    Controller::for_stream(trigger, reader)
+        .owns(Api::<Pod>::all(client.clone()), owned.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+        .watches(
+            Api::<LiveEvent>::all(client),
+            watcher::Config::default(),
+            move |event| {
+                let namespace = event.namespace();
+                let name = event.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|obj| {
+                        obj.namespace() == namespace
+                            && event_of(obj).as_deref() == Some(name.as_str())
+                    })
+                    .map(|obj| ObjectRef::from(obj.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(live::reconcile::<K>, error_policy::<K>, ctx.clone())
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}

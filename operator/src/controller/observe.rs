@@ -1,0 +1,80 @@
+//! Reading what exists: the state of a room's pod and the live counts on its `/stats`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+
+use crate::plan::decide::{Counts, PodState};
+
+/// The planning view of a pod.
+pub fn pod_state(pod: &Pod) -> PodState {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodState::Terminating;
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    match status.phase.as_deref() {
+        Some("Failed") | Some("Succeeded") => {
+            let terminated = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .find_map(|c| c.state.as_ref()?.terminated.clone());
+            let message = match terminated {
+                Some(t) => format!(
+                    "sfu-node exited with code {}{}",
+                    t.exit_code,
+                    t.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+                None => status.message.unwrap_or_else(|| "the pod stopped".into()),
+            };
+            PodState::Exited { message }
+        }
+        _ if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_none() =>
+        {
+            let unschedulable = condition("PodScheduled")
+                .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+                .and_then(|c| c.message.clone());
+            PodState::Unscheduled { unschedulable }
+        }
+        _ => PodState::Running {
+            ready: condition("Ready").is_some_and(|c| c.status == "True"),
+        },
+    }
+}
+
+/// The counts sfu-node reports on its admin port's `/stats`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    #[serde(alias = "on_camera")]
+    on_camera: i32,
+    watching: i32,
+    #[serde(default, alias = "unique_joiners")]
+    unique_joiners: i32,
+}
+
+/// Reads the live counts of a ready pod; `None` when it cannot be read (the status keeps the
+/// last counts then).
+pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Option<Counts> {
+    let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
+    let url = format!("http://{ip}:{admin_port}/stats");
+    let response = http
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let stats: Stats = response.error_for_status().ok()?.json().await.ok()?;
+    Some(Counts {
+        on_camera: stats.on_camera,
+        watching: stats.watching,
+        unique_joiners: stats.unique_joiners,
+    })
+}

@@ -1,0 +1,16 @@
+//! Pure planning: what should exist for a room, given its spec, what was observed and `now`.
+//!
+//! Nothing here talks to Kubernetes or reads the clock; the controllers observe, call these
+//! functions and apply the result. Unit tests pin the clock.
+
+pub mod conditions;
+pub mod decide;
+pub mod pod;
+pub mod ports;
+pub mod rollup;
+pub mod room;
+pub mod schedule;
+pub mod sizing;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! The SFU pod (and its disruption budget) a live room should have.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
+    PodSpec, Probe, ResourceRequirements, SecretKeySelector, TopologySpreadConstraint,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use roundtable_crds::{NetworkMode, RoomTheme, SfuPodSettings, SharePolicy};
+
+use super::room::LiveRoom;
+use super::sizing::pod_size;
+use crate::config::OperatorConfig;
+
+pub const LABEL_APP: &str = "app.kubernetes.io/name";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_KIND: &str = "roundtable.dev/kind";
+pub const LABEL_ROOM: &str = "roundtable.dev/room";
+pub const LABEL_EVENT: &str = "roundtable.dev/event";
+pub const LABEL_ROLE: &str = "roundtable.dev/role";
+pub const ANNOTATION_CONFIG_HASH: &str = "roundtable.dev/config-hash";
+pub const APP: &str = "sfu-node";
+pub const MANAGER: &str = "roundtable-operator";
+/// Name of the sfu-node container.
+pub const CONTAINER: &str = "sfu-node";
+
+/// Name of a room's origin SFU pod: `<kind>-<name>`, shortened with a hash when it would not
+/// fit a DNS label.
+pub fn pod_name(room: &LiveRoom) -> String {
+    let name = format!("{}-{}", room.kind.as_str(), room.name);
+    if name.len() <= 63 {
+        return name;
+    }
+    let hash = fnv1a(name.as_bytes());
+    let head = name[..54].trim_end_matches(['-', '.']);
+    format!("{head}-{hash:08x}")
+}
+
+/// Labels of every pod of a room; `roundtable.dev/role` tells origin from relays.
+pub fn labels(room: &LiveRoom) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_APP.to_string(), APP.to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+        (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
+        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROLE.to_string(), "origin".to_string()),
+    ]);
+    if let Some(event) = &room.event {
+        labels.insert(LABEL_EVENT.to_string(), event.clone());
+    }
+    labels
+}
+
+/// Where browsers reach the pod: the advertised address (or the node's) and the hostPort.
+pub fn endpoint(settings: &SfuPodSettings, host_ip: Option<&str>, port: u16) -> Option<String> {
+    let advertised = settings
+        .network
+        .as_ref()
+        .and_then(|n| n.advertise_address.as_deref());
+    advertised
+        .or(host_ip)
+        .map(|address| format!("{address}:{port}"))
+}
+
+/// The origin SFU pod of `room`, owned by `owner`, serving on UDP (media) and TCP
+/// (signalling) `host_port`.
+pub fn sfu_pod(
+    room: &LiveRoom,
+    settings: &SfuPodSettings,
+    config: &OperatorConfig,
+    host_port: u16,
+    owner: OwnerReference,
+) -> Pod {
+    let size = pod_size(room.max_on_camera as u64, room.max_watchers as u64);
+    let resources = settings.resources.clone().unwrap_or_else(|| {
+        let amounts = BTreeMap::from([
+            ("cpu".to_string(), Quantity(size.cpu_quantity())),
+            ("memory".to_string(), Quantity(size.memory_quantity())),
+        ]);
+        ResourceRequirements {
+            requests: Some(amounts.clone()),
+            limits: Some(amounts),
+            ..Default::default()
+        }
+    });
+    let placement = settings.placement.clone().unwrap_or_default();
+    let host_port_mode = settings
+        .network
+        .as_ref()
+        .is_none_or(|n| n.mode == NetworkMode::HostPort);
+    let advertise = settings
+        .network
+        .as_ref()
+        .and_then(|n| n.advertise_address.clone())
+        .unwrap_or_else(|| "$(HOST_IP)".to_string());
+    let port = i32::from(host_port);
+    let pod_labels = labels(room);
+
+    let env = vec![
+        field_env("POD_IP", "status.podIP"),
+        field_env("HOST_IP", "status.hostIP"),
+        plain_env("SFU_ROOM", &room.room_id()),
+        plain_env("SFU_KIND", room.kind.as_str()),
+        plain_env("SFU_SHARE_POLICY", share_policy_arg(room.share_policy)),
+        plain_env("SFU_THEME", theme_arg(room.theme)),
+        plain_env("SFU_LOCKED", &room.locked.to_string()),
+        plain_env("SFU_MAX_ON_CAMERA", &room.max_on_camera.to_string()),
+        plain_env("SFU_MAX_WATCHERS", &room.max_watchers.to_string()),
+        plain_env("SFU_UDP_ADDR", &format!("$(POD_IP):{port}")),
+        plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),
+        plain_env(
+            "SFU_ADMIN_ADDR",
+            &format!("$(POD_IP):{}", config.sfu_admin_port),
+        ),
+        plain_env("SFU_ADVERTISE_ADDR", &advertise),
+        plain_env("SFU_ADVERTISE_PORT", &port.to_string()),
+        plain_env(
+            "SFU_DRAIN_GRACE_SECONDS",
+            &config.drain_grace_seconds.to_string(),
+        ),
+        EnvVar {
+            name: "SFU_TOKEN_KEY".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: config.token_secret.clone(),
+                    key: config.token_secret_key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let host = |protocol: &str, name: &str| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        host_port: host_port_mode.then_some(port),
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    };
+    let admin_port = i32::from(config.sfu_admin_port);
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(admin_port),
+            ..Default::default()
+        }),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Default::default()
+    };
+    let spread_key = placement
+        .spread_topology_key
+        .clone()
+        .unwrap_or_else(|| "kubernetes.io/hostname".into());
+    let spread = room.event.as_ref().map(|event| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: spread_key,
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    (LABEL_APP.to_string(), APP.to_string()),
+                    (LABEL_EVENT.to_string(), event.clone()),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(room)),
+            namespace: Some(room.namespace.clone()),
+            labels: Some(pod_labels),
+            annotations: Some(BTreeMap::from([(
+                ANNOTATION_CONFIG_HASH.to_string(),
+                config_hash(room, settings, host_port),
+            )])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: CONTAINER.into(),
+                image: Some(config.sfu_image.clone()),
+                env: Some(env),
+                ports: Some(vec![
+                    host("UDP", "media"),
+                    host("TCP", "signal"),
+                    ContainerPort {
+                        name: Some("admin".into()),
+                        container_port: admin_port,
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    },
+                ]),
+                resources: Some(resources),
+                readiness_probe: Some(probe("/readyz")),
+                liveness_probe: Some(Probe {
+                    initial_delay_seconds: Some(5),
+                    ..probe("/healthz")
+                }),
+                ..Default::default()
+            }],
+            restart_policy: Some("Never".into()),
+            termination_grace_period_seconds: Some(config.drain_grace_seconds),
+            node_selector: placement.node_selector,
+            tolerations: placement.tolerations,
+            affinity: placement.affinity,
+            priority_class_name: placement.priority_class_name,
+            topology_spread_constraints: spread,
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A PodDisruptionBudget that keeps a live room's origin pod from voluntary eviction (node
+/// drains wait until the room ends).
+pub fn disruption_budget(room: &LiveRoom, owner: OwnerReference) -> PodDisruptionBudget {
+    let selector = BTreeMap::from([
+        (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
+        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROLE.to_string(), "origin".to_string()),
+    ]);
+    PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: Some(pod_name(room)),
+            namespace: Some(room.namespace.clone()),
+            labels: Some(labels(room)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(0)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A digest of everything the pod is built from; a pod whose annotation differs is outdated.
+pub fn config_hash(room: &LiveRoom, settings: &SfuPodSettings, host_port: u16) -> String {
+    let text = format!("{room:?}{settings:?}{host_port}");
+    format!("{:08x}", fnv1a(text.as_bytes()))
+}
+
+/// The hostPort a pod was given, read back from its spec.
+pub fn host_port_of(pod: &Pod) -> Option<u16> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find_map(|p| {
+            (p.name.as_deref() == Some("media")).then(|| u16::try_from(p.container_port).ok())?
+        })
+}
+
+fn share_policy_arg(policy: SharePolicy) -> &'static str {
+    match policy {
+        SharePolicy::Open => "open",
+        SharePolicy::Moderated => "moderated",
+        SharePolicy::InviteOnly => "invite-only",
+    }
+}
+
+fn theme_arg(theme: RoomTheme) -> &'static str {
+    match theme {
+        RoomTheme::Meeting => "meeting",
+        RoomTheme::Webinar => "webinar",
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
+}

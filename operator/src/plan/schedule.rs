@@ -1,0 +1,139 @@
+//! When a session or stage should have a live SFU pod.
+//!
+//! A scheduled room is warmed up `lead` before its start so the first joiner never waits for a
+//! pod; it ends at its own end, or at the event's end when it has none. An organiser's Start
+//! overrides the start time, and an organiser's End is final.
+
+use jiff::{SignedDuration, Timestamp};
+use roundtable_crds::Lifecycle;
+
+/// The times that decide a room's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub lifecycle: Lifecycle,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    /// The end of the event the room belongs to, if known.
+    pub event_end: Option<Timestamp>,
+}
+
+/// What should exist now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    /// Not live yet; look again at `wake_at` (None: only an organiser's Start changes this).
+    Waiting { wake_at: Option<Timestamp> },
+    /// Live; look again at `until` to end it.
+    Live { until: Option<Timestamp> },
+    /// Over for good.
+    Over,
+}
+
+/// Decides whether a room is waiting, live or over at `now`.
+pub fn desired(window: Window, now: Timestamp, lead: SignedDuration) -> Desired {
+    let end = window.end.or(window.event_end);
+    if window.lifecycle == Lifecycle::Ended || end.is_some_and(|end| end <= now) {
+        return Desired::Over;
+    }
+    match (window.lifecycle, window.start) {
+        (Lifecycle::Started, _) => Desired::Live { until: end },
+        (_, Some(start)) => {
+            let warm_at = start - lead;
+            if now >= warm_at {
+                Desired::Live { until: end }
+            } else {
+                Desired::Waiting {
+                    wake_at: Some(warm_at),
+                }
+            }
+        }
+        (_, None) => Desired::Waiting { wake_at: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const LEAD: SignedDuration = SignedDuration::from_mins(2);
+
+    fn window(start: Option<&str>, end: Option<&str>) -> Window {
+        Window {
+            lifecycle: Lifecycle::Scheduled,
+            start: start.map(t),
+            end: end.map(t),
+            event_end: None,
+        }
+    }
+
+    #[test]
+    fn waits_until_the_lead_time_before_start() {
+        let w = window(Some("2026-12-10T18:00:00Z"), Some("2026-12-10T19:00:00Z"));
+        assert_eq!(
+            desired(w, t("2026-12-10T17:00:00Z"), LEAD),
+            Desired::Waiting {
+                wake_at: Some(t("2026-12-10T17:58:00Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn is_live_from_the_warm_up_until_the_end() {
+        let w = window(Some("2026-12-10T18:00:00Z"), Some("2026-12-10T19:00:00Z"));
+        let live = Desired::Live {
+            until: Some(t("2026-12-10T19:00:00Z")),
+        };
+        assert_eq!(desired(w, t("2026-12-10T17:58:00Z"), LEAD), live);
+        assert_eq!(desired(w, t("2026-12-10T18:59:59Z"), LEAD), live);
+        assert_eq!(desired(w, t("2026-12-10T19:00:00Z"), LEAD), Desired::Over);
+    }
+
+    #[test]
+    fn an_organisers_start_overrides_the_start_time() {
+        let mut w = window(Some("2026-12-10T18:00:00Z"), None);
+        w.lifecycle = Lifecycle::Started;
+        assert_eq!(
+            desired(w, t("2026-12-10T09:00:00Z"), LEAD),
+            Desired::Live { until: None }
+        );
+    }
+
+    #[test]
+    fn an_organisers_end_is_final() {
+        let mut w = window(Some("2026-12-10T18:00:00Z"), Some("2026-12-10T19:00:00Z"));
+        w.lifecycle = Lifecycle::Ended;
+        assert_eq!(desired(w, t("2026-12-10T18:30:00Z"), LEAD), Desired::Over);
+    }
+
+    #[test]
+    fn without_a_start_it_waits_for_an_organiser() {
+        let w = window(None, None);
+        assert_eq!(
+            desired(w, t("2026-12-10T18:30:00Z"), LEAD),
+            Desired::Waiting { wake_at: None }
+        );
+    }
+
+    #[test]
+    fn without_its_own_end_it_ends_with_the_event() {
+        let mut w = window(Some("2026-12-10T18:00:00Z"), None);
+        w.event_end = Some(t("2026-12-10T22:00:00Z"));
+        assert_eq!(
+            desired(w, t("2026-12-10T21:00:00Z"), LEAD),
+            Desired::Live {
+                until: Some(t("2026-12-10T22:00:00Z"))
+            }
+        );
+        assert_eq!(desired(w, t("2026-12-10T22:00:00Z"), LEAD), Desired::Over);
+    }
+
+    #[test]
+    fn a_started_session_past_its_end_is_over() {
+        let mut w = window(None, Some("2026-12-10T19:00:00Z"));
+        w.lifecycle = Lifecycle::Started;
+        assert_eq!(desired(w, t("2026-12-10T19:00:01Z"), LEAD), Desired::Over);
+    }
+}

@@ -1,0 +1,388 @@
+//! Tests of the pod and decision planning, with small builders and a pinned clock.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use roundtable_crds::{
+    LivePhase, MediaNetwork, NetworkMode, Placement, Session, SessionSpec, SfuPodSettings,
+};
+
+use super::decide::{Counts, Observed, PodAction, PodState, Problem, decide, room_desired};
+use super::pod::{disruption_budget, endpoint, host_port_of, labels, pod_name, sfu_pod};
+use super::room::LiveRoom;
+use super::schedule::Desired;
+use crate::config::OperatorConfig;
+
+const POLL: Duration = Duration::from_secs(5);
+
+fn now() -> Timestamp {
+    "2026-12-10T18:00:00Z".parse().unwrap()
+}
+
+fn session(name: &str, yaml_spec: &str) -> Session {
+    let spec: SessionSpec = serde_yaml::from_str(yaml_spec).unwrap();
+    let mut session = Session::new(name, spec);
+    session.metadata.namespace = Some("events".into());
+    session
+}
+
+fn owner() -> OwnerReference {
+    OwnerReference {
+        api_version: "roundtable.dev/v1alpha1".into(),
+        kind: "Session".into(),
+        name: "s".into(),
+        uid: "uid-1".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn env_of(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[test]
+fn the_pod_is_sized_from_the_limits_and_carries_them() {
+    let room = LiveRoom::from(&session(
+        "panel",
+        "{event: gala, title: Panel, maxParticipants: 20, share: {policy: InviteOnly, invitees: [a]}}",
+    ));
+    let pod = sfu_pod(
+        &room,
+        &SfuPodSettings::default(),
+        &OperatorConfig::default(),
+        31005,
+        owner(),
+    );
+    assert_eq!(pod.metadata.name.as_deref(), Some("session-panel"));
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    let resources = container.resources.as_ref().unwrap();
+    // 20 on camera, 150 watching (the cap for more than 10 on camera).
+    let size = super::sizing::pod_size(20, 150);
+    assert_eq!(
+        resources.requests.as_ref().unwrap()["cpu"].0,
+        size.cpu_quantity()
+    );
+    assert_eq!(resources.limits, resources.requests, "Guaranteed QoS");
+    assert_eq!(env_of(&pod, "SFU_MAX_ON_CAMERA").as_deref(), Some("20"));
+    assert_eq!(env_of(&pod, "SFU_MAX_WATCHERS").as_deref(), Some("150"));
+    assert_eq!(
+        env_of(&pod, "SFU_SHARE_POLICY").as_deref(),
+        Some("invite-only")
+    );
+    assert_eq!(
+        env_of(&pod, "SFU_ROOM").as_deref(),
+        Some("session/events/panel")
+    );
+    assert_eq!(host_port_of(&pod), Some(31005));
+    let ports = container.ports.as_ref().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.protocol.as_deref() == Some("UDP") && p.host_port == Some(31005))
+    );
+    assert_eq!(
+        pod.metadata.owner_references.as_ref().unwrap()[0].controller,
+        Some(true)
+    );
+}
+
+#[test]
+fn an_events_resources_override_the_formula_and_placement_is_applied() {
+    let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
+    let settings: SfuPodSettings = serde_yaml::from_str(
+        "{placement: {nodeSelector: {pool: media}, priorityClassName: live, tolerations: [{key: media, operator: Exists}]}, resources: {requests: {cpu: '2'}}}",
+    )
+    .unwrap();
+    let pod = sfu_pod(&room, &settings, &OperatorConfig::default(), 31000, owner());
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.node_selector.as_ref().unwrap()["pool"], "media");
+    assert_eq!(spec.priority_class_name.as_deref(), Some("live"));
+    assert_eq!(spec.tolerations.as_ref().unwrap().len(), 1);
+    let resources = spec.containers[0].resources.as_ref().unwrap();
+    assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "2");
+    let spread = &spec.topology_spread_constraints.as_ref().unwrap()[0];
+    assert_eq!(spread.topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        spread
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["roundtable.dev/event"],
+        "gala",
+        "an event's sessions spread across nodes"
+    );
+}
+
+#[test]
+fn load_balancer_mode_uses_no_host_port() {
+    let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
+    let settings = SfuPodSettings {
+        network: Some(MediaNetwork {
+            mode: NetworkMode::LoadBalancer,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = sfu_pod(&room, &settings, &OperatorConfig::default(), 31000, owner());
+    let ports = pod.spec.unwrap().containers[0].ports.clone().unwrap();
+    assert!(ports.iter().all(|p| p.host_port.is_none()));
+}
+
+#[test]
+fn the_endpoint_is_the_advertised_address_or_the_nodes() {
+    let plain = SfuPodSettings::default();
+    assert_eq!(
+        endpoint(&plain, Some("10.1.2.3"), 31000).as_deref(),
+        Some("10.1.2.3:31000")
+    );
+    assert_eq!(endpoint(&plain, None, 31000), None);
+    let advertised = SfuPodSettings {
+        network: Some(MediaNetwork {
+            advertise_address: Some("media.example.com".into()),
+            ..Default::default()
+        }),
+        placement: Some(Placement::default()),
+        ..Default::default()
+    };
+    assert_eq!(
+        endpoint(&advertised, Some("10.1.2.3"), 31000).as_deref(),
+        Some("media.example.com:31000")
+    );
+}
+
+#[test]
+fn long_names_are_shortened_to_a_dns_label_without_collisions() {
+    let a = LiveRoom::from(&session(
+        &format!("{}-a", "x".repeat(70)),
+        "{event: e, title: t}",
+    ));
+    let b = LiveRoom::from(&session(
+        &format!("{}-b", "x".repeat(70)),
+        "{event: e, title: t}",
+    ));
+    assert!(pod_name(&a).len() <= 63);
+    assert_ne!(pod_name(&a), pod_name(&b));
+}
+
+#[test]
+fn the_disruption_budget_selects_exactly_the_origin_pod() {
+    let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
+    let pdb = disruption_budget(&room, owner());
+    let selector = pdb.spec.unwrap().selector.unwrap().match_labels.unwrap();
+    let pod_labels = labels(&room);
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+}
+
+fn live() -> Desired {
+    Desired::Live { until: None }
+}
+
+fn status_of(plan: &super::decide::Plan, type_: &str) -> (bool, &'static str) {
+    let c = plan.conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status, c.reason)
+}
+
+#[test]
+fn a_live_room_without_a_pod_creates_one() {
+    let plan = decide(
+        live(),
+        &Observed::default(),
+        Some(LivePhase::Scheduled),
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.pod, PodAction::Ensure);
+    assert_eq!(plan.phase, LivePhase::Starting);
+    assert_eq!(plan.event.unwrap().reason, "Starting");
+}
+
+#[test]
+fn an_unschedulable_pod_says_why() {
+    let observed = Observed {
+        pod: Some(PodState::Unscheduled {
+            unschedulable: Some("0/3 nodes are available: 3 Insufficient cpu.".into()),
+        }),
+        ..Default::default()
+    };
+    let plan = decide(live(), &observed, Some(LivePhase::Starting), now(), POLL);
+    assert_eq!(plan.phase, LivePhase::Starting);
+    assert_eq!(status_of(&plan, "PodScheduled"), (false, "Unschedulable"));
+    assert!(
+        plan.conditions
+            .iter()
+            .any(|c| c.message.contains("Insufficient cpu"))
+    );
+}
+
+#[test]
+fn a_ready_pod_is_live_with_its_counts() {
+    let counts = Counts {
+        on_camera: 1,
+        watching: 7,
+        unique_joiners: 8,
+    };
+    let observed = Observed {
+        pod: Some(PodState::Running { ready: true }),
+        counts: Some(counts),
+        ..Default::default()
+    };
+    let plan = decide(live(), &observed, Some(LivePhase::Starting), now(), POLL);
+    assert_eq!(plan.phase, LivePhase::Live);
+    assert_eq!(status_of(&plan, "Ready"), (true, "Live"));
+    assert_eq!(plan.counts, Some(counts));
+    assert_eq!(plan.event.unwrap().reason, "Live");
+    assert_eq!(plan.requeue_after, Some(POLL), "counts are polled");
+    // Already live: no repeated Event.
+    assert_eq!(
+        decide(live(), &observed, Some(LivePhase::Live), now(), POLL).event,
+        None
+    );
+}
+
+#[test]
+fn a_crashed_pod_is_replaced_and_says_so() {
+    let observed = Observed {
+        pod: Some(PodState::Exited {
+            message: "exit code 101".into(),
+        }),
+        ..Default::default()
+    };
+    let plan = decide(live(), &observed, Some(LivePhase::Live), now(), POLL);
+    assert_eq!(plan.pod, PodAction::Replace);
+    assert_eq!(status_of(&plan, "Degraded"), (true, "PodFailed"));
+    assert!(plan.event.unwrap().warning);
+    // Once it is gone, a new pod is created with a PodReplaced warning.
+    let plan = decide(
+        live(),
+        &Observed::default(),
+        Some(LivePhase::Starting),
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.pod, PodAction::Ensure);
+    assert_eq!(plan.event.unwrap().reason, "PodReplaced");
+}
+
+#[test]
+fn an_ended_room_drains_then_ends() {
+    let running = Observed {
+        pod: Some(PodState::Running { ready: true }),
+        ..Default::default()
+    };
+    let plan = decide(Desired::Over, &running, Some(LivePhase::Live), now(), POLL);
+    assert_eq!(
+        (plan.pod, plan.phase),
+        (PodAction::Drain, LivePhase::Draining)
+    );
+    let draining = Observed {
+        pod: Some(PodState::Terminating),
+        ..Default::default()
+    };
+    let plan = decide(
+        Desired::Over,
+        &draining,
+        Some(LivePhase::Draining),
+        now(),
+        POLL,
+    );
+    assert_eq!(
+        (plan.pod, plan.phase),
+        (PodAction::Keep, LivePhase::Draining)
+    );
+    let plan = decide(
+        Desired::Over,
+        &Observed::default(),
+        Some(LivePhase::Draining),
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.phase, LivePhase::Ended);
+    assert_eq!(plan.event.unwrap().reason, "Ended");
+}
+
+#[test]
+fn a_missing_event_blocks_the_room_with_a_reason() {
+    let observed = Observed {
+        problems: vec![Problem {
+            reason: "EventNotFound",
+            message: "LiveEvent gala does not exist in namespace events".into(),
+            blocking: true,
+        }],
+        ..Default::default()
+    };
+    let plan = decide(live(), &observed, None, now(), POLL);
+    assert_eq!(plan.pod, PodAction::Keep);
+    assert_eq!(plan.phase, LivePhase::Scheduled);
+    assert_eq!(
+        status_of(&plan, "ReferencesResolved"),
+        (false, "EventNotFound")
+    );
+}
+
+#[test]
+fn an_unknown_ticket_type_is_reported_but_does_not_stop_the_room() {
+    let observed = Observed {
+        problems: vec![Problem {
+            reason: "UnknownTicketType",
+            message: "ticket type platinum is not one of the event's: general, vip".into(),
+            blocking: false,
+        }],
+        ..Default::default()
+    };
+    let plan = decide(live(), &observed, None, now(), POLL);
+    assert_eq!(plan.pod, PodAction::Ensure);
+    assert_eq!(
+        status_of(&plan, "ReferencesResolved"),
+        (false, "UnknownTicketType")
+    );
+}
+
+#[test]
+fn a_waiting_room_wakes_at_its_warm_up() {
+    let wake = "2026-12-10T18:30:00Z".parse().unwrap();
+    let plan = decide(
+        Desired::Waiting {
+            wake_at: Some(wake),
+        },
+        &Observed::default(),
+        None,
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.phase, LivePhase::Scheduled);
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(1800)));
+}
+
+#[test]
+fn rooms_run_from_a_join_request_until_idle() {
+    let idle = jiff::SignedDuration::from_mins(5);
+    let asked: Timestamp = "2026-12-10T17:58:00Z".parse().unwrap();
+    assert!(matches!(
+        room_desired(Some(asked), None, idle, now()),
+        Desired::Live { .. }
+    ));
+    let long_ago: Timestamp = "2026-12-10T17:50:00Z".parse().unwrap();
+    assert_eq!(
+        room_desired(Some(long_ago), None, idle, now()),
+        Desired::Waiting { wake_at: None }
+    );
+    // People in the room keep it alive.
+    assert!(matches!(
+        room_desired(Some(long_ago), Some(now()), idle, now()),
+        Desired::Live { .. }
+    ));
+    assert_eq!(
+        room_desired(None, None, idle, now()),
+        Desired::Waiting { wake_at: None }
+    );
+}
