@@ -178,7 +178,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                 LivePhase::Live | LivePhase::Starting | LivePhase::Draining
             )
         })
-        .and_then(|p| host_port_of(p))
+        .and_then(host_port_of)
         .and_then(|port| endpoint(&settings, host_ip.as_deref(), port));
     let facts = StatusFacts {
         plan: &plan,
