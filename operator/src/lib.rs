@@ -55,6 +55,8 @@ pub struct OperatorOptions {
     pub lease_name: String,
     /// Reconciles running at once per controller.
     pub concurrency: u16,
+    /// Watch only this namespace (None: every namespace).
+    pub namespace: Option<String>,
 }
 
 /// Runs one operator replica: waits to lead, then runs the controllers while it holds the
@@ -80,7 +82,7 @@ pub async fn run(
     ready.store(true, Ordering::Relaxed);
     metrics.leader(elector.identity(), true);
     let result = tokio::select! {
-        _ = controller::run(client, options.config, metrics.clone(), shutdown, options.concurrency) => {
+        _ = controller::run(client, options.config, metrics.clone(), options.namespace, shutdown, options.concurrency) => {
             info!("controllers stopped");
             Ok(())
         }

@@ -59,6 +59,9 @@ struct OperatorArgs {
     /// This replica's identity in the leader Lease.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "ROUNDTABLE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "roundtable-system")]
     lease_namespace: String,
@@ -131,6 +134,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         lease_namespace: args.lease_namespace,
         lease_name: "roundtable-operator".into(),
         concurrency: args.concurrency,
+        namespace: args.watch_namespace,
     };
     let result = roundtable_operator::run(client, options, metrics, ready, shutdown).await;
     admin.abort();

@@ -27,31 +27,27 @@ pub fn controller(
     shutdown: crate::Shutdown,
     concurrency: u16,
 ) -> BoxFuture<'static, ()> {
-    let client = ctx.client.clone();
     let to_event = |event: Option<String>, namespace: Option<String>| {
         event.map(|name| {
             ObjectRef::<LiveEvent>::new(&name).within(namespace.as_deref().unwrap_or_default())
         })
     };
-    Controller::new(
-        Api::<LiveEvent>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Session>::all(client.clone()),
-        watcher::Config::default(),
-        move |s: Session| to_event(Some(s.spec.event.clone()), s.namespace()),
-    )
-    .watches(
-        Api::<Stage>::all(client),
-        watcher::Config::default(),
-        move |s: Stage| to_event(Some(s.spec.event.clone()), s.namespace()),
-    )
-    .with_config(ControllerConfig::default().concurrency(concurrency))
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| futures::future::ready(()))
-    .boxed()
+    Controller::new(ctx.api::<LiveEvent>(), watcher::Config::default())
+        .watches(
+            ctx.api::<Session>(),
+            watcher::Config::default(),
+            move |s: Session| to_event(Some(s.spec.event.clone()), s.namespace()),
+        )
+        .watches(
+            ctx.api::<Stage>(),
+            watcher::Config::default(),
+            move |s: Stage| to_event(Some(s.spec.event.clone()), s.namespace()),
+        )
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
 }
 
 fn error_policy(event: Arc<LiveEvent>, error: &Error, _ctx: Arc<Context>) -> Action {

@@ -37,6 +37,8 @@ use kinds::LiveKind;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
+    /// The one namespace watched, or every namespace.
+    pub namespace: Option<String>,
     pub config: OperatorConfig,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
@@ -55,6 +57,18 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// An API over the watched namespace (or all of them).
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
     /// Remembers whether a room is live (and its counts) for the metrics.
     pub fn record_room(&self, room: &LiveRoom, counts: Option<(i32, i32)>) {
         self.metrics
@@ -82,17 +96,14 @@ pub async fn run(
     client: Client,
     config: OperatorConfig,
     metrics: Arc<Metrics>,
+    namespace: Option<String>,
     shutdown: crate::Shutdown,
     concurrency: u16,
 ) {
     let (sfu_pods, writer) = reflector::store();
-    let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
-    let pod_reflector = watcher(Api::<Pod>::all(client.clone()), pod_selector.clone())
-        .default_backoff()
-        .reflect(writer)
-        .for_each(|_| futures::future::ready(()));
     let ctx = Arc::new(Context {
         client: client.clone(),
+        namespace,
         config,
         metrics,
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
@@ -100,7 +111,11 @@ pub async fn run(
         sfu_pods: sfu_pods.clone(),
         live: Mutex::new(HashMap::new()),
     });
-    sfu_pods.wait_until_ready().await.ok();
+    let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
+    let pod_reflector = watcher(ctx.api::<Pod>(), pod_selector)
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(()));
 
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         live_controller::<Session>(&ctx, shutdown.clone(), concurrency, |s| {
@@ -127,9 +142,8 @@ fn live_controller<K: LiveKind>(
     concurrency: u16,
     event_of: fn(&K) -> Option<String>,
 ) -> BoxFuture<'static, ()> {
-    let client = ctx.client.clone();
     let (reader, writer) = reflector::store::<K>();
-    let trigger = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+    let trigger = watcher(ctx.api::<K>(), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
@@ -140,10 +154,10 @@ fn live_controller<K: LiveKind>(
     let store = reader.clone();
     let owned = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     Controller::for_stream(trigger, reader)
-        .owns(Api::<Pod>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+        .owns(ctx.api::<Pod>(), owned.clone())
+        .owns(ctx.api::<PodDisruptionBudget>(), owned)
         .watches(
-            Api::<LiveEvent>::all(client),
+            ctx.api::<LiveEvent>(),
             watcher::Config::default(),
             move |event| {
                 let namespace = event.namespace();
