@@ -29,6 +29,7 @@ mod components;
 mod error;
 mod kubeconfig;
 mod kubectl;
+pub mod node_agent;
 mod pki;
 mod process;
 
@@ -36,3 +37,4 @@ pub use binaries::Binaries;
 pub use cluster::{Cluster, KEEP_DIR_ENV, TEST_LABEL, TestNamespace};
 pub use error::{Error, Result};
 pub use kubectl::KubectlOutput;
+pub use node_agent::{ImageMap, NodeAgent, NodeSpec};
