@@ -260,9 +260,27 @@ impl Cluster {
             },
             ..Default::default()
         };
-        Api::<Namespace>::all(admin)
+        Api::<Namespace>::all(admin.clone())
             .create(&PostParams::default(), &namespace)
             .await?;
+        // A real cluster's service-account controller makes the `default` ServiceAccount in
+        // every namespace, and pod admission requires it; make it here so tests need not run
+        // the controller-manager just for that.
+        let default_account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match Api::<ServiceAccount>::namespaced(admin, &name)
+            .create(&PostParams::default(), &default_account)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut config = self.admin_config()?;
         config.default_namespace = name.clone();
         Ok(TestNamespace {

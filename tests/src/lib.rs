@@ -26,6 +26,7 @@
 pub mod binaries;
 mod cluster;
 mod components;
+mod crds;
 mod error;
 mod kubeconfig;
 mod kubectl;

@@ -3,47 +3,17 @@
 //! a person wants.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use roundtable_e2e::Cluster;
-use tokio::sync::OnceCell;
 
-static CRDS: OnceCell<()> = OnceCell::const_new();
-
-/// The shared cluster with the CRDs installed (once per test binary) and Established.
+/// The shared cluster with the CRDs installed and Established.
 async fn cluster() -> &'static Cluster {
     let cluster = Cluster::shared().await.expect("test control plane starts");
-    CRDS.get_or_init(|| async {
-        install_crds(cluster).await;
-    })
-    .await;
     cluster
-}
-
-async fn install_crds(cluster: &Cluster) {
-    let crds: Api<CustomResourceDefinition> = Api::all(cluster.admin_client().unwrap());
-    let params = PatchParams::apply("roundtable-e2e").force();
-    for crd in roundtable_crds::generate::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("the API server accepts CRD {name}: {e}"));
-    }
-    for crd in roundtable_crds::generate::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        let established = kube::runtime::wait::await_condition(
-            crds.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .unwrap_or_else(|_| panic!("CRD {name} becomes Established within 30s"))
-            .unwrap();
-    }
+        .install_crds()
+        .await
+        .expect("the API server accepts the CRDs");
+    cluster
 }
 
 fn examples_dir() -> PathBuf {

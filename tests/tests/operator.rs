@@ -1,0 +1,535 @@
+//! The operator against a real kube-apiserver: sessions, stages and rooms become sized SFU pods
+//! with disruption budgets, status tells the truth, Events say what happened, and neither a
+//! restart nor a second replica duplicates a pod.
+//!
+//! The operator runs in-process (the real controllers, scoped to the test's namespace), so
+//! each test has its own operator and they never touch each other's objects.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use roundtable_crds::{LiveEvent, Room, Session};
+use roundtable_e2e::{Cluster, TestNamespace};
+use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn cluster() -> &'static Cluster {
+    let cluster = Cluster::shared().await.expect("test control plane starts");
+    cluster.install_crds().await.expect("CRDs install");
+    cluster
+}
+
+fn test_config() -> OperatorConfig {
+    OperatorConfig {
+        sfu_image: "roundtable/sfu-node:e2e".into(),
+        host_ports: 32000..=32099,
+        warm_up: jiff::SignedDuration::from_mins(2),
+        drain_grace_seconds: 5,
+        stats_interval: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    }
+}
+
+/// One operator replica running in this test's runtime.
+struct Replica {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<roundtable_operator::Result<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Replica {
+    fn start(client: Client, namespace: &str, identity: &str) -> Replica {
+        // Operator logs show with a failing test's output (RUST_LOG=debug for more).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::default());
+        let options = OperatorOptions {
+            config: test_config(),
+            identity: identity.into(),
+            lease_namespace: namespace.into(),
+            lease_name: "roundtable-operator".into(),
+            concurrency: 4,
+            namespace: Some(namespace.into()),
+        };
+        let task = tokio::spawn(roundtable_operator::run(
+            client,
+            options,
+            metrics.clone(),
+            Arc::new(AtomicBool::new(false)),
+            shutdown_on(async {
+                let _ = stopped.await;
+            }),
+        ));
+        Replica {
+            stop: Some(stop),
+            task,
+            metrics,
+        }
+    }
+
+    fn leading(&self) -> bool {
+        self.metrics
+            .render()
+            .lines()
+            .any(|l| l.starts_with("roundtable_operator_leader{") && l.ends_with(" 1"))
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `WAIT` naming `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn apply_yaml(ns: &TestNamespace, cluster: &Cluster, yaml: &str) {
+    let out = cluster
+        .kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(yaml))
+        .await
+        .unwrap();
+    assert!(out.success(), "kubectl apply: {}", out.stderr);
+}
+
+fn event_yaml(extra: &str) -> String {
+    format!(
+        "apiVersion: roundtable.dev/v1alpha1\nkind: LiveEvent\nmetadata:\n  name: gala\nspec:\n  title: Gala\n  start: \"2020-01-01T00:00:00Z\"\n  end: \"2099-01-01T00:00:00Z\"\n  ticketTypes: [{{name: general}}, {{name: vip}}]\n{extra}"
+    )
+}
+
+fn session_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: roundtable.dev/v1alpha1\nkind: Session\nmetadata:\n  name: {name}\nspec:\n  event: gala\n  title: Roundtable\n{extra}"
+    )
+}
+
+async fn session(ns: &TestNamespace, name: &str) -> Session {
+    Api::<Session>::namespaced(ns.client.clone(), &ns.name)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+fn condition(session: &Session, type_: &str) -> Option<(String, String, Option<i64>)> {
+    let c = session
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.observed_generation))
+}
+
+async fn event_reasons(ns: &TestNamespace, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(ns.client.clone(), &ns.name);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_started_session_gets_one_sized_pod_a_budget_and_true_status() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-start").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(&ns, cluster, &session_yaml("panel", "  lifecycle: Started\n  maxParticipants: 20\n  share: {policy: InviteOnly, invitees: [a@example.com]}\n")).await;
+
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let pod = eventually("the SFU pod", || async {
+        pods.get_opt("session-panel").await.unwrap()
+    })
+    .await;
+    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Session", "panel", Some(true))
+    );
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    let requests = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .clone()
+        .unwrap();
+    let size = roundtable_operator::plan::sizing::pod_size(20, 150);
+    assert_eq!(
+        requests["cpu"].0,
+        size.cpu_quantity(),
+        "sized for 20 on camera and 150 watching"
+    );
+    assert_eq!(requests["memory"].0, size.memory_quantity());
+    let media = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some("media"))
+        .unwrap();
+    let port = media.host_port.expect("a hostPort");
+    assert!(
+        (32000..=32099).contains(&port),
+        "hostPort {port} from the configured range"
+    );
+
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ns.client.clone(), &ns.name);
+    let pdb = eventually("the disruption budget", || async {
+        pdbs.get_opt("session-panel").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        pdb.spec.unwrap().max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
+
+    let s = eventually("status Starting", || async {
+        let s = session(&ns, "panel").await;
+        (s.status.as_ref()?.phase == Some(roundtable_crds::LivePhase::Starting)).then_some(s)
+    })
+    .await;
+    let generation = s.metadata.generation;
+    assert_eq!(
+        condition(&s, "Ready").map(|c| (c.0, c.2)),
+        Some(("False".into(), generation))
+    );
+    assert_eq!(
+        condition(&s, "ReferencesResolved").map(|c| c.0),
+        Some("True".into())
+    );
+    eventually("a Starting Event", || async {
+        event_reasons(&ns, "panel")
+            .await
+            .contains(&"Starting".to_string())
+            .then_some(())
+    })
+    .await;
+
+    // kubectl shows the phase column.
+    let out = cluster
+        .kubectl(&["get", "sessions", "-n", &ns.name])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(out.lines().nth(1).unwrap().contains("Starting"), "{out}");
+
+    // Exactly one pod, however often it reconciles.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_session_waits_for_its_warm_up_and_problems_with_references_are_reported() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-wait").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("later", "  start: \"2098-01-01T10:00:00Z\"\n"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml(
+            "vip",
+            "  lifecycle: Started\n  watch: {policy: TicketTypes, ticketTypes: [platinum]}\n",
+        ),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("orphan", "  lifecycle: Started\n").replace("event: gala", "event: missing"),
+    )
+    .await;
+
+    let later = eventually("later is Scheduled", || async {
+        let s = session(&ns, "later").await;
+        (s.status.as_ref()?.phase == Some(roundtable_crds::LivePhase::Scheduled)).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        condition(&later, "Ready").map(|c| c.1),
+        Some("NotStarted".into())
+    );
+
+    let vip = eventually("vip reports the unknown ticket type", || async {
+        let s = session(&ns, "vip").await;
+        condition(&s, "ReferencesResolved")
+            .filter(|c| c.0 == "False")
+            .map(|_| s)
+    })
+    .await;
+    assert_eq!(
+        condition(&vip, "ReferencesResolved").unwrap().1,
+        "UnknownTicketType"
+    );
+
+    let orphan = eventually("orphan reports the missing event", || async {
+        let s = session(&ns, "orphan").await;
+        condition(&s, "ReferencesResolved")
+            .filter(|c| c.0 == "False")
+            .map(|_| s)
+    })
+    .await;
+    assert_eq!(
+        condition(&orphan, "ReferencesResolved").unwrap().1,
+        "EventNotFound"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["session-vip".to_string()],
+        "only the started session with a known event has a pod"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_pod_is_replaced_and_an_ended_session_drains_to_ended() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-replace").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(&ns, cluster, &session_yaml("s1", "  lifecycle: Started\n")).await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let first = eventually("the SFU pod", || async {
+        pods.get_opt("session-s1").await.unwrap()
+    })
+    .await;
+
+    pods.delete("session-s1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let first_uid = first.metadata.uid.clone();
+    let second = eventually("a replacement pod", || async {
+        pods.get_opt("session-s1")
+            .await
+            .unwrap()
+            .filter(|p| p.metadata.uid != first_uid)
+    })
+    .await;
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    eventually("a PodReplaced Event", || async {
+        event_reasons(&ns, "s1")
+            .await
+            .contains(&"PodReplaced".to_string())
+            .then_some(())
+    })
+    .await;
+
+    // An organiser ends the session: the pod goes, the session is Ended.
+    let sessions: Api<Session> = Api::namespaced(ns.client.clone(), &ns.name);
+    sessions
+        .patch(
+            "s1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Ended"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the session to end", || async {
+        let s = session(&ns, "s1").await;
+        (s.status.as_ref()?.phase == Some(roundtable_crds::LivePhase::Ended)).then_some(())
+    })
+    .await;
+    assert!(
+        pods.get_opt("session-s1").await.unwrap().is_none(),
+        "the pod is gone"
+    );
+    let reasons = event_reasons(&ns, "s1").await;
+    assert!(
+        reasons.contains(&"Draining".to_string()) && reasons.contains(&"Ended".to_string()),
+        "{reasons:?}"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_never_duplicate_a_pod_and_the_standby_takes_over() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-ha").await.unwrap();
+    let a = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    let b = Replica::start(cluster.admin_client().unwrap(), &ns.name, "replica-b");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    for i in 0..5 {
+        apply_yaml(
+            &ns,
+            cluster,
+            &session_yaml(&format!("s{i}"), "  lifecycle: Started\n"),
+        )
+        .await;
+    }
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("five pods", || async {
+        (pods.list(&ListParams::default()).await.unwrap().items.len() >= 5).then_some(())
+    })
+    .await;
+    let leaders = [a.leading(), b.leading()];
+    assert_eq!(
+        leaders.iter().filter(|l| **l).count(),
+        1,
+        "exactly one replica leads: {leaders:?}"
+    );
+
+    // The leader stops (as in a rolling restart); the standby takes the Lease and carries on
+    // with the same pods: no duplicates, and new work is done.
+    let (leader, standby) = if a.leading() { (a, b) } else { (b, a) };
+    leader.stop().await;
+    apply_yaml(&ns, cluster, &session_yaml("s5", "  lifecycle: Started\n")).await;
+    eventually("the standby to create the new pod", || async {
+        pods.get_opt("session-s5").await.unwrap()
+    })
+    .await;
+    assert!(standby.leading());
+    let names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 6, "one pod per session: {names:?}");
+    standby.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_rolls_up_its_sessions_and_rooms_start_on_a_join_request() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-rollup").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    for name in ["a", "b", "c"] {
+        apply_yaml(
+            &ns,
+            cluster,
+            &session_yaml(name, "  start: \"2098-01-01T10:00:00Z\"\n"),
+        )
+        .await;
+    }
+    let events: Api<LiveEvent> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the event's rollup", || async {
+        let status = events.get("gala").await.unwrap().status?;
+        (status.sessions == Some(3) && status.phase == Some(roundtable_crds::LiveEventPhase::Live))
+            .then_some(())
+    })
+    .await;
+
+    // A room has no pod until someone asks to join.
+    apply_yaml(&ns, cluster, "apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: board\nspec:\n  host: ada\n  slug: board\n  hosts: [ada@example.com]\n").await;
+    let rooms: Api<Room> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the room to be Idle", || async {
+        let status = rooms.get("board").await.unwrap().status?;
+        (status.phase == Some(roundtable_crds::RoomPhase::Idle)
+            && status.path.as_deref() == Some("/ada/board"))
+        .then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert!(pods.get_opt("room-board").await.unwrap().is_none());
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    rooms
+        .patch("board", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"roundtable.dev/join-requested-at": now}}})))
+        .await
+        .unwrap();
+    eventually("the room's pod", || async {
+        pods.get_opt("room-board").await.unwrap()
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_session_removes_everything_it_owns() {
+    let cluster = cluster().await;
+    cluster
+        .start_controller_manager()
+        .await
+        .expect("controller-manager starts");
+    let ns = cluster.namespace("op-gc").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("gone", "  lifecycle: Started\n"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the pod and budget", || async {
+        (pods.get_opt("session-gone").await.unwrap().is_some()
+            && pdbs.get_opt("session-gone").await.unwrap().is_some())
+        .then_some(())
+    })
+    .await;
+    let sessions: Api<Session> = Api::namespaced(ns.client.clone(), &ns.name);
+    sessions
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("garbage collection of the pod and budget", || async {
+        (pods.get_opt("session-gone").await.unwrap().is_none()
+            && pdbs.get_opt("session-gone").await.unwrap().is_none())
+        .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
