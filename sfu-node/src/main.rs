@@ -67,6 +67,9 @@ struct Args {
     /// Starting bandwidth estimate towards each viewer.
     #[arg(long, env = "SFU_INITIAL_ESTIMATE_KBPS", default_value_t = 1500)]
     initial_estimate_kbps: u64,
+    /// TWCC bandwidth estimation towards viewers (layer choice by bandwidth).
+    #[arg(long, env = "SFU_TWCC", default_value_t = true, action = clap::ArgAction::Set)]
+    twcc: bool,
 }
 
 fn advertise(arg: Option<&str>, udp: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
@@ -91,7 +94,7 @@ async fn terminated() {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -141,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
         token_key: key,
         drain_grace: Duration::from_secs(args.drain_grace_seconds),
         initial_estimate_bps: args.initial_estimate_kbps * 1000,
+        twcc: args.twcc,
     };
     serve(config, Listeners { udp, http, admin }, terminated()).await?;
     tracing::info!("drained; bye");

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     /// How long peers may stay once draining starts.
     pub drain_grace: Duration,
     pub initial_estimate_bps: u64,
+    /// TWCC bandwidth estimation towards viewers (see [`MediaConfig::twcc`]).
+    pub twcc: bool,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,7 @@ pub async fn serve(
         config.room,
         MediaConfig {
             initial_estimate_bps: config.initial_estimate_bps,
+            twcc: config.twcc,
             ..MediaConfig::new(advertise)
         },
     );

@@ -41,6 +41,7 @@ async fn start(room: RoomConfig, grace: Duration) -> Server {
         token_key: KEY.to_vec(),
         drain_grace: grace,
         initial_estimate_bps: 2_000_000,
+        twcc: true,
     };
     let task = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
         let _ = stopped.await;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -37,9 +38,30 @@ struct Args {
     /// Simulcast from publishers (three layers).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     simulcast: bool,
+    /// TWCC bandwidth estimation in the SFU (`false` measures what it costs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    twcc: bool,
 }
 
 const KEY: &str = "bench-key";
+/// Nothing runs longer than this, whatever happens.
+const HARD_LIMIT: Duration = Duration::from_secs(180);
+
+/// The measurement window, fixed once every viewer has joined and the warm-up has passed.
+#[derive(Clone)]
+struct Window {
+    set: Arc<OnceLock<(Instant, Instant)>>,
+    limit: Instant,
+}
+
+impl Window {
+    fn start(&self) -> Option<Instant> {
+        self.set.get().map(|w| w.0)
+    }
+    fn end(&self) -> Instant {
+        self.set.get().map(|w| w.1).unwrap_or(self.limit)
+    }
+}
 const ROOM: &str = "bench";
 
 struct Sfu {
@@ -63,6 +85,7 @@ fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
         .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
         .args(["--max-on-camera", &on_camera.to_string()])
         .args(["--drain-grace-seconds", "1"])
+        .args(["--twcc", &args.twcc.to_string()])
         .env(
             "RUST_LOG",
             std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
@@ -104,7 +127,7 @@ fn token(sub: &str) -> String {
     mint(KEY.as_bytes(), &c)
 }
 
-async fn publisher(mut p: ClientPeer, end: Instant, simulcast: bool) -> u64 {
+async fn publisher(mut p: ClientPeer, window: Window, simulcast: bool) -> u64 {
     let (mut frame, mut audio) = (0u64, 0u64);
     let (mut next_v, mut next_a) = (Instant::now(), Instant::now());
     let mut want_key = true;
@@ -113,6 +136,7 @@ async fn publisher(mut p: ClientPeer, end: Instant, simulcast: bool) -> u64 {
     loop {
         iterations += 1;
         let now = Instant::now();
+        let end = window.end();
         if now >= end || !p.rtc.is_alive() {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 eprintln!(
@@ -170,22 +194,26 @@ struct ViewerReport {
     frames: u64,
 }
 
-async fn viewer(mut v: ClientPeer, joined: Instant, window: (Instant, Instant)) -> ViewerReport {
+async fn viewer(mut v: ClientPeer, joined: Instant, window: Window) -> ViewerReport {
     let mut r = ViewerReport::default();
     // Per mid: (lowest, highest) sequence number seen in the window, and packets counted.
     let mut seqs: HashMap<String, (u64, u64, u64)> = HashMap::new();
-    while Instant::now() < window.1 && v.rtc.is_alive() {
-        let Ok(events) = v.step(window.1).await else {
+    while Instant::now() < window.end() && v.rtc.is_alive() {
+        let until = window
+            .end()
+            .min(Instant::now() + Duration::from_millis(100));
+        let Ok(events) = v.step(until).await else {
             break;
         };
         let now = Instant::now();
+        let from = window.start();
         for e in events {
             let Event::MediaData(m) = e else { continue };
             let video = m.params.spec().codec.is_video();
             if video && r.first_frame_ms.is_none() {
                 r.first_frame_ms = Some((now - joined).as_secs_f64() * 1000.0);
             }
-            if now < window.0 {
+            if from.is_none_or(|f| now < f) {
                 continue;
             }
             r.frames += 1;
@@ -231,8 +259,10 @@ async fn main() -> anyhow::Result<()> {
     let sfu = start_sfu(&args)?;
     let pid = sfu.child.id();
     let start = Instant::now();
-    let measure_from = start + Duration::from_secs(args.warmup);
-    let end = measure_from + Duration::from_secs(args.duration);
+    let window = Window {
+        set: Arc::new(OnceLock::new()),
+        limit: start + HARD_LIMIT,
+    };
 
     let whip = format!("/rooms/{ROOM}/whip");
     let whep = format!("/rooms/{ROOM}/whep");
@@ -242,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
             simulcast: args.simulcast,
         };
         let (p, _) = ClientPeer::connect(sfu.http, &whip, &token(&format!("pub{i}")), role).await?;
-        pubs.push(tokio::spawn(publisher(p, end, args.simulcast)));
+        pubs.push(tokio::spawn(publisher(p, window.clone(), args.simulcast)));
     }
     // Let the publishers connect, so join-to-first-frame measures a viewer joining a live room.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -253,21 +283,21 @@ async fn main() -> anyhow::Result<()> {
         let role = ClientRole::View { slots };
         let (v, _) =
             ClientPeer::connect(sfu.http, &whep, &token(&format!("view{i}")), role).await?;
-        views.push(tokio::spawn(viewer(v, joined, (measure_from, end))));
+        views.push(tokio::spawn(viewer(v, joined, window.clone())));
     }
     let joins_done = Instant::now();
-    if joins_done > measure_from {
-        eprintln!(
-            "warning: joins took {:?}, past the warm-up",
-            joins_done - start
-        );
-    }
+    eprintln!("joins took {:?}", joins_done - start);
+    let measure_from = joins_done + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.duration);
+    let _ = window.set.set((measure_from, end));
 
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu0 = cpu_seconds(pid)?;
+    let gen0 = cpu_seconds(std::process::id())?;
     let stats0 = stats(sfu.admin).await?;
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = cpu_seconds(pid)?;
+    let gen1 = cpu_seconds(std::process::id())?;
     let stats1 = stats(sfu.admin).await?;
     let window = (end - measure_from).as_secs_f64();
 
@@ -303,9 +333,11 @@ async fn main() -> anyhow::Result<()> {
         "publishers": args.publishers,
         "viewers": args.viewers,
         "simulcast": args.simulcast,
+        "twcc": args.twcc,
         "window_s": window,
         "forwarded_pps": forwarded_pps.round(),
         "sfu_cpu_s": (cpu * 100.0).round() / 100.0,
+        "loadgen_cpu_s": ((gen1 - gen0) * 100.0).round() / 100.0,
         "sfu_cpu_s_per_million_packets": if packets > 0 { ((cpu / (packets as f64 / 1e6)) * 1000.0).round() / 1000.0 } else { f64::NAN },
         "forwarded_packets_per_cpu_s": if cpu > 0.0 { (packets as f64 / cpu).round() } else { f64::NAN },
         "sfu_datagrams_out_ps": (delta("packets_out") / window).round(),
@@ -315,6 +347,8 @@ async fn main() -> anyhow::Result<()> {
         "loss_pct": if packets + lost > 0 { (lost as f64 * 100.0 / (packets + lost) as f64 * 1000.0).round() / 1000.0 } else { f64::NAN },
         "frame_delivery_pct": ((frames as f64 * 100.0 / expected_frames) * 10.0).round() / 10.0,
         "nacks_received": delta("nacks_received"),
+        "sfu_rtc_timeouts_ps": (delta("rtc_timeouts") / window).round(),
+        "sfu_wakeups_ps": (delta("wakeups") / window).round(),
         "plis_sent": delta("plis_sent"),
         "publisher_keyframes": keyframes,
         "viewer_join_to_first_frame_ms": percentile(&first, 0.5).round(),

@@ -40,40 +40,49 @@ pub fn max_layer_for_tile(width: u32, height: u32, layers: usize) -> usize {
     need.min(layers - 1)
 }
 
-/// Pick a layer index: the highest that fits both the tile and this video's share of the
-/// estimate; the lowest when none fits, so video keeps flowing.
+/// Headroom kept out of the estimate: str0m paces at 1.1× the estimate, so sending close to
+/// it builds a queue (delay) that the delay-based estimator reads as congestion.
+const ESTIMATE_USE: u64 = 80;
+/// RTP/SRTP/UDP/IP overhead on top of measured payload bitrate.
+const OVERHEAD_PCT: u64 = 115;
+
+/// What one viewer can afford per video: its estimate, less headroom and audio, shared
+/// equally between the videos it shows.
+pub fn video_share(estimate_bps: u64, videos: usize, audio_bps: u64) -> u64 {
+    (estimate_bps * ESTIMATE_USE / 100).saturating_sub(audio_bps) / videos.max(1) as u64
+}
+
+/// Pick a layer index: the highest that fits both the tile and `share` (see
+/// [`video_share`]); the lowest when none fits, so video keeps flowing.
 ///
-/// `layer_bps[i]` is layer i's measured bitrate, `None` when not measured yet (then assumed
-/// to fit only if every lower layer is measured to fit).
-pub fn choose_layer(
-    estimate_bps: Option<u64>,
-    videos: usize,
-    tile_max: usize,
-    layer_bps: &[Option<u64>],
-) -> usize {
+/// `layer_bps[i]` is layer i's measured payload bitrate, `None` when not measured yet (then
+/// assumed to fit only if it is the lowest).
+pub fn choose_layer(share_bps: Option<u64>, tile_max: usize, layer_bps: &[Option<u64>]) -> usize {
     if layer_bps.is_empty() {
         return 0;
     }
     let top = tile_max.min(layer_bps.len() - 1);
-    let Some(estimate) = estimate_bps else {
+    let Some(share) = share_bps else {
         return top;
     };
-    // Keep 15% headroom for audio, RTX and RTCP.
-    let share = estimate * 85 / 100 / videos.max(1) as u64;
     let mut best = 0;
     for (i, bps) in layer_bps.iter().enumerate().take(top + 1) {
         match bps {
-            Some(b) if *b <= share => best = i,
+            Some(b) if b * OVERHEAD_PCT / 100 <= share => best = i,
             Some(_) => break,
-            None => {
-                if i == 0 {
-                    continue;
-                }
-                break;
-            }
+            None if i == 0 => {}
+            None => break,
         }
     }
     best
+}
+
+/// The bitrate a viewer would like: every video at the layer its tile needs, plus audio.
+/// Given to str0m's BWE as the desired rate, so it probes up towards it.
+pub fn desired_bps(wanted_layers_bps: impl Iterator<Item = u64>, audio_bps: u64) -> u64 {
+    let video: u64 = wanted_layers_bps.map(|b| b * OVERHEAD_PCT / 100).sum();
+    // A quarter more, so an estimate settling at the desired rate still fits every layer.
+    (video + audio_bps) * 100 / ESTIMATE_USE * 5 / 4
 }
 
 /// A bitrate meter over one-second windows.
@@ -120,29 +129,38 @@ mod tests {
     #[test]
     fn the_highest_affordable_layer_wins() {
         let layers = [Some(150_000), Some(500_000), Some(1_500_000)];
-        assert_eq!(choose_layer(Some(3_000_000), 1, 2, &layers), 2);
-        assert_eq!(choose_layer(Some(1_000_000), 1, 2, &layers), 1);
+        let share = |est, videos| Some(video_share(est, videos, 0));
+        assert_eq!(choose_layer(share(3_000_000, 1), 2, &layers), 2);
+        assert_eq!(choose_layer(share(1_000_000, 1), 2, &layers), 1);
         // Bandwidth drop: falls to the lowest layer, never to nothing.
-        assert_eq!(choose_layer(Some(100_000), 1, 2, &layers), 0);
+        assert_eq!(choose_layer(share(100_000, 1), 2, &layers), 0);
         // Four videos share the estimate.
-        assert_eq!(choose_layer(Some(3_000_000), 4, 2, &layers), 1);
+        assert_eq!(choose_layer(share(3_000_000, 4), 2, &layers), 1);
+        // Audio comes off the top.
+        assert_eq!(video_share(1_000_000, 2, 200_000), 300_000);
     }
 
     #[test]
     fn small_tiles_get_small_layers_even_with_bandwidth() {
         let layers = [Some(150_000), Some(500_000), Some(1_500_000)];
         let tile = max_layer_for_tile(320, 180, 3);
-        assert_eq!(choose_layer(Some(10_000_000), 1, tile, &layers), 0);
+        assert_eq!(choose_layer(Some(10_000_000), tile, &layers), 0);
         let tile = max_layer_for_tile(640, 360, 3);
-        assert_eq!(choose_layer(Some(10_000_000), 1, tile, &layers), 1);
+        assert_eq!(choose_layer(Some(10_000_000), tile, &layers), 1);
         assert_eq!(max_layer_for_tile(1920, 1080, 2), 1);
     }
 
     #[test]
     fn unmeasured_layers_are_not_assumed_affordable() {
         let layers = [Some(150_000), None, None];
-        assert_eq!(choose_layer(Some(10_000_000), 1, 2, &layers), 0);
-        assert_eq!(choose_layer(None, 1, 2, &layers), 2);
+        assert_eq!(choose_layer(Some(10_000_000), 2, &layers), 0);
+        assert_eq!(choose_layer(None, 2, &layers), 2);
+    }
+
+    #[test]
+    fn desired_rate_covers_wanted_layers_audio_and_headroom() {
+        let d = desired_bps([1_000_000, 500_000].into_iter(), 100_000);
+        assert_eq!(d, (1_150_000 + 575_000 + 100_000) * 100 / 80 * 5 / 4);
     }
 
     #[test]

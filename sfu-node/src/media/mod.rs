@@ -35,7 +35,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 pub use keyframe::{KEYFRAME_REQUEST_INTERVAL, KeyframeThrottle};
-pub use layer::{RateMeter, choose_layer, max_layer_for_tile, rank_rids};
+pub use layer::{RateMeter, choose_layer, desired_bps, max_layer_for_tile, rank_rids, video_share};
 pub use peer::{Feed, Peer, PeerId, PeerRole, Slot, Source, TrackIn};
 pub use stats::MediaStats;
 
@@ -54,6 +54,9 @@ pub struct MediaConfig {
     pub initial_estimate_bps: u64,
     /// A peer that sends nothing for this long is gone (closed tab, lost network).
     pub peer_timeout: Duration,
+    /// TWCC bandwidth estimation (and str0m's pacer) towards viewers. Off, layers follow
+    /// only tile sizes; kept as a switch to measure what estimation costs.
+    pub twcc: bool,
 }
 
 impl MediaConfig {
@@ -62,6 +65,7 @@ impl MediaConfig {
             advertise,
             initial_estimate_bps: 1_500_000,
             peer_timeout: Duration::from_secs(15),
+            twcc: true,
         }
     }
 }
@@ -157,7 +161,7 @@ impl Media {
             .enable_vp8(true)
             .enable_h264(true)
             .set_stats_interval(Some(Duration::from_secs(1)));
-        if role == PeerRole::View {
+        if role == PeerRole::View && self.config.twcc {
             builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
         }
         let mut rtc = builder.build(now);
@@ -245,6 +249,8 @@ impl Media {
             .filter(|p| p.timeout <= now)
             .map(|p| p.id)
             .collect();
+        self.stats.wakeups += 1;
+        self.stats.rtc_timeouts += due.len() as u64;
         for id in due {
             if let Some(peer) = self.peers.get_mut(&id)
                 && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
@@ -654,13 +660,16 @@ impl Media {
         }
     }
 
-    /// Re-choose the simulcast layer of each video `viewer` receives.
+    /// Re-choose the simulcast layer of each video `viewer` receives, and tell its BWE what
+    /// rate would carry everything it wants.
     fn update_layers(&mut self, now: Instant, viewer: PeerId) {
         let Some(peer) = self.peers.get(&viewer) else {
             return;
         };
         let videos = peer.video_feeds();
-        let mut changes = Vec::new();
+        let mut audio_bps = 0;
+        let mut wanted = Vec::new();
+        let mut layers = Vec::new();
         for (idx, slot) in peer.slots.iter().enumerate() {
             let Some(feed) = &slot.feed else { continue };
             let Some(track) = self
@@ -670,15 +679,54 @@ impl Media {
             else {
                 continue;
             };
-            if track.layers.is_empty() {
+            let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
+            if track.kind == MediaKind::Audio {
+                audio_bps += rates[0].unwrap_or(40_000);
                 continue;
             }
-            let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
-            let want = choose_layer(peer.estimate_bps, videos, slot.tile_max, &rates);
-            let rid = track.layer_rid(want);
-            if rid != feed.target {
-                changes.push((idx, rid, feed.publisher, feed.track));
+            let top = slot.tile_max.min(rates.len() - 1);
+            wanted.push(
+                rates[..=top]
+                    .iter()
+                    .rev()
+                    .find_map(|r| *r)
+                    .unwrap_or(500_000),
+            );
+            if !track.layers.is_empty() {
+                layers.push((
+                    idx,
+                    rates,
+                    slot.tile_max,
+                    feed.target,
+                    feed.publisher,
+                    feed.track,
+                ));
             }
+        }
+        let share = peer.estimate_bps.map(|e| video_share(e, videos, audio_bps));
+        let mut changes = Vec::new();
+        for (idx, rates, tile_max, target, publisher, track_mid) in layers {
+            let want = choose_layer(share, tile_max, &rates);
+            let Some(track) = self
+                .peers
+                .get(&publisher)
+                .and_then(|p| p.tracks_in.iter().find(|t| t.mid == track_mid))
+            else {
+                continue;
+            };
+            let rid = track.layer_rid(want);
+            if rid != target {
+                changes.push((idx, rid, publisher, track_mid));
+            }
+        }
+        // Never below the starting estimate: a low desired rate drags the estimate down.
+        let desired =
+            desired_bps(wanted.into_iter(), audio_bps).max(self.config.initial_estimate_bps);
+        if let Some(peer) = self.peers.get_mut(&viewer).filter(|_| self.config.twcc) {
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::kbps(150), Bitrate::bps(desired));
+            self.dirty.push(viewer);
         }
         for (idx, rid, publisher, track) in changes {
             if let Some(feed) = self

@@ -20,6 +20,10 @@ pub struct MediaStats {
     pub plis_received: u64,
     /// Worst recent incoming loss fraction across publishers (0..1).
     pub ingress_loss: f32,
+    /// `Rtc` timeouts handled (str0m's timers: pacer, RTCP, BWE, ICE, DTLS).
+    pub rtc_timeouts: u64,
+    /// Wake-ups of the media core on a timeout.
+    pub wakeups: u64,
     pub peers: u64,
     pub publishers: u64,
     pub viewers: u64,

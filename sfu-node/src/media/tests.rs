@@ -514,7 +514,19 @@ fn simulcast_layer_follows_the_viewers_bandwidth_down_and_up() {
     let v = w.viewer(2, 1);
     w.run(Duration::from_secs(4));
     let last_layer = |w: &World| frame_layer(w.client(v).video_frames().last().unwrap().1);
-    assert_eq!(last_layer(&w), 2, "plenty of bandwidth: the full layer");
+    let est = |w: &World| {
+        w.sfu
+            .peers()
+            .find(|p| p.role == PeerRole::View)
+            .unwrap()
+            .estimate_bps
+    };
+    assert_eq!(
+        last_layer(&w),
+        2,
+        "plenty of bandwidth: the full layer ({:?})",
+        est(&w)
+    );
 
     // The viewer's link drops to 400 kbit/s.
     w.clients[v].down.rate_bps = Some(400_000);
