@@ -248,13 +248,11 @@ impl Room {
                 Ok((id, false))
             }
             None => {
-                let id = self.rules.join(identity)?;
-                if self.rules.participant(id).map(|p| p.state) == Some(ParticipantState::Lobby) {
-                    // Media needs a seat; a locked room's lobby needs an events channel.
-                    self.rules.leave(id);
-                    self.pump(None);
+                if self.rules.joins_lobby(&identity) {
+                    // Asking to join needs the events channel, where the answer arrives.
                     return Err(Refusal::WaitingForHost.into());
                 }
+                let id = self.rules.join(identity)?;
                 self.presence.entry(id).or_default();
                 Ok((id, true))
             }

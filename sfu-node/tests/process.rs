@@ -559,3 +559,124 @@ async fn sigterm_drains_refuses_new_joins_and_keeps_existing_peers() {
     );
     assert!(Instant::now() - drained_at >= Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn stage_audience_sees_the_backstage_only_while_broadcasting_within_a_second() {
+    let s = start(
+        RoomConfig::new(ROOM, RoomKind::Stage),
+        Duration::from_secs(1),
+    )
+    .await;
+    let organiser = {
+        let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
+        c.grants.host = true;
+        c.backstage = true;
+        mint(KEY, &c)
+    };
+    let mut org = ws(s.http, &organiser).await;
+    let me = next_event(&mut org, "welcome").await["you"]
+        .as_u64()
+        .unwrap();
+    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
+    let (p, _) = ClientPeer::connect(
+        s.http,
+        &whip,
+        &organiser,
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap();
+
+    // An attendee in the audience cannot publish, and gets no media before the broadcast.
+    let whip_plain = format!("/rooms/{ROOM}/whip");
+    let err = ClientPeer::connect(
+        s.http,
+        &whip_plain,
+        &watcher("aud"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("stage_audience"), "{err}");
+    let mut aud = ws(s.http, &watcher("aud")).await;
+    let aud_id = next_event(&mut aud, "welcome").await["you"]
+        .as_u64()
+        .unwrap();
+    let whep = format!("/rooms/{ROOM}/whep?participant={aud_id}");
+    let (v, _) = ClientPeer::connect(
+        s.http,
+        &whep,
+        &watcher("aud"),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), false));
+    let viewer = tokio::spawn(view_for(v, Duration::from_secs(6)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send(&mut org, json!({"type": "broadcast", "live": true})).await;
+    let live_at = Instant::now();
+    let live = next_event(&mut aud, "broadcast").await;
+    assert_eq!(live["live"], true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send(&mut org, json!({"type": "broadcast", "live": false})).await;
+    let stopped_at = Instant::now();
+    let (_, frames) = viewer.await.unwrap();
+    publisher.await.unwrap();
+
+    let before = frames.iter().filter(|(t, _)| *t < live_at).count();
+    assert_eq!(before, 0, "nothing reaches the audience before Broadcast");
+    let first_video = frames
+        .iter()
+        .find(|(_, m)| m.params.spec().codec.is_video())
+        .expect("video while broadcasting");
+    let delay = first_video.0 - live_at;
+    assert!(
+        delay < Duration::from_secs(1),
+        "stage video {delay:?} after Broadcast"
+    );
+    assert!(first_video.1.is_keyframe());
+    let after = frames
+        .iter()
+        .filter(|(t, _)| *t > stopped_at + Duration::from_millis(300))
+        .count();
+    assert_eq!(after, 0, "nothing after Stop broadcasting");
+}
+
+#[tokio::test]
+async fn locked_room_ask_to_join_reaches_every_host_and_one_admits() {
+    let mut room = RoomConfig::new(ROOM, RoomKind::Room);
+    room.locked = true;
+    let s = start(room, Duration::from_secs(1)).await;
+    let mut h1 = ws(s.http, &token("h1", |g| g.host = true)).await;
+    next_event(&mut h1, "welcome").await;
+    let mut h2 = ws(s.http, &token("h2", |g| g.host = true)).await;
+    next_event(&mut h2, "welcome").await;
+
+    let mut guest = ws(s.http, &watcher("guest")).await;
+    let waiting = next_event(&mut guest, "waiting").await;
+    assert!(waiting["message"].as_str().unwrap().contains("host"));
+    let req1 = next_event(&mut h1, "join_requested").await;
+    let req2 = next_event(&mut h2, "join_requested").await;
+    assert_eq!(req1["participant"]["profile"]["name"], "Name guest");
+    let id = req2["participant"]["id"].clone();
+    // Media without being admitted is refused.
+    let whep = format!("/rooms/{ROOM}/whep");
+    let err = ClientPeer::connect(
+        s.http,
+        &whep,
+        &watcher("guest"),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("waiting_for_host"), "{err}");
+
+    send(&mut h2, json!({"type": "admit", "participant": id})).await;
+    let welcome = next_event(&mut guest, "welcome").await;
+    assert_eq!(welcome["you"], id);
+    let resolved = next_event(&mut h1, "join_resolved").await;
+    assert_eq!(resolved["accepted"], true);
+}

@@ -224,6 +224,11 @@ impl Rules {
             .filter(|_| !self.participants.is_empty())
     }
 
+    /// Whether a join by `identity` would wait in the lobby of a locked room.
+    pub fn joins_lobby(&self, identity: &Identity) -> bool {
+        self.config.locked && !identity.grants.host && !identity.grants.recorder
+    }
+
     /// Enter the room as a watcher (or into the lobby of a locked room).
     pub fn join(&mut self, identity: Identity) -> Result<ParticipantId, Refusal> {
         if self.is_draining() {
@@ -241,7 +246,7 @@ impl Rules {
         }
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let lobby = self.config.locked && !grants.host && !grants.recorder;
+        let lobby = self.joins_lobby(&identity);
         let participant = Participant {
             id,
             identity,
