@@ -43,7 +43,12 @@ pub fn controller(
             watcher::Config::default(),
             move |s: Stage| to_event(Some(s.spec.event.clone()), s.namespace()),
         )
-        .with_config(ControllerConfig::default().concurrency(concurrency))
+        // A burst of session status changes becomes one rollup.
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(concurrency)
+                .debounce(Duration::from_secs(1)),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -68,34 +73,34 @@ async fn reconcile(event: Arc<LiveEvent>, ctx: Arc<Context>) -> Result<Action> {
 async fn apply(event: &LiveEvent, ctx: &Context) -> Result<Action> {
     let namespace = event.namespace().unwrap_or_default();
     let name = event.name_any();
-    let sessions: Vec<RoomTotals> = Api::<Session>::namespaced(ctx.client.clone(), &namespace)
-        .list(&Default::default())
-        .await?
+    let totals =
+        |phase, on_camera: Option<i32>, watching: Option<i32>, recordings: usize| RoomTotals {
+            phase,
+            on_camera: on_camera.unwrap_or(0),
+            watching: watching.unwrap_or(0),
+            recordings: recordings as i32,
+        };
+    let mine = |ns: Option<String>, event: &str| {
+        ns.as_deref() == Some(namespace.as_str()) && event == name
+    };
+    let sessions: Vec<RoomTotals> = ctx
+        .sessions
+        .state()
         .into_iter()
-        .filter(|s| s.spec.event == name)
+        .filter(|s| mine(s.namespace(), &s.spec.event))
         .map(|s| {
-            let st = s.status.unwrap_or_default();
-            RoomTotals {
-                phase: st.phase,
-                on_camera: st.on_camera.unwrap_or(0),
-                watching: st.watching.unwrap_or(0),
-                recordings: st.recordings.len() as i32,
-            }
+            let st = s.status.clone().unwrap_or_default();
+            totals(st.phase, st.on_camera, st.watching, st.recordings.len())
         })
         .collect();
-    let stages: Vec<RoomTotals> = Api::<Stage>::namespaced(ctx.client.clone(), &namespace)
-        .list(&Default::default())
-        .await?
+    let stages: Vec<RoomTotals> = ctx
+        .stages
+        .state()
         .into_iter()
-        .filter(|s| s.spec.event == name)
+        .filter(|s| mine(s.namespace(), &s.spec.event))
         .map(|s| {
-            let st = s.status.unwrap_or_default();
-            RoomTotals {
-                phase: st.phase,
-                on_camera: st.on_camera.unwrap_or(0),
-                watching: st.watching.unwrap_or(0),
-                recordings: st.recordings.len() as i32,
-            }
+            let st = s.status.clone().unwrap_or_default();
+            totals(st.phase, st.on_camera, st.watching, st.recordings.len())
         })
         .collect();
     let now = Timestamp::now();

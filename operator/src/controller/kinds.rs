@@ -195,7 +195,7 @@ impl LiveKind for Session {
                 "phase": facts.plan.phase,
                 "peakOnCamera": facts.peak_on_camera,
                 "peakWatching": facts.peak_watching,
-                "uniqueJoiners": counts.unique_joiners.max(0),
+                "uniqueJoiners": counts.unique_joiners,
                 "startedAt": time(facts.started_at),
                 "endedAt": time(facts.ended_at),
             }),

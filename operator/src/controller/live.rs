@@ -8,8 +8,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use roundtable_crds::{LiveEvent, LivePhase};
+use roundtable_crds::LivePhase;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -39,15 +40,12 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     let namespace = room.namespace.clone();
     let client = ctx.client.clone();
 
-    // Observe.
-    let event = match &room.event {
-        Some(name) => {
-            Api::<LiveEvent>::namespaced(client.clone(), &namespace)
-                .get_opt(name)
-                .await?
-        }
-        None => None,
-    };
+    // Observe, from the watch caches: the event and the pod.
+    let event = room.event.as_ref().and_then(|name| {
+        ctx.events
+            .get(&ObjectRef::new(name).within(&namespace))
+            .map(|e| e.as_ref().clone())
+    });
     let mut problems = Vec::new();
     if let (Some(name), None) = (&room.event, &event) {
         problems.push(Problem {
@@ -59,7 +57,15 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     problems.extend(obj.reference_problems(event.as_ref()));
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let name = pod_name(&room);
-    let pod = pods.get_opt(&name).await?;
+    let pod = ctx
+        .sfu_pods
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .map(|p| p.as_ref().clone())
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == obj.meta().uid.as_ref())
+        });
     let pod_state = pod.as_ref().map(observe::pod_state);
     let counts = match (&pod, &pod_state) {
         (Some(pod), Some(crate::plan::decide::PodState::Running { ready: true })) => {

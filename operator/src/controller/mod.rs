@@ -43,8 +43,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub http: reqwest::Client,
-    /// Every SFU pod in the cluster, for picking hostPorts.
+    /// Every SFU pod watched, for finding a room's pod and picking hostPorts.
     pub sfu_pods: Store<Pod>,
+    /// Every LiveEvent, Session and Stage watched (the event rollup reads these, not the API).
+    pub events: Store<LiveEvent>,
+    pub sessions: Store<Session>,
+    pub stages: Store<Stage>,
     live: Mutex<HashMap<(Kind, String, String), bool>>,
 }
 
@@ -100,7 +104,10 @@ pub async fn run(
     shutdown: crate::Shutdown,
     concurrency: u16,
 ) {
-    let (sfu_pods, writer) = reflector::store();
+    let (sfu_pods, pod_writer) = reflector::store();
+    let (events, event_writer) = reflector::store();
+    let (sessions, session_writer) = reflector::store();
+    let (stages, stage_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         namespace,
@@ -109,40 +116,69 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         http: reqwest::Client::new(),
         sfu_pods: sfu_pods.clone(),
+        events: events.clone(),
+        sessions: sessions.clone(),
+        stages: stages.clone(),
         live: Mutex::new(HashMap::new()),
     });
     let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     let pod_reflector = watcher(ctx.api::<Pod>(), pod_selector)
         .default_backoff()
-        .reflect(writer)
+        .reflect(pod_writer)
         .for_each(|_| futures::future::ready(()));
+    let event_reflector = watcher(ctx.api::<LiveEvent>(), watcher::Config::default())
+        .default_backoff()
+        .reflect(event_writer)
+        .for_each(|_| futures::future::ready(()));
+    let reflectors = tokio::spawn(futures::future::join(pod_reflector, event_reflector));
+    // Reconciles read events and pods from these caches: start once they are filled.
+    let _ = futures::future::join(sfu_pods.wait_until_ready(), events.wait_until_ready()).await;
 
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
-        live_controller::<Session>(&ctx, shutdown.clone(), concurrency, |s| {
-            Some(s.spec.event.clone())
-        }),
-        live_controller::<Stage>(&ctx, shutdown.clone(), concurrency, |s| {
-            Some(s.spec.event.clone())
-        }),
-        live_controller::<Room>(&ctx, shutdown.clone(), concurrency, |_| None),
+        live_controller::<Session>(
+            &ctx,
+            sessions,
+            session_writer,
+            shutdown.clone(),
+            concurrency,
+            |s| Some(s.spec.event.clone()),
+        ),
+        live_controller::<Stage>(
+            &ctx,
+            stages,
+            stage_writer,
+            shutdown.clone(),
+            concurrency,
+            |s| Some(s.spec.event.clone()),
+        ),
+        {
+            let (rooms, room_writer) = reflector::store();
+            live_controller::<Room>(
+                &ctx,
+                rooms,
+                room_writer,
+                shutdown.clone(),
+                concurrency,
+                |_| None,
+            )
+        },
         event::controller(ctx.clone(), shutdown.clone(), concurrency),
     ];
     info!("controllers running");
-    tokio::select! {
-        _ = futures::future::join_all(controllers) => {},
-        _ = pod_reflector => warn!("the pod watch ended"),
-    }
+    futures::future::join_all(controllers).await;
+    reflectors.abort();
 }
 
 /// A controller for one kind with an SFU pod. `event_of` names the LiveEvent an object
 /// belongs to, so that a change of the event reconciles its sessions or stage.
 fn live_controller<K: LiveKind>(
     ctx: &Arc<Context>,
+    reader: Store<K>,
+    writer: reflector::store::Writer<K>,
     shutdown: crate::Shutdown,
     concurrency: u16,
     event_of: fn(&K) -> Option<String>,
 ) -> BoxFuture<'static, ()> {
-    let (reader, writer) = reflector::store::<K>();
     let trigger = watcher(ctx.api::<K>(), watcher::Config::default())
         .default_backoff()
         .reflect(writer)

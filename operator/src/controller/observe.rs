@@ -49,15 +49,18 @@ pub fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
-/// The counts sfu-node reports on its admin port's `/stats`.
+/// What sfu-node's `/stats` reports (the fields the operator reads).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Stats {
-    #[serde(alias = "on_camera")]
+    counts: StatsCounts,
+    #[serde(default)]
+    unique_joiners: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsCounts {
     on_camera: i32,
     watching: i32,
-    #[serde(default, alias = "unique_joiners")]
-    unique_joiners: i32,
 }
 
 /// Reads the live counts of a ready pod; `None` when it cannot be read (the status keeps the
@@ -65,16 +68,11 @@ struct Stats {
 pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Option<Counts> {
     let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
     let url = format!("http://{ip}:{admin_port}/stats");
-    let response = http
-        .get(&url)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?;
+    let response = http.get(&url).timeout(Duration::from_secs(2)).send().await.ok()?;
     let stats: Stats = response.error_for_status().ok()?.json().await.ok()?;
     Some(Counts {
-        on_camera: stats.on_camera,
-        watching: stats.watching,
+        on_camera: stats.counts.on_camera,
+        watching: stats.counts.watching,
         unique_joiners: stats.unique_joiners,
     })
 }

@@ -28,7 +28,8 @@ pub enum PodState {
 pub struct Counts {
     pub on_camera: i32,
     pub watching: i32,
-    pub unique_joiners: i32,
+    /// Distinct people who joined, when the SFU reports it.
+    pub unique_joiners: Option<i32>,
 }
 
 /// A problem with an object the room refers to.
@@ -121,7 +122,7 @@ pub fn decide(
                 LivePhase::Scheduled,
                 vec![condition("Ready", false, p.reason, p.message.clone())],
                 None,
-                Some(Duration::from_secs(30)),
+                Some(Duration::from_secs(5)),
             )
         }
         (Desired::Waiting { wake_at }, None) => (

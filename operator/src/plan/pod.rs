@@ -110,14 +110,14 @@ pub fn sfu_pod(
         plain_env("SFU_LOCKED", &room.locked.to_string()),
         plain_env("SFU_MAX_ON_CAMERA", &room.max_on_camera.to_string()),
         plain_env("SFU_MAX_WATCHERS", &room.max_watchers.to_string()),
-        plain_env("SFU_UDP_ADDR", &format!("$(POD_IP):{port}")),
+        plain_env("SFU_UDP_BIND", "$(POD_IP)"),
+        plain_env("SFU_UDP_PORT", &port.to_string()),
         plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),
         plain_env(
             "SFU_ADMIN_ADDR",
             &format!("$(POD_IP):{}", config.sfu_admin_port),
         ),
         plain_env("SFU_ADVERTISE_ADDR", &advertise),
-        plain_env("SFU_ADVERTISE_PORT", &port.to_string()),
         plain_env(
             "SFU_DRAIN_GRACE_SECONDS",
             &config.drain_grace_seconds.to_string(),

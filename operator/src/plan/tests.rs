@@ -229,7 +229,7 @@ fn a_ready_pod_is_live_with_its_counts() {
     let counts = Counts {
         on_camera: 1,
         watching: 7,
-        unique_joiners: 8,
+        unique_joiners: Some(8),
     };
     let observed = Observed {
         pod: Some(PodState::Running { ready: true }),
