@@ -8,26 +8,47 @@ use str0m::media::Rid;
 /// At most one request per layer in this interval.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A refused request is not forgotten: it is deferred until the interval has passed, so a
+/// viewer that missed the last keyframe still gets one.
 #[derive(Debug, Default, Clone)]
 pub struct KeyframeThrottle {
-    last: Vec<(Option<Rid>, Instant)>,
+    /// Per layer: when the last request went out, and whether one is deferred.
+    last: Vec<(Option<Rid>, Instant, bool)>,
 }
 
 impl KeyframeThrottle {
-    /// Whether a request for `rid` may go out now; records it if so.
+    /// Whether a request for `rid` may go out now; records it if so, defers it if not.
     pub fn allow(&mut self, now: Instant, rid: Option<Rid>) -> bool {
-        match self.last.iter_mut().find(|(r, _)| *r == rid) {
-            Some((_, at)) if now.saturating_duration_since(*at) < KEYFRAME_REQUEST_INTERVAL => {
+        match self.last.iter_mut().find(|(r, _, _)| *r == rid) {
+            Some((_, at, deferred))
+                if now.saturating_duration_since(*at) < KEYFRAME_REQUEST_INTERVAL =>
+            {
+                *deferred = true;
                 false
             }
-            Some((_, at)) => {
+            Some((_, at, deferred)) => {
                 *at = now;
+                *deferred = false;
                 true
             }
             None => {
-                self.last.push((rid, now));
+                self.last.push((rid, now, false));
                 true
             }
+        }
+    }
+
+    /// A deferred request for `rid` whose interval has passed: take it (it counts as sent).
+    pub fn take_deferred(&mut self, now: Instant, rid: Option<Rid>) -> bool {
+        match self.last.iter_mut().find(|(r, _, _)| *r == rid) {
+            Some((_, at, deferred))
+                if *deferred && now.saturating_duration_since(*at) >= KEYFRAME_REQUEST_INTERVAL =>
+            {
+                *at = now;
+                *deferred = false;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -44,5 +65,27 @@ mod tests {
         assert!(!t.allow(t0 + Duration::from_millis(100), Some("h".into())));
         assert!(t.allow(t0 + Duration::from_millis(100), Some("q".into())));
         assert!(t.allow(t0 + KEYFRAME_REQUEST_INTERVAL, Some("h".into())));
+    }
+
+    #[test]
+    fn a_throttled_request_is_deferred_not_lost() {
+        let t0 = Instant::now();
+        let mut t = KeyframeThrottle::default();
+        let h = Some("h".into());
+        assert!(t.allow(t0, h));
+        assert!(
+            !t.take_deferred(t0 + KEYFRAME_REQUEST_INTERVAL, h),
+            "nothing deferred"
+        );
+        assert!(!t.allow(t0 + Duration::from_millis(100), h));
+        assert!(
+            !t.take_deferred(t0 + Duration::from_millis(200), h),
+            "still too soon"
+        );
+        assert!(t.take_deferred(t0 + KEYFRAME_REQUEST_INTERVAL, h));
+        assert!(
+            !t.take_deferred(t0 + KEYFRAME_REQUEST_INTERVAL, h),
+            "taken once"
+        );
     }
 }

@@ -543,6 +543,9 @@ impl Media {
         };
         track.meters[layer].add(now, data.data.len());
         let kind = track.kind;
+        if kind == MediaKind::Video && track.keyframes.take_deferred(now, data.rid) {
+            self.send_keyframe_request(from, data.mid, data.rid);
+        }
         if kind == MediaKind::Video && !data.contiguous {
             // Loss NACK could not repair: the decoder needs a fresh keyframe.
             let (mid, rid) = (data.mid, data.rid);
@@ -634,6 +637,13 @@ impl Media {
         if track.kind != MediaKind::Video || !track.keyframes.allow(now, rid) {
             return;
         }
+        self.send_keyframe_request(publisher, mid, rid);
+    }
+
+    fn send_keyframe_request(&mut self, publisher: PeerId, mid: Mid, rid: Option<Rid>) {
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
         if let Some(mut writer) = peer.rtc.writer(mid)
             && writer
                 .request_keyframe(rid, KeyframeRequestKind::Pli)
@@ -692,7 +702,9 @@ impl Media {
                     .find_map(|r| *r)
                     .unwrap_or(500_000),
             );
-            if !track.layers.is_empty() {
+            // A feed that has not shown its first frame keeps its (lowest) start layer, so
+            // the keyframe already requested for it is the one that starts the video.
+            if !track.layers.is_empty() && feed.current.is_some() {
                 layers.push((
                     idx,
                     rates,
