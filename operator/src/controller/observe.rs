@@ -68,7 +68,12 @@ struct StatsCounts {
 pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Option<Counts> {
     let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
     let url = format!("http://{ip}:{admin_port}/stats");
-    let response = http.get(&url).timeout(Duration::from_secs(2)).send().await.ok()?;
+    let response = http
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
     let stats: Stats = response.error_for_status().ok()?.json().await.ok()?;
     Some(Counts {
         on_camera: stats.counts.on_camera,

@@ -50,9 +50,10 @@ pub struct LiveRoom {
 }
 
 impl LiveRoom {
-    /// The identity of the room that join tokens name: `<kind>/<namespace>/<name>`.
+    /// The identity of the room that join tokens name and signalling URLs carry
+    /// (`/rooms/<id>/whip`): `<kind>:<namespace>:<name>`, one URL path segment.
     pub fn room_id(&self) -> String {
-        format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+        format!("{}:{}:{}", self.kind.as_str(), self.namespace, self.name)
     }
 
     /// The schedule window, with the event's end as the fallback end.

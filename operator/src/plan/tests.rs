@@ -79,7 +79,7 @@ fn the_pod_is_sized_from_the_limits_and_carries_them() {
     );
     assert_eq!(
         env_of(&pod, "SFU_ROOM").as_deref(),
-        Some("session/events/panel")
+        Some("session:events:panel")
     );
     assert_eq!(host_port_of(&pod), Some(31005));
     let ports = container.ports.as_ref().unwrap();

@@ -1,0 +1,247 @@
+//! End to end: `kubectl apply -f` an example, the real kube-scheduler places the operator's SFU
+//! pod on a node of the test node agent, the pod runs as a real sfu-node process, a str0m
+//! client goes on camera, and `kubectl get sessions` shows it Live with 1 on camera. Ending
+//! the session drains the pod and the session ends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use roundtable_crds::{LivePhase, Session};
+use roundtable_e2e::Cluster;
+use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
+use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
+use sfu_node::auth::{Claims, mint};
+use sfu_node::client::{ClientPeer, ClientRole};
+use str0m::Event;
+
+const KEY: &str = "e2e-join-token-key";
+const SESSION: &str = "gala-future-of-work";
+
+fn unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = cluster.kubectl(args).await.unwrap();
+    assert!(out.success(), "kubectl {args:?}: {}", out.stderr);
+    out.stdout
+}
+
+/// Polls until `check` passes or `limit` runs out.
+async fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
+    let cluster = Cluster::shared().await.unwrap();
+    cluster.install_crds().await.unwrap();
+    cluster.start_scheduler().await.unwrap();
+    let ns = cluster.namespace("op-sfu").await.unwrap();
+
+    // Two media nodes as the gala example's placement wants them.
+    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node")
+        .await
+        .unwrap();
+    let images = ImageMap::new().map("sfu-node", sfu);
+    let node = |suffix: &str| {
+        NodeSpec::new(format!("{}-{suffix}", ns.name))
+            .label("roundtable.dev/media", "true")
+            .taint("roundtable.dev/media", "", "NoSchedule")
+            .cpu("8")
+            .memory("16Gi")
+    };
+    let agent = NodeAgent::start(cluster, vec![node("a"), node("b")], images)
+        .await
+        .unwrap();
+
+    // The join-token key the SFU pods verify tokens with.
+    let secrets: Api<Secret> = Api::namespaced(ns.client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "roundtable-join-token"},
+        "stringData": {"key": KEY},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(roundtable_operator::run(
+        ns.client.clone(),
+        OperatorOptions {
+            config: OperatorConfig {
+                sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
+                host_ports: 33000..=33099,
+                drain_grace_seconds: 3,
+                stats_interval: Duration::from_secs(1),
+                ..OperatorConfig::default()
+            },
+            identity: "e2e".into(),
+            lease_namespace: ns.name.clone(),
+            lease_name: "roundtable-operator".into(),
+            concurrency: 4,
+            namespace: Some(ns.name.clone()),
+        },
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(false)),
+        shutdown_on(async {
+            let _ = stopped.await;
+        }),
+    ));
+
+    // The user applies the example; an organiser presses Start on one session.
+    let gala = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gala.yaml");
+    kubectl(
+        cluster,
+        &["apply", "-n", &ns.name, "-f", gala.to_str().unwrap()],
+    )
+    .await;
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "session",
+            SESSION,
+            "-n",
+            &ns.name,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"lifecycle":"Started"}}"#,
+        ],
+    )
+    .await;
+
+    let sessions: Api<Session> = Api::namespaced(ns.client.clone(), &ns.name);
+    let started = Instant::now();
+    let endpoint = wait_until(
+        "the session to be Live",
+        Duration::from_secs(120),
+        async || {
+            let status = sessions.get(SESSION).await.ok()?.status?;
+            (status.phase == Some(LivePhase::Live)).then_some(status.endpoint?)
+        },
+    )
+    .await;
+    eprintln!(
+        "e2e: Start to Live (scheduled, sfu-node ready) in {:.2?}",
+        started.elapsed()
+    );
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let pod = pods.get(&format!("session-{SESSION}")).await.unwrap();
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    assert!(node.starts_with(&ns.name), "placed on a media node: {node}");
+
+    // An attendee goes on camera through the endpoint in the status.
+    let room = format!("session:{}:{SESSION}", ns.name);
+    let mut claims = Claims::new("ada@example.com", "Ada", &room, unix() + 600);
+    claims.headline = "Host".into();
+    let token = mint(KEY.as_bytes(), &claims);
+    let http = endpoint.parse().expect("endpoint is host:port");
+    let (mut publisher, _) = ClientPeer::connect(
+        http,
+        &format!("/rooms/{room}/whip"),
+        &token,
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .expect("the SFU accepts the publisher");
+
+    let publishing = tokio::spawn(async move {
+        let end = Instant::now() + Duration::from_secs(20);
+        let (mut frame, mut next) = (0u64, Instant::now());
+        let mut want_key = true;
+        while Instant::now() < end && publisher.rtc.is_alive() {
+            let now = Instant::now();
+            if publisher.rtc.is_connected() && now >= next {
+                publisher
+                    .send_video(now, frame, want_key || frame % 60 == 0, false)
+                    .unwrap();
+                publisher.send_audio(now, frame).unwrap();
+                want_key = false;
+                frame += 1;
+                next += Duration::from_millis(33);
+            }
+            let Ok(events) = publisher
+                .step(next.max(now + Duration::from_millis(1)))
+                .await
+            else {
+                break;
+            };
+            want_key |= events
+                .iter()
+                .any(|e| matches!(e, Event::KeyframeRequest(_)));
+        }
+        frame
+    });
+
+    let row = wait_until(
+        "kubectl to show the session Live with 1 on camera",
+        Duration::from_secs(30),
+        async || {
+            let out = kubectl(cluster, &["get", "sessions", SESSION, "-n", &ns.name]).await;
+            let row = out.lines().nth(1)?.to_string();
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            // NAME EVENT PHASE ON-CAMERA WATCHING ENDPOINT AGE
+            (cells.get(2) == Some(&"Live") && cells.get(3) == Some(&"1")).then_some(row)
+        },
+    )
+    .await;
+    assert!(
+        row.contains(&endpoint),
+        "the endpoint column shows {endpoint}: {row}"
+    );
+    let s = sessions.get(SESSION).await.unwrap().status.unwrap();
+    assert_eq!(s.peak_on_camera, Some(1));
+
+    // The organiser ends it: sfu-node drains, the pod goes, the session is Ended.
+    sessions
+        .patch(
+            SESSION,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Ended"}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the session to end", Duration::from_secs(60), async || {
+        let status = sessions.get(SESSION).await.ok()?.status?;
+        (status.phase == Some(LivePhase::Ended)).then_some(())
+    })
+    .await;
+    assert!(
+        pods.get_opt(&format!("session-{SESSION}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let frames = publishing.await.unwrap();
+    assert!(frames > 30, "the publisher sent video ({frames} frames)");
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    agent.stop().await.unwrap();
+}
