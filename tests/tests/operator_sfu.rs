@@ -245,3 +245,117 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     agent.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_cold_starts_on_a_join_request_and_scales_back_to_zero_when_idle() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let cluster = Cluster::shared().await.unwrap();
+    cluster.install_crds().await.unwrap();
+    cluster.start_scheduler().await.unwrap();
+    let ns = cluster.namespace("op-room").await.unwrap();
+    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node")
+        .await
+        .unwrap();
+    let agent = NodeAgent::start(
+        cluster,
+        vec![
+            NodeSpec::new(format!("{}-a", ns.name))
+                .label("pool", &ns.name)
+                .cpu("4")
+                .memory("8Gi"),
+        ],
+        ImageMap::new().map("sfu-node", sfu),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(ns.client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "roundtable-join-token"}, "stringData": {"key": KEY},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(roundtable_operator::run(
+        ns.client.clone(),
+        OperatorOptions {
+            config: OperatorConfig {
+                sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
+                host_ports: 33100..=33199,
+                drain_grace_seconds: 2,
+                stats_interval: Duration::from_secs(1),
+                ..OperatorConfig::default()
+            },
+            identity: "e2e".into(),
+            lease_namespace: ns.name.clone(),
+            lease_name: "roundtable-operator".into(),
+            concurrency: 4,
+            namespace: Some(ns.name.clone()),
+        },
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(false)),
+        shutdown_on(async {
+            let _ = stopped.await;
+        }),
+    ));
+
+    let room = format!(
+        "apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: standup\nspec:\n  host: ada\n  slug: standup\n  hosts: [ada@example.com]\n  maxWatchers: 40\n  idleTimeoutSeconds: 3\n  sfu:\n    placement:\n      nodeSelector: {{pool: {}}}\n",
+        ns.name
+    );
+    let out = cluster
+        .kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&room))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let rooms: Api<roundtable_crds::Room> = Api::namespaced(ns.client.clone(), &ns.name);
+    wait_until("the room to be Idle", Duration::from_secs(30), async || {
+        (rooms.get("standup").await.ok()?.status?.phase == Some(roundtable_crds::RoomPhase::Idle))
+            .then_some(())
+    })
+    .await;
+
+    // Someone opens the link: the control plane asks for a pod through the resource.
+    let asked = Instant::now();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    rooms
+        .patch("standup", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"roundtable.dev/join-requested-at": now}}})))
+        .await
+        .unwrap();
+    wait_until("the room to be Live", Duration::from_secs(60), async || {
+        (rooms.get("standup").await.ok()?.status?.phase == Some(roundtable_crds::RoomPhase::Live))
+            .then_some(())
+    })
+    .await;
+    eprintln!(
+        "e2e: room cold start (join request to Live) in {:.2?}",
+        asked.elapsed()
+    );
+
+    // Nobody joins: after the idle time the pod drains and the room is Idle again.
+    wait_until(
+        "the room to scale back to zero",
+        Duration::from_secs(60),
+        async || {
+            let phase = rooms.get("standup").await.ok()?.status?.phase;
+            let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+            let gone = pods.get_opt("room-standup").await.ok()?.is_none();
+            (phase == Some(roundtable_crds::RoomPhase::Idle) && gone).then_some(())
+        },
+    )
+    .await;
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    agent.stop().await.unwrap();
+}

@@ -202,7 +202,9 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         ended_at: previous
             .ended_at
             .or((plan.phase == LivePhase::Ended).then_some(now)),
-        last_active: if counts.on_camera + counts.watching > 0 {
+        // Someone in the room, or someone waiting for it to start, keeps a room alive.
+        last_active: if counts.on_camera + counts.watching > 0 || plan.phase == LivePhase::Starting
+        {
             Some(now)
         } else {
             previous.last_active
