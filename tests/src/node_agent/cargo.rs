@@ -57,8 +57,13 @@ pub async fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
 /// The cargo profile of the running test executable (`<target>/<profile dir>/deps/<exe>`),
 /// or `None` for the default `dev` profile.
 fn test_profile() -> Option<String> {
+    // Test binaries live in `target/<profile>/deps/`, other binaries in `target/<profile>/`.
     let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?.file_name()?.to_str()?.to_owned();
+    let mut parent = exe.parent()?;
+    if parent.file_name()? == "deps" {
+        parent = parent.parent()?;
+    }
+    let dir = parent.file_name()?.to_str()?.to_owned();
     match dir.as_str() {
         "debug" => None,
         "release" => Some("release".into()),

@@ -1,0 +1,122 @@
+//! A local Roundtable on a real Kubernetes control plane, on this machine, until Ctrl-C.
+//!
+//! Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback (the
+//! same ones the tests use), installs the CRDs, registers two media nodes run by the test
+//! node agent (pods run as local processes), runs the operator, and applies `examples/`. Then
+//! it prints a KUBECONFIG to explore with kubectl: start a session with
+//! `kubectl patch session gala-future-of-work --type merge -p '{"spec":{"lifecycle":"Started"}}'`
+//! and watch a real sfu-node come up.
+//!
+//! This is the interim `scripts/run`; the all-in-one mode (API, web client and media in one
+//! process) replaces it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use roundtable_e2e::Cluster;
+use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
+use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // kube-client logs every failed request; the callers report what matters.
+                .unwrap_or_else(|_| "info,kube=warn,kube_client=off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cluster = Cluster::shared().await?;
+    cluster.install_crds().await?;
+    cluster.start_controller_manager().await?;
+    cluster.start_scheduler().await?;
+    let ns = cluster.namespace("roundtable").await?;
+
+    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node").await?;
+    let media_node = |name: &str| {
+        NodeSpec::new(name)
+            .label("roundtable.dev/media", "true")
+            .taint("roundtable.dev/media", "", "NoSchedule")
+            .cpu("32")
+            .memory("64Gi")
+    };
+    let agent = NodeAgent::start(
+        cluster,
+        vec![media_node("media-1"), media_node("media-2")],
+        ImageMap::new().map("sfu-node", sfu),
+    )
+    .await?;
+
+    let key = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "roundtable-join-token"},
+        "stringData": {"key": key},
+    }))?;
+    Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &secret)
+        .await?;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(roundtable_operator::run(
+        ns.client.clone(),
+        OperatorOptions {
+            config: OperatorConfig {
+                drain_grace_seconds: 10,
+                ..OperatorConfig::default()
+            },
+            identity: "local".into(),
+            lease_namespace: ns.name.clone(),
+            lease_name: "roundtable-operator".into(),
+            concurrency: 8,
+            namespace: Some(ns.name.clone()),
+        },
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(false)),
+        shutdown_on(async {
+            let _ = stopped.await;
+        }),
+    ));
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let applied = cluster
+        .kubectl(&[
+            "apply",
+            "-n",
+            &ns.name,
+            "-f",
+            examples.to_str().context("path")?,
+        ])
+        .await?
+        .ok()?;
+    let kubeconfig = cluster.admin_kubeconfig().display().to_string();
+    println!(
+        "\nRoundtable is running on a local Kubernetes control plane ({url}).\n\n{applied}\n\
+         Explore it:\n  export KUBECONFIG={kubeconfig}\n  alias kubectl={kubectl}\n  kubectl config set-context --current --namespace={ns}\n  \
+         kubectl get roundtable\n  kubectl patch session gala-future-of-work --type merge -p '{{\"spec\":{{\"lifecycle\":\"Started\"}}}}'\n  \
+         kubectl get sessions -w\n\nCtrl-C stops everything.",
+        url = cluster.url(),
+        kubectl = cluster.binaries().kubectl.display(),
+        ns = ns.name,
+    );
+
+    tokio::signal::ctrl_c().await?;
+    // Ctrl-C in a terminal also reaches the control plane's processes, so they may already be
+    // gone: stopping is best effort, and everything dies with this process anyway.
+    eprintln!("stopping");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), operator).await;
+    if let Err(error) = agent.stop().await {
+        eprintln!("node agent: {error}");
+    }
+    Ok(())
+}
