@@ -533,3 +533,113 @@ async fn deleting_a_session_removes_everything_it_owns() {
     .await;
     operator.stop().await;
 }
+
+fn env_value(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[tokio::test]
+async fn load_balancer_and_node_port_modes_announce_the_services_address() {
+    use k8s_openapi::api::core::v1::Service;
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-svc").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml("  sfu:\n    network:\n      mode: LoadBalancer\n"),
+    )
+    .await;
+    apply_yaml(&ns, cluster, &session_yaml("lb", "  lifecycle: Started\n")).await;
+
+    // No address yet: the session waits for the load balancer and no pod runs.
+    let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
+    let service = eventually("the LoadBalancer Service", || async {
+        services.get_opt("session-lb").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        service.spec.as_ref().unwrap().type_.as_deref(),
+        Some("LoadBalancer")
+    );
+    eventually("WaitingForLoadBalancer", || async {
+        let s = session(&ns, "lb").await;
+        (condition(&s, "Ready")?.1 == "WaitingForLoadBalancer").then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert!(pods.get_opt("session-lb").await.unwrap().is_none());
+
+    // The cloud's load balancer controller assigns an address.
+    services
+        .patch_status(
+            "session-lb",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.50"}]}}})),
+        )
+        .await
+        .unwrap();
+    let pod = eventually("the pod announcing the load balancer", || async {
+        pods.get_opt("session-lb").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        env_value(&pod, "SFU_ADVERTISE_ADDR").as_deref(),
+        Some("203.0.113.50")
+    );
+    let media = pod.spec.as_ref().unwrap().containers[0]
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some("media"))
+        .cloned()
+        .unwrap();
+    assert_eq!(media.host_port, None, "no hostPort behind a load balancer");
+    let s = eventually("the endpoint in the status", || async {
+        session(&ns, "lb").await.status?.endpoint
+    })
+    .await;
+    assert_eq!(s, format!("203.0.113.50:{}", media.container_port));
+
+    // NodePort: the API server allocates node ports; the SFU announces its node with the UDP one.
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("np", "  lifecycle: Started\n").replace("event: gala", "event: np-event"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml("  sfu:\n    network:\n      mode: NodePort\n")
+            .replace("name: gala", "name: np-event"),
+    )
+    .await;
+    let pod = eventually("the NodePort pod", || async {
+        pods.get_opt("session-np").await.unwrap()
+    })
+    .await;
+    let service = services.get("session-np").await.unwrap();
+    let node_port = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some("media"))
+        .unwrap()
+        .node_port
+        .unwrap();
+    assert_eq!(
+        env_value(&pod, "SFU_ADVERTISE_ADDR"),
+        Some(format!("$(HOST_IP):{node_port}"))
+    );
+    operator.stop().await;
+}

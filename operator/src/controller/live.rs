@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use roundtable_crds::LivePhase;
+use roundtable_crds::{LivePhase, NetworkMode};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -18,9 +18,10 @@ use super::Context;
 use super::kinds::{LiveKind, StatusFacts};
 use super::observe;
 use crate::plan::conditions::conditions;
-use crate::plan::decide::{Observed, PodAction, Problem, decide};
+use crate::plan::decide::{ConditionPlan, EventPlan, Observed, PodAction, Problem, decide};
 use crate::plan::pod::{disruption_budget, endpoint, host_port_of, pod_name, sfu_pod};
 use crate::plan::ports::pick_host_port;
+use crate::plan::service;
 use crate::{Error, Result};
 
 /// Reconciles one session, stage or room.
@@ -67,6 +68,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                 .any(|o| Some(&o.uid) == obj.meta().uid.as_ref())
         });
     let pod_state = pod.as_ref().map(observe::pod_state);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let counts = match (&pod, &pod_state) {
         (Some(pod), Some(crate::plan::decide::PodState::Running { ready: true })) => {
             observe::counts(&ctx.http, pod, ctx.config.sfu_admin_port).await
@@ -82,7 +84,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         counts,
         problems,
     };
-    let plan = decide(
+    let mut plan = decide(
         desired,
         &observed,
         previous.phase,
@@ -90,6 +92,10 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         ctx.config.stats_interval,
     );
     let settings = room.settings(event.as_ref());
+    let media_svc = match service::mode(&settings) {
+        NetworkMode::HostPort => None,
+        _ => services.get_opt(&name).await?,
+    };
     let owner = obj
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
@@ -98,22 +104,68 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     let params = PatchParams::apply(crate::FIELD_MANAGER).force();
     match plan.pod {
         PodAction::Ensure if pod.is_none() => {
-            let port = free_host_port(ctx)?;
-            let desired_pod = sfu_pod(&room, &settings, &ctx.config, port, owner.clone());
-            match pods
-                .create(
-                    &PostParams {
-                        field_manager: Some(crate::FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &desired_pod,
-                )
-                .await
-            {
-                Ok(_) => info!(pod = %name, port, "created SFU pod"),
-                // Another reconcile (or the previous leader) created it first: never a duplicate.
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e.into()),
+            // In LoadBalancer and NodePort modes the Service comes first: the SFU announces
+            // its address.
+            let mut port = free_host_port(ctx)?;
+            let mut advertise = None;
+            if let Some(desired) = service::media_service(&room, &settings, port, owner.clone()) {
+                let current = match &media_svc {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        services
+                            .patch(&name, &params, &Patch::Apply(&desired))
+                            .await?
+                    }
+                };
+                port = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.as_ref()?.first().map(|p| p.port))
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(port);
+                advertise = service::advertise(&settings, &current);
+                if advertise.is_none() {
+                    plan.conditions.retain(|c| c.type_ != "Ready");
+                    plan.conditions.push(ConditionPlan {
+                        type_: "Ready",
+                        status: false,
+                        reason: "WaitingForLoadBalancer",
+                        message: format!("the Service {name} has no load balancer address yet"),
+                    });
+                    plan.event = (previous.phase != Some(LivePhase::Starting)).then(|| EventPlan {
+                        warning: false,
+                        reason: "Starting",
+                        note: format!(
+                            "created the Service {name}; waiting for its load balancer address"
+                        ),
+                    });
+                }
+            }
+            if advertise.is_some() || service::mode(&settings) == NetworkMode::HostPort {
+                let desired_pod = sfu_pod(
+                    &room,
+                    &settings,
+                    &ctx.config,
+                    port,
+                    advertise,
+                    owner.clone(),
+                );
+                match pods
+                    .create(
+                        &PostParams {
+                            field_manager: Some(crate::FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &desired_pod,
+                    )
+                    .await
+                {
+                    Ok(_) => info!(pod = %name, port, "created SFU pod"),
+                    // Another reconcile (or the previous leader) created it first: never a
+                    // duplicate.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             let pdb = disruption_budget(&room, owner.clone());
             Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
@@ -138,6 +190,14 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                     Err(e) => return Err(e.into()),
+                }
+                // A load balancer costs money while it exists: it goes with the room.
+                if plan.pod == PodAction::Drain && media_svc.is_some() {
+                    match services.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 // The budget would block the drain's eviction-free delete only for evictions;
                 // removing it lets node drains proceed once the room is over.
@@ -176,16 +236,19 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     let host_ip = pod
         .as_ref()
         .and_then(|p| p.status.as_ref()?.host_ip.clone());
-    let endpoint = pod
-        .as_ref()
-        .filter(|_| {
-            matches!(
-                plan.phase,
-                LivePhase::Live | LivePhase::Starting | LivePhase::Draining
-            )
-        })
-        .and_then(host_port_of)
-        .and_then(|port| endpoint(&settings, host_ip.as_deref(), port));
+    let endpoint = match &media_svc {
+        Some(svc) => service::endpoint(&settings, svc, host_ip.as_deref()),
+        None => pod
+            .as_ref()
+            .and_then(host_port_of)
+            .and_then(|port| endpoint(&settings, host_ip.as_deref(), port)),
+    }
+    .filter(|_| {
+        matches!(
+            plan.phase,
+            LivePhase::Live | LivePhase::Starting | LivePhase::Draining
+        )
+    });
     let facts = StatusFacts {
         plan: &plan,
         generation: obj.meta().generation,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -191,7 +191,8 @@ fn live_controller<K: LiveKind>(
     let owned = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     Controller::for_stream(trigger, reader)
         .owns(ctx.api::<Pod>(), owned.clone())
-        .owns(ctx.api::<PodDisruptionBudget>(), owned)
+        .owns(ctx.api::<PodDisruptionBudget>(), owned.clone())
+        .owns(ctx.api::<Service>(), owned)
         .watches(
             ctx.api::<LiveEvent>(),
             watcher::Config::default(),

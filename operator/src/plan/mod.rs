@@ -10,6 +10,7 @@ pub mod ports;
 pub mod rollup;
 pub mod room;
 pub mod schedule;
+pub mod service;
 pub mod sizing;
 
 #[cfg(test)]

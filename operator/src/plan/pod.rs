@@ -67,12 +67,14 @@ pub fn endpoint(settings: &SfuPodSettings, host_ip: Option<&str>, port: u16) -> 
 }
 
 /// The origin SFU pod of `room`, owned by `owner`, serving on UDP (media) and TCP
-/// (signalling) `host_port`.
+/// (signalling) `host_port` and announcing `advertise` (default: its node's address) in its
+/// ICE candidates.
 pub fn sfu_pod(
     room: &LiveRoom,
     settings: &SfuPodSettings,
     config: &OperatorConfig,
     host_port: u16,
+    advertise: Option<String>,
     owner: OwnerReference,
 ) -> Pod {
     let size = pod_size(room.max_on_camera as u64, room.max_watchers as u64);
@@ -92,10 +94,13 @@ pub fn sfu_pod(
         .network
         .as_ref()
         .is_none_or(|n| n.mode == NetworkMode::HostPort);
-    let advertise = settings
-        .network
-        .as_ref()
-        .and_then(|n| n.advertise_address.clone())
+    let advertise = advertise
+        .or_else(|| {
+            settings
+                .network
+                .as_ref()
+                .and_then(|n| n.advertise_address.clone())
+        })
         .unwrap_or_else(|| "$(HOST_IP)".to_string());
     let port = i32::from(host_port);
     let pod_labels = labels(room);

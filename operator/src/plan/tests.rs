@@ -59,6 +59,7 @@ fn the_pod_is_sized_from_the_limits_and_carries_them() {
         &SfuPodSettings::default(),
         &OperatorConfig::default(),
         31005,
+        None,
         owner(),
     );
     assert_eq!(pod.metadata.name.as_deref(), Some("session-panel"));
@@ -101,7 +102,14 @@ fn an_events_resources_override_the_formula_and_placement_is_applied() {
         "{placement: {nodeSelector: {pool: media}, priorityClassName: live, tolerations: [{key: media, operator: Exists}]}, resources: {requests: {cpu: '2'}}}",
     )
     .unwrap();
-    let pod = sfu_pod(&room, &settings, &OperatorConfig::default(), 31000, owner());
+    let pod = sfu_pod(
+        &room,
+        &settings,
+        &OperatorConfig::default(),
+        31000,
+        None,
+        owner(),
+    );
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.node_selector.as_ref().unwrap()["pool"], "media");
     assert_eq!(spec.priority_class_name.as_deref(), Some("live"));
@@ -133,7 +141,14 @@ fn load_balancer_mode_uses_no_host_port() {
         }),
         ..Default::default()
     };
-    let pod = sfu_pod(&room, &settings, &OperatorConfig::default(), 31000, owner());
+    let pod = sfu_pod(
+        &room,
+        &settings,
+        &OperatorConfig::default(),
+        31000,
+        None,
+        owner(),
+    );
     let ports = pod.spec.unwrap().containers[0].ports.clone().unwrap();
     assert!(ports.iter().all(|p| p.host_port.is_none()));
 }
