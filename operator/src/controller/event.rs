@@ -55,17 +55,19 @@ pub fn controller(
         .boxed()
 }
 
-fn error_policy(event: Arc<LiveEvent>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(name = %event.name_any(), %error, "LiveEvent reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+fn error_policy(event: Arc<LiveEvent>, error: &Error, ctx: Arc<Context>) -> Action {
+    let retry = ctx.failed(super::failure_key(event.as_ref()));
+    warn!(name = %event.name_any(), %error, ?retry, "LiveEvent reconcile failed");
+    Action::requeue(retry)
 }
 
 async fn reconcile(event: Arc<LiveEvent>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let result = apply(&event, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());
-    if let Err(error) = &result {
-        ctx.metrics.failed(CONTROLLER, error);
+    match &result {
+        Ok(_) => ctx.succeeded(&super::failure_key(event.as_ref())),
+        Err(error) => ctx.metrics.failed(CONTROLLER, error),
     }
     result
 }

@@ -29,8 +29,9 @@ pub async fn reconcile<K: LiveKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let _timer = ctx.metrics.reconcile(K::CONTROLLER);
     let result = apply(obj.as_ref(), &ctx).await;
     ctx.metrics.reconciled(K::CONTROLLER, result.is_ok());
-    if let Err(error) = &result {
-        ctx.metrics.failed(K::CONTROLLER, error);
+    match &result {
+        Ok(_) => ctx.succeeded(&super::failure_key(obj.as_ref())),
+        Err(error) => ctx.metrics.failed(K::CONTROLLER, error),
     }
     result
 }

@@ -50,6 +50,8 @@ pub struct Context {
     pub sessions: Store<Session>,
     pub stages: Store<Stage>,
     live: Mutex<HashMap<(Kind, String, String), bool>>,
+    /// Consecutive failed reconciles per object, for the retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -61,6 +63,19 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// Counts a failed reconcile of `key` and returns how long to wait before the retry.
+    pub fn failed(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().expect("not poisoned");
+        let count = failures.entry(key).or_default();
+        *count += 1;
+        crate::plan::backoff::retry_after(*count)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("not poisoned").remove(key);
+    }
+
     /// An API over the watched namespace (or all of them).
     pub fn api<K>(&self) -> Api<K>
     where
@@ -90,9 +105,23 @@ impl Context {
     }
 }
 
-fn error_policy<K: LiveKind>(obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(kind = K::CONTROLLER, name = %obj.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+fn error_policy<K: LiveKind>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let retry = ctx.failed(failure_key::<K>(&obj));
+    warn!(kind = K::CONTROLLER, name = %obj.name_any(), %error, ?retry, "reconcile failed");
+    Action::requeue(retry)
+}
+
+/// The key of an object in the failure counts.
+pub fn failure_key<K: kube::Resource>(obj: &K) -> String
+where
+    K::DynamicType: Default,
+{
+    format!(
+        "{}/{}/{}",
+        K::kind(&Default::default()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// Runs every controller until `shutdown` resolves or one of them stops.
@@ -120,6 +149,7 @@ pub async fn run(
         sessions: sessions.clone(),
         stages: stages.clone(),
         live: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
     });
     let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     let pod_reflector = watcher(ctx.api::<Pod>(), pod_selector)
