@@ -44,6 +44,9 @@ use crate::{Error, Result};
 
 /// How often viewers' layers are re-chosen from fresh estimates and bitrates.
 const LAYER_CHECK: Duration = Duration::from_millis(500);
+/// Due timeouts one [`Media::drive`] handles before leaving the rest to the next wake-up,
+/// so one busy peer cannot hold the room.
+const MAX_IMMEDIATE_TIMEOUTS: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -397,8 +400,11 @@ impl Media {
         s
     }
 
-    /// Poll one peer until it wants a timeout, handling what it emits.
+    /// Poll one peer until it wants a timeout, handling what it emits. A timeout already due
+    /// (str0m's pacer asks for one after every packet it releases) is handled right here, so
+    /// a frame's packets leave in one go instead of one room wake-up per packet.
     fn drive(&mut self, now: Instant, id: PeerId) {
+        let mut immediate = 0;
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -408,6 +414,14 @@ impl Media {
                 return;
             }
             match peer.rtc.poll_output() {
+                Ok(Output::Timeout(t)) if t <= now && immediate < MAX_IMMEDIATE_TIMEOUTS => {
+                    immediate += 1;
+                    self.stats.rtc_timeouts += 1;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(peer = id.0, "timeout failed, disconnecting: {e}");
+                        peer.rtc.disconnect();
+                    }
+                }
                 Ok(Output::Timeout(t)) => {
                     peer.timeout = t;
                     return;
