@@ -31,6 +31,7 @@ mod error;
 mod kubeconfig;
 mod kubectl;
 pub mod node_agent;
+pub mod operator;
 mod pki;
 mod process;
 

@@ -6,8 +6,6 @@
 //! each test has its own operator and they never touch each other's objects.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -15,9 +13,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use roundtable_crds::{LiveEvent, Room, Session};
+use roundtable_e2e::operator::RunningOperator;
 use roundtable_e2e::{Cluster, TestNamespace};
-use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
-use tokio::sync::oneshot;
+use roundtable_operator::OperatorConfig;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -38,15 +36,11 @@ fn test_config() -> OperatorConfig {
     }
 }
 
-/// One operator replica running in this test's runtime.
-struct Replica {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<roundtable_operator::Result<()>>,
-    metrics: Arc<Metrics>,
-}
+/// One operator replica running in this test's runtime, with this file's configuration.
+struct Replica;
 
 impl Replica {
-    fn start(client: Client, namespace: &str, identity: &str) -> Replica {
+    fn start(client: Client, namespace: &str, identity: &str) -> RunningOperator {
         // Operator logs show with a failing test's output (RUST_LOG=debug for more).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -55,44 +49,7 @@ impl Replica {
             )
             .with_test_writer()
             .try_init();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let metrics = Arc::new(Metrics::default());
-        let options = OperatorOptions {
-            config: test_config(),
-            identity: identity.into(),
-            lease_namespace: namespace.into(),
-            lease_name: "roundtable-operator".into(),
-            concurrency: 4,
-            namespace: Some(namespace.into()),
-        };
-        let task = tokio::spawn(roundtable_operator::run(
-            client,
-            options,
-            metrics.clone(),
-            Arc::new(AtomicBool::new(false)),
-            shutdown_on(async {
-                let _ = stopped.await;
-            }),
-        ));
-        Replica {
-            stop: Some(stop),
-            task,
-            metrics,
-        }
-    }
-
-    fn leading(&self) -> bool {
-        self.metrics
-            .render()
-            .lines()
-            .any(|l| l.starts_with("roundtable_operator_leader{") && l.ends_with(" 1"))
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        RunningOperator::start(client, namespace, identity, test_config())
     }
 }
 

@@ -4,17 +4,16 @@
 //! the session drains the pod and the session ends.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use roundtable_crds::{LivePhase, Session};
 use roundtable_e2e::Cluster;
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
-use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
+use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_operator::OperatorConfig;
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole};
 use str0m::Event;
@@ -78,40 +77,22 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
         .unwrap();
 
     // The join-token key the SFU pods verify tokens with.
-    let secrets: Api<Secret> = Api::namespaced(ns.client.clone(), &ns.name);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "roundtable-join-token"},
-        "stringData": {"key": KEY},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
+    create_join_token_secret(ns.client.clone(), &ns.name, KEY)
         .await
         .unwrap();
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(roundtable_operator::run(
+    let operator = RunningOperator::start(
         ns.client.clone(),
-        OperatorOptions {
-            config: OperatorConfig {
-                sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
-                host_ports: 33000..=33099,
-                drain_grace_seconds: 3,
-                stats_interval: Duration::from_secs(1),
-                ..OperatorConfig::default()
-            },
-            identity: "e2e".into(),
-            lease_namespace: ns.name.clone(),
-            lease_name: "roundtable-operator".into(),
-            concurrency: 4,
-            namespace: Some(ns.name.clone()),
+        &ns.name,
+        "e2e",
+        OperatorConfig {
+            sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
+            host_ports: 33000..=33099,
+            drain_grace_seconds: 3,
+            stats_interval: Duration::from_secs(1),
+            ..OperatorConfig::default()
         },
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-        shutdown_on(async {
-            let _ = stopped.await;
-        }),
-    ));
+    );
 
     // The user applies the example; an organiser presses Start on one session.
     let gala = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gala.yaml");
@@ -241,8 +222,7 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
     let frames = publishing.await.unwrap();
     assert!(frames > 30, "the publisher sent video ({frames} frames)");
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    operator.stop().await;
     agent.stop().await.unwrap();
 }
 
@@ -274,38 +254,21 @@ async fn a_room_cold_starts_on_a_join_request_and_scales_back_to_zero_when_idle(
     )
     .await
     .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(ns.client.clone(), &ns.name);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "roundtable-join-token"}, "stringData": {"key": KEY},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
+    create_join_token_secret(ns.client.clone(), &ns.name, KEY)
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(roundtable_operator::run(
+    let operator = RunningOperator::start(
         ns.client.clone(),
-        OperatorOptions {
-            config: OperatorConfig {
-                sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
-                host_ports: 33100..=33199,
-                drain_grace_seconds: 2,
-                stats_interval: Duration::from_secs(1),
-                ..OperatorConfig::default()
-            },
-            identity: "e2e".into(),
-            lease_namespace: ns.name.clone(),
-            lease_name: "roundtable-operator".into(),
-            concurrency: 4,
-            namespace: Some(ns.name.clone()),
+        &ns.name,
+        "e2e",
+        OperatorConfig {
+            sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
+            host_ports: 33100..=33199,
+            drain_grace_seconds: 2,
+            stats_interval: Duration::from_secs(1),
+            ..OperatorConfig::default()
         },
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-        shutdown_on(async {
-            let _ = stopped.await;
-        }),
-    ));
+    );
 
     let room = format!(
         "apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: standup\nspec:\n  host: ada\n  slug: standup\n  hosts: [ada@example.com]\n  maxWatchers: 40\n  idleTimeoutSeconds: 3\n  sfu:\n    placement:\n      nodeSelector: {{pool: {}}}\n",
@@ -355,7 +318,6 @@ async fn a_room_cold_starts_on_a_join_request_and_scales_back_to_zero_when_idle(
     )
     .await;
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    operator.stop().await;
     agent.stop().await.unwrap();
 }

@@ -80,10 +80,22 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     // Plan.
     let previous = obj.previous();
     let desired = obj.desired(event.as_ref(), now, &ctx.config);
+    let had_pod = {
+        let mut seen = ctx.pods_seen.lock().expect("not poisoned");
+        let key = room.room_id();
+        let had = seen.contains(&key);
+        if pod.is_some() {
+            seen.insert(key);
+        } else if matches!(desired, crate::plan::schedule::Desired::Over) {
+            seen.remove(&key);
+        }
+        had
+    };
     let observed = Observed {
         pod: pod_state,
         counts,
         problems,
+        had_pod,
     };
     let mut plan = decide(
         desired,
@@ -161,10 +173,16 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                     )
                     .await
                 {
-                    Ok(_) => info!(pod = %name, port, "created SFU pod"),
+                    Ok(_) => {
+                        info!(pod = %name, port, "created SFU pod");
+                        ctx.pods_seen
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(room.room_id());
+                    }
                     // Another reconcile (or the previous leader) created it first: never a
-                    // duplicate.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    // duplicate, and nothing new to report.
+                    Err(kube::Error::Api(e)) if e.code == 409 => plan.event = None,
                     Err(e) => return Err(e.into()),
                 }
             }

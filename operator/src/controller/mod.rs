@@ -50,6 +50,8 @@ pub struct Context {
     pub sessions: Store<Session>,
     pub stages: Store<Stage>,
     live: Mutex<HashMap<(Kind, String, String), bool>>,
+    /// Rooms whose pod this process has seen, to tell a replacement from a first start.
+    pub pods_seen: Mutex<std::collections::HashSet<String>>,
     /// Consecutive failed reconciles per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -150,6 +152,7 @@ pub async fn run(
         stages: stages.clone(),
         live: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        pods_seen: Mutex::new(Default::default()),
     });
     let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     let pod_reflector = watcher(ctx.api::<Pod>(), pod_selector)

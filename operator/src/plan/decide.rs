@@ -48,6 +48,9 @@ pub struct Observed {
     pub pod: Option<PodState>,
     pub counts: Option<Counts>,
     pub problems: Vec<Problem>,
+    /// Whether this room had a pod earlier (as seen by this operator process); with the
+    /// previous phase, tells a replacement from a first start.
+    pub had_pod: bool,
 }
 
 /// What to do with the origin pod.
@@ -201,14 +204,19 @@ pub fn decide(
                     "the SFU pod waits for a node".into(),
                 ),
             ],
-            Some(match previous_phase {
-                Some(LivePhase::Live | LivePhase::Starting) => event(
-                    true,
-                    "PodReplaced",
-                    "the SFU pod was gone; a new one replaces it",
-                ),
-                _ => event(false, "Starting", "created the SFU pod"),
-            }),
+            Some(
+                if observed.had_pod
+                    || matches!(previous_phase, Some(LivePhase::Live | LivePhase::Starting))
+                {
+                    event(
+                        true,
+                        "PodReplaced",
+                        "the SFU pod was gone; a new one replaces it",
+                    )
+                } else {
+                    event(false, "Starting", "created the SFU pod")
+                },
+            ),
             Some(poll),
         ),
         (Desired::Live { .. }, Some(PodState::Unscheduled { unschedulable })) => (

@@ -11,16 +11,12 @@
 //! process) replaces it.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::PostParams;
 use roundtable_e2e::Cluster;
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
-use roundtable_operator::{Metrics, OperatorConfig, OperatorOptions, shutdown_on};
+use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_operator::OperatorConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -58,34 +54,17 @@ async fn main() -> anyhow::Result<()> {
         std::process::id(),
         jiff::Timestamp::now().as_nanosecond()
     );
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "roundtable-join-token"},
-        "stringData": {"key": key},
-    }))?;
-    Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    create_join_token_secret(ns.client.clone(), &ns.name, &key).await?;
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(roundtable_operator::run(
+    let operator = RunningOperator::start(
         ns.client.clone(),
-        OperatorOptions {
-            config: OperatorConfig {
-                drain_grace_seconds: 10,
-                ..OperatorConfig::default()
-            },
-            identity: "local".into(),
-            lease_namespace: ns.name.clone(),
-            lease_name: "roundtable-operator".into(),
-            concurrency: 8,
-            namespace: Some(ns.name.clone()),
+        &ns.name,
+        "local",
+        OperatorConfig {
+            drain_grace_seconds: 10,
+            ..OperatorConfig::default()
         },
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-        shutdown_on(async {
-            let _ = stopped.await;
-        }),
-    ));
+    );
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let applied = cluster
@@ -113,8 +92,7 @@ async fn main() -> anyhow::Result<()> {
     // Ctrl-C in a terminal also reaches the control plane's processes, so they may already be
     // gone: stopping is best effort, and everything dies with this process anyway.
     eprintln!("stopping");
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), operator).await;
+    operator.stop().await;
     if let Err(error) = agent.stop().await {
         eprintln!("node agent: {error}");
     }
