@@ -221,10 +221,17 @@ impl LiveKind for Stage {
             json!({
                 "phase": facts.plan.phase,
                 "peakWatching": facts.peak_watching,
-                "live": self.spec.broadcasting && facts.plan.phase == LivePhase::Live,
+                // What the SFU does, not what was asked: the live indicator must not lie.
+                "live": stage_live(facts.plan),
             }),
         )
     }
+}
+
+/// Whether a stage is showing its backstage to the audience: only a live SFU that reports
+/// broadcasting counts.
+pub fn stage_live(plan: &Plan) -> bool {
+    plan.phase == LivePhase::Live && plan.counts.is_some_and(|c| c.broadcasting)
 }
 
 impl LiveKind for Room {
@@ -290,5 +297,44 @@ impl LiveKind for Room {
                 "lastActive": time(facts.last_active),
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::decide::{Counts, Observed, PodState, decide};
+
+    fn plan(ready: bool, broadcasting: bool) -> Plan {
+        let observed = Observed {
+            pod: Some(PodState::Running { ready }),
+            counts: Some(Counts {
+                broadcasting,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        decide(
+            Desired::Live { until: None },
+            &observed,
+            None,
+            Timestamp::now(),
+            Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn the_live_indicator_follows_what_the_sfu_reports() {
+        assert!(stage_live(&plan(true, true)));
+        assert!(
+            !stage_live(&plan(true, false)),
+            "asked to broadcast is not broadcasting"
+        );
+        assert!(
+            !stage_live(&plan(false, true)),
+            "a pod that is not ready is not live"
+        );
     }
 }

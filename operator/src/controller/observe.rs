@@ -55,6 +55,8 @@ struct Stats {
     counts: StatsCounts,
     #[serde(default)]
     unique_joiners: Option<i32>,
+    #[serde(default)]
+    broadcasting: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,5 +81,6 @@ pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Optio
         on_camera: stats.counts.on_camera,
         watching: stats.counts.watching,
         unique_joiners: stats.unique_joiners,
+        broadcasting: stats.broadcasting,
     })
 }

@@ -30,6 +30,8 @@ pub struct Counts {
     pub watching: i32,
     /// Distinct people who joined, when the SFU reports it.
     pub unique_joiners: Option<i32>,
+    /// Whether the room is showing its backstage to the audience (stages).
+    pub broadcasting: bool,
 }
 
 /// A problem with an object the room refers to.

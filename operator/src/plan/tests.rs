@@ -245,6 +245,7 @@ fn a_ready_pod_is_live_with_its_counts() {
         on_camera: 1,
         watching: 7,
         unique_joiners: Some(8),
+        broadcasting: false,
     };
     let observed = Observed {
         pod: Some(PodState::Running { ready: true }),
