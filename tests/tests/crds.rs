@@ -577,7 +577,16 @@ async fn sessions_scale_by_relays_through_the_scale_subresource() {
 #[tokio::test]
 async fn kubectl_explain_describes_the_fields() {
     let cluster = cluster().await;
-    let (ok, out) = kubectl(cluster, &["explain", "session.spec.share"], None).await;
+    // The API server publishes a new CRD's OpenAPI schema a few seconds after it becomes
+    // Established; kubectl explain reads that schema.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (ok, out) = loop {
+        let (ok, out) = kubectl(cluster, &["explain", "session.spec.share"], None).await;
+        if ok || std::time::Instant::now() > deadline {
+            break (ok, out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert!(ok, "{out}");
     assert!(out.contains("Request to share audio and video"), "{out}");
     assert!(out.contains("moderators"), "{out}");
