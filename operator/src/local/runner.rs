@@ -1,0 +1,351 @@
+//! The local mode's runner: what the operator and kubelet do in a cluster, in one process.
+//! Sessions and stages go live by the same schedule ([`crate::plan::schedule`]), rooms start on
+//! demand and stop when idle ([`crate::plan::decide::room_desired`]); each live room is an
+//! embedded sfu-node server on loopback, and its `/stats` feed the status pages show.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kube::Resource;
+use roundtable_crds::{LivePhase, RoomPhase, RoomTheme, SharePolicy};
+use serde::Deserialize;
+use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::{Limits, RoomConfig, RoomKind};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::catalog::{LocalCatalog, Observed};
+use super::manifests;
+use crate::api::Catalog;
+use crate::plan::decide::room_desired;
+use crate::plan::room::{Kind, LiveRoom};
+use crate::plan::schedule::{Desired, desired};
+
+/// How long an empty room keeps its SFU when the Room does not say.
+const ROOM_IDLE: SignedDuration = SignedDuration::from_secs(300);
+
+/// How often the runner looks at the manifests and the rooms.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The sfu-node settings of a room, as the operator passes them to a pod.
+pub fn room_config(room: &LiveRoom) -> Result<RoomConfig, sfu_node::Error> {
+    let kind = match room.kind {
+        Kind::Session => RoomKind::Session,
+        Kind::Stage => RoomKind::Stage,
+        Kind::Room => RoomKind::Room,
+    };
+    let mut config = RoomConfig::new(room.room_id(), kind);
+    config.share_policy = match room.share_policy {
+        SharePolicy::Open => sfu_node::SharePolicy::Open,
+        SharePolicy::Moderated => sfu_node::SharePolicy::Moderated,
+        SharePolicy::InviteOnly => sfu_node::SharePolicy::InviteOnly,
+    };
+    config.theme = match room.theme {
+        RoomTheme::Meeting => sfu_node::Theme::Meeting,
+        RoomTheme::Webinar => sfu_node::Theme::Webinar,
+    };
+    config.locked = room.locked;
+    config.limits = Limits::new(
+        kind,
+        room.max_on_camera.max(1) as u32,
+        Some(room.max_watchers.max(1) as u32),
+    )?;
+    Ok(config)
+}
+
+struct Running {
+    room: LiveRoom,
+    http: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<sfu_node::Result<()>>,
+    observed: Observed,
+}
+
+/// Runs the local rooms until dropped.
+pub struct Runner {
+    catalog: Arc<LocalCatalog>,
+    paths: Vec<PathBuf>,
+    /// Where embedded SFUs listen (loopback unless told otherwise).
+    media_ip: IpAddr,
+    token_key: Vec<u8>,
+    running: HashMap<String, Running>,
+    http: reqwest::Client,
+    fingerprint: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+    /// The schedule's verdict for sessions and stages that are not running.
+    phases: HashMap<String, LivePhase>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("running", &self.running.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Stats {
+    counts: Counts,
+    #[serde(default)]
+    broadcasting: bool,
+    #[serde(default)]
+    unique_joiners: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Counts {
+    watching: i32,
+    on_camera: i32,
+}
+
+impl Runner {
+    pub fn new(
+        catalog: Arc<LocalCatalog>,
+        paths: Vec<PathBuf>,
+        media_ip: IpAddr,
+        token_key: Vec<u8>,
+    ) -> Self {
+        Runner {
+            catalog,
+            paths,
+            media_ip,
+            token_key,
+            running: HashMap::new(),
+            http: reqwest::Client::new(),
+            fingerprint: Vec::new(),
+            phases: HashMap::new(),
+        }
+    }
+
+    /// Loops until the future is dropped; then stops every room.
+    pub async fn run(mut self) {
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = self.catalog.changed.notified() => {}
+            }
+        }
+    }
+
+    /// Re-reads changed manifests, starts and stops rooms, and reports what it sees.
+    pub async fn tick(&mut self) {
+        self.reload();
+        let now = Timestamp::now();
+        let wanted = self.wanted(now);
+        let stale: Vec<String> = self
+            .running
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in stale {
+            if let Some(mut r) = self.running.remove(&id) {
+                info!(room = %id, "stopping");
+                if let Some(stop) = r.stop.take() {
+                    let _ = stop.send(());
+                }
+                // Draining lets connected people leave; the task ends on its own.
+            }
+        }
+        for (id, room) in wanted {
+            if !self.running.contains_key(&id) {
+                match self.start(room).await {
+                    Ok(running) => {
+                        info!(room = %id, http = %running.http, "started");
+                        self.running.insert(id, running);
+                    }
+                    Err(e) => warn!(room = %id, error = %e, "could not start the room"),
+                }
+            }
+        }
+        self.observe(now).await;
+    }
+
+    fn reload(&mut self) {
+        let files = match manifests::files(&self.paths) {
+            Ok(f) => f,
+            Err(e) => return warn!(error = %e, "reading the manifests"),
+        };
+        let fingerprint = manifests::fingerprint(&files);
+        if fingerprint == self.fingerprint {
+            return;
+        }
+        match manifests::load(&files) {
+            Ok(m) => {
+                if !self.fingerprint.is_empty() {
+                    info!("manifests changed; reloaded");
+                }
+                self.catalog.replace_manifests(m);
+            }
+            Err(e) => warn!(error = %e, "the manifests have an error; keeping the last good ones"),
+        }
+        self.fingerprint = fingerprint;
+    }
+
+    /// The rooms that should have an SFU now, by room id.
+    fn wanted(&mut self, now: Timestamp) -> HashMap<String, LiveRoom> {
+        let mut wanted = HashMap::new();
+        self.phases.clear();
+        let events = self.catalog.events();
+        let event_of = |ns: &str, name: &str| {
+            events
+                .iter()
+                .find(|e| {
+                    e.meta().namespace.as_deref() == Some(ns)
+                        && e.meta().name.as_deref() == Some(name)
+                })
+                .cloned()
+        };
+        let scheduled = self
+            .catalog
+            .sessions()
+            .iter()
+            .map(|s| LiveRoom::from(&**s))
+            .chain(self.catalog.stages().iter().map(|s| LiveRoom::from(&**s)))
+            .collect::<Vec<_>>();
+        for room in scheduled {
+            let event = room
+                .event
+                .as_deref()
+                .and_then(|e| event_of(&room.namespace, e));
+            let id = room.room_id();
+            match desired(room.window(event.as_deref()), now, SignedDuration::ZERO) {
+                Desired::Live { .. } => {
+                    self.phases.insert(id.clone(), LivePhase::Starting);
+                    wanted.insert(id, room);
+                }
+                Desired::Waiting { .. } => {
+                    self.phases.insert(id, LivePhase::Scheduled);
+                }
+                Desired::Over => {
+                    self.phases.insert(id, LivePhase::Ended);
+                }
+            }
+        }
+        let wakes = self.catalog.wake_requests();
+        for r in self.catalog.rooms() {
+            let room = LiveRoom::from(&*r);
+            let id = room.room_id();
+            let requested = wakes
+                .get(&(room.namespace.clone(), room.name.clone()))
+                .copied();
+            let last_active = self.running.get(&id).and_then(|x| x.observed.last_active);
+            let idle = r
+                .spec
+                .idle_timeout_seconds
+                .map_or(ROOM_IDLE, |s| SignedDuration::from_secs(s.into()));
+            if let Desired::Live { .. } = room_desired(requested, last_active, idle, now) {
+                wanted.insert(id, room);
+            }
+        }
+        wanted
+    }
+
+    async fn start(&self, room: LiveRoom) -> anyhow::Result<Running> {
+        let config = ServerConfig {
+            room: room_config(&room)?,
+            advertise: None,
+            token_key: self.token_key.clone(),
+            drain_grace: Duration::from_secs(30),
+            initial_estimate_bps: 1_500_000,
+            twcc: true,
+        };
+        let listeners = Listeners {
+            udp: UdpSocket::bind((self.media_ip, 0)).await?,
+            http: TcpListener::bind((self.media_ip, 0)).await?,
+            admin: TcpListener::bind((self.media_ip, 0)).await?,
+        };
+        let http = listeners.http.local_addr()?;
+        let admin = listeners.admin.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(config, listeners, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            room,
+            http,
+            admin,
+            stop: Some(stop),
+            task,
+            observed: Observed {
+                started_at: Some(Timestamp::now()),
+                ..Observed::default()
+            },
+        })
+    }
+
+    async fn observe(&mut self, now: Timestamp) {
+        let mut seen = HashMap::new();
+        for (id, running) in &mut self.running {
+            if running.task.is_finished() {
+                continue;
+            }
+            let url = format!("http://{}/stats", running.admin);
+            let stats = async {
+                self.http
+                    .get(&url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json::<Stats>()
+                    .await
+            }
+            .await;
+            let o = &mut running.observed;
+            match stats {
+                Ok(stats) => {
+                    o.watching = stats.counts.watching;
+                    o.on_camera = stats.counts.on_camera;
+                    o.peak_watching = o.peak_watching.max(o.watching);
+                    o.peak_on_camera = o.peak_on_camera.max(o.on_camera);
+                    o.unique_joiners = stats.unique_joiners;
+                    o.broadcasting = stats.broadcasting;
+                    if o.watching + o.on_camera > 0 || o.last_active.is_none() {
+                        o.last_active = Some(now);
+                    }
+                    o.endpoint = Some(running.http.to_string());
+                    if running.room.kind == Kind::Room {
+                        o.room_phase = Some(RoomPhase::Live);
+                    } else {
+                        o.phase = Some(LivePhase::Live);
+                    }
+                }
+                Err(e) => warn!(room = %id, error = %e, "reading the room's stats"),
+            }
+            seen.insert(id.clone(), o.clone());
+        }
+        for (id, phase) in &self.phases {
+            seen.entry(id.clone()).or_insert_with(|| Observed {
+                phase: Some(*phase),
+                ..Observed::default()
+            });
+        }
+        self.running.retain(|id, r| {
+            let done = r.task.is_finished();
+            if done {
+                warn!(room = %id, "the room's server stopped");
+            }
+            !done
+        });
+        self.catalog.set_observed(seen);
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        for running in self.running.values_mut() {
+            if let Some(stop) = running.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
