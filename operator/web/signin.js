@@ -1,0 +1,125 @@
+// The start page `/`: sign in with an emailed link (no password), or register for an event
+// (built-in registration); once signed in, your events.
+
+import { enc, post, query } from "./api.js";
+import { main, refuse, whoami } from "./page.js";
+import { clear, h, notice, setTitle } from "./ui.js";
+
+// `next` is where to go after signing in; only same-site paths.
+function nextPath() {
+  const n = query("next");
+  return n && n.startsWith("/") && !n.startsWith("//") ? n : null;
+}
+
+// The event a `next` link or `?event=ns/name` points at, for registration.
+function eventFromLink() {
+  const e = query("event");
+  if (e && e.includes("/")) return e;
+  const m = (nextPath() || "").match(/^\/e\/([^/]+)\/([^/?]+)/);
+  return m ? `${decodeURIComponent(m[1])}/${decodeURIComponent(m[2])}` : null;
+}
+
+function signInForm() {
+  const email = h("input", { type: "email", name: "email", required: true, autocomplete: "email", placeholder: "you@example.com" });
+  return h(
+    "form",
+    {
+      class: "card",
+      id: "signin",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await post("/api/signin", { email: email.value.trim(), next: nextPath() || undefined });
+          notice(`We sent a sign-in link to ${email.value.trim()}. Open it on this device to sign in.`, "ok");
+        } catch (err) {
+          refuse(err);
+        }
+      },
+    },
+    h("h2", {}, "Sign in"),
+    h("p", { class: "muted" }, "No password: we email you a link that signs you in."),
+    h("label", { for: "signin-email" }, "Email"),
+    Object.assign(email, { id: "signin-email" }),
+    h("div", { class: "form-row" }, h("button", { type: "submit", class: "primary" }, "Email me a sign-in link")),
+  );
+}
+
+function registerForm() {
+  const event = h("input", { name: "event", required: true, placeholder: "namespace/event", value: eventFromLink() || "", id: "reg-event" });
+  const name = h("input", { name: "name", required: true, autocomplete: "name", id: "reg-name" });
+  const email = h("input", { type: "email", name: "email", required: true, autocomplete: "email", id: "reg-email" });
+  const ticket = h("input", { name: "ticketType", required: true, value: query("ticket") || "general", id: "reg-ticket" });
+  return h(
+    "form",
+    {
+      class: "card",
+      id: "register",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const [ns, ev] = event.value.trim().split("/");
+        if (!ns || !ev) {
+          notice("Give the event as namespace/name, as in its link /e/namespace/name.");
+          return;
+        }
+        try {
+          await post(`/api/events/${enc(ns)}/${enc(ev)}/register`, {
+            email: email.value.trim(),
+            name: name.value.trim(),
+            ticketType: ticket.value.trim(),
+          });
+          notice(`You are registered. We sent a sign-in link to ${email.value.trim()}.`, "ok");
+        } catch (err) {
+          refuse(err);
+        }
+      },
+    },
+    h("h2", {}, "Register for an event"),
+    h("label", { for: "reg-event" }, "Event"),
+    event,
+    h("label", { for: "reg-name" }, "Your name"),
+    name,
+    h("label", { for: "reg-email" }, "Email"),
+    email,
+    h("label", { for: "reg-ticket" }, "Ticket type"),
+    ticket,
+    h("div", { class: "form-row" }, h("button", { type: "submit", class: "primary" }, "Register")),
+  );
+}
+
+function myEvents(who) {
+  const events = [...new Set((who.tickets || []).map((t) => t.event))];
+  return h(
+    "section",
+    { class: "card", id: "my-events" },
+    h("h2", {}, `Signed in as ${who.name || who.email}`),
+    events.length
+      ? h(
+          "ul",
+          {},
+          events.map((e) => {
+            const [ns, name] = e.split("/");
+            const types = who.tickets.filter((t) => t.event === e).map((t) => t.type).join(", ");
+            return h("li", {}, h("a", { href: `/e/${enc(ns)}/${enc(name)}` }, name), ` (${types})`);
+          }),
+        )
+      : h("p", { class: "muted" }, "You have no tickets yet. Organisers reach their events from the event link."),
+  );
+}
+
+async function run() {
+  setTitle("Welcome");
+  if (query("error")) notice(query("error"));
+  const who = await whoami();
+  const next = nextPath();
+  if (who.signedIn && next) {
+    location.replace(next);
+    return;
+  }
+  const parts = [];
+  if (who.signedIn) parts.push(myEvents(who));
+  else parts.push(signInForm());
+  parts.push(registerForm());
+  clear(main(), h("div", { class: "narrow" }, parts));
+}
+
+run();
