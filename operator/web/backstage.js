@@ -4,12 +4,12 @@
 // speakers on screen; screen sharing while at most 4 are (greyed out at 5). Its chat is
 // only for those in the backstage.
 
-import { enc, pathParams, post, query } from "./api.js";
+import { enc, get, pathParams, post, query } from "./api.js";
 import { main, onLeave, refuse, whoami } from "./page.js";
 import { RoomView, profileOf } from "./roomview.js";
 import { button, clear, h, notice, setTitle } from "./ui.js";
 
-const MAX_SPEAKERS = 5;
+const MAX_SPEAKERS = 5; // PRODUCT.md §4; a Stage may set fewer
 
 async function run() {
   const [ns, name] = pathParams("backstage");
@@ -18,19 +18,20 @@ async function run() {
     return;
   }
   const me = await whoami();
-  let join;
+  let stage, join;
   try {
+    stage = await get(`/api/stages/${enc(ns)}/${enc(name)}`);
     join = await post(`/api/stages/${enc(ns)}/${enc(name)}/join`, { backstage: true, key: query("key") || undefined });
   } catch (e) {
     clear(main());
     refuse(e);
     return;
   }
-  const title = join.stage?.title || join.session?.title || name;
+  const title = stage.title || name;
   setTitle(`Backstage · ${title}`);
   const view = new RoomView(join, {
     kind: "backstage",
-    maxOnCamera: join.stage?.maxSpeakers || MAX_SPEAKERS,
+    maxOnCamera: stage.maxSpeakers || MAX_SPEAKERS,
     slots: 9,
     screenShare: true,
     chatTitle: "Backstage chat",
@@ -63,9 +64,10 @@ async function run() {
   view.live.on("welcome", (e) => setLive(e.broadcasting));
   view.live.on("broadcast", (e) => setLive(e.live));
 
+  const max = stage.maxSpeakers || MAX_SPEAKERS;
   const speakers = h("span", { class: "badge", id: "speakers" });
-  view.live.on("counts", (c) => (speakers.textContent = `${c.on_camera} of ${MAX_SPEAKERS} speakers on screen`));
-  view.live.on("welcome", (e) => (speakers.textContent = `${e.counts.on_camera} of ${MAX_SPEAKERS} speakers on screen`));
+  view.live.on("counts", (c) => (speakers.textContent = `${c.on_camera} of ${max} speakers on screen`));
+  view.live.on("welcome", (e) => (speakers.textContent = `${e.counts.on_camera} of ${max} speakers on screen`));
 
   const head = h(
     "div",

@@ -35,7 +35,7 @@ async function run() {
   }
   setTitle(`Report · ${r.title || event}`);
   const sessions = r.sessions || [];
-  const recordings = r.recordings || [];
+  const recordings = sessions.flatMap((s) => (s.recordings || []).map((x) => ({ ...x, sessionTitle: s.title || s.session })));
   clear(
     main(),
     h("p", {}, h("a", { href: `/e/${enc(ns)}/${enc(event)}` }, "Back to the event")),
@@ -48,7 +48,7 @@ async function run() {
           h(
             "tbody",
             {},
-            sessions.map((s) => h("tr", {}, h("td", {}, s.title || s.name), num(s.peakWatching), num(s.peakOnCamera), num(s.uniqueJoiners))),
+            sessions.map((s) => h("tr", {}, h("td", {}, s.title || s.session), num(s.peakWatching), num(s.peakOnCamera), num(s.uniqueJoiners))),
           ),
         )
       : h("p", { class: "muted" }, "No attendance recorded yet."),
@@ -57,7 +57,7 @@ async function run() {
       ? h(
           "table",
           { id: "recordings" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Session"), h("th", {}, "Started"), h("th", {}, "Length"), h("th", {}, "Size"), h("th", {}, ""))),
+          h("thead", {}, h("tr", {}, h("th", {}, "Session"), h("th", {}, "Started"), h("th", {}, "Length"), h("th", {}, "Size"), h("th", {}, "File"))),
           h(
             "tbody",
             {},
@@ -65,16 +65,16 @@ async function run() {
               h(
                 "tr",
                 {},
-                h("td", {}, x.sessionTitle || x.session || ""),
+                h("td", {}, x.sessionTitle),
                 h("td", {}, x.start ? new Date(x.start).toLocaleString() : ""),
                 h("td", {}, duration(x.durationSeconds)),
                 h("td", {}, size(x.sizeBytes)),
-                h("td", {}, x.url ? h("a", { href: x.url, download: "" }, "Download MP4") : x.phase || ""),
+                h("td", {}, x.url ? h("a", { href: x.url, download: "" }, "Download MP4") : [x.state || "", x.file ? h("code", {}, ` ${x.file}`) : null]),
               ),
             ),
           ),
         )
-      : h("p", { class: "muted" }, r.ended === false ? "Recordings are listed here when the event ends." : "No recordings."),
+      : h("p", { class: "muted" }, r.ended ? "No recordings." : "Recordings are listed here when the event ends."),
   );
 }
 

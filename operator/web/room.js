@@ -197,7 +197,7 @@ async function labelStep() {
 async function join() {
   notice(null);
   const body = {
-    label: Object.fromEntries(Object.entries(state.label).filter(([, v]) => v)),
+    label: { ...state.label },
     passcode: state.passcode || undefined,
     access: state.access || undefined,
   };
@@ -208,8 +208,10 @@ async function join() {
       answer = await post(`${base()}/join`, body);
     } catch (e) {
       refuse(e);
-      if (e.code === "wrong_passcode") passcodeStep();
-      else if (e.code === "link_invalid" && state.info.emailDomains?.length) {
+      if (e.code === "wrong_passcode" || e.code === "passcode_required") {
+        passcodeStep();
+        refuse(e);
+      } else if ((e.code === "link_invalid" || e.code === "access_link_required") && state.info.emailDomains?.length) {
         state.access = "";
         emailStep();
         refuse(e);
@@ -234,7 +236,7 @@ async function enter(answer) {
     kind: "room",
     theme: state.info.theme,
     policy: "Open",
-    maxOnCamera: state.info.maxParticipants || 10,
+    maxOnCamera: state.info.maxParticipants || 12,
     chatTitle: "Chat",
     emptyText: webinar() ? "The hosts have not started presenting yet." : "Nobody is on camera yet.",
     profile: state.label,

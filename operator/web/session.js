@@ -2,7 +2,7 @@
 // camera); "Share audio and video" or "Request to share audio and video" by the session's
 // policy; moderators get the moderation panel; the session's chat sits beside the event's.
 
-import { enc, pathParams, post } from "./api.js";
+import { enc, get, pathParams, post } from "./api.js";
 import { eventChat } from "./eventchat.js";
 import { main, onLeave, refuse, whoami } from "./page.js";
 import { RoomView, profileOf } from "./roomview.js";
@@ -14,39 +14,46 @@ const policyText = {
   InviteOnly: "Invite only: speakers share",
 };
 
-async function joinSession(ns, name) {
+// Joins, or says the session has not started yet: an organiser gets "Start"; everyone else
+// waits and the page joins by itself when it goes live.
+async function joinSession(ns, name, info) {
   for (;;) {
     try {
       return await post(`/api/sessions/${enc(ns)}/${enc(name)}/join`);
     } catch (e) {
-      if (e.code === "not_live" || e.status === 503) {
-        await notLive(ns, name, e);
-        continue;
+      if (e.code !== "not_live") {
+        refuse(e);
+        return null;
       }
-      refuse(e);
-      return null;
+      await notLive(ns, name, info, e);
     }
   }
 }
 
-// The session has not started: say so; an organiser gets "Start"; everyone else waits and
-// the page retries on its own.
-function notLive(ns, name, e) {
+const RETRY_MS = 3000;
+
+function notLive(ns, name, info, e) {
   notice(e.message, "info");
-  const app = main();
   return new Promise((resolve) => {
     const start = button("Start the session", async () => {
       try {
         await post(`/api/sessions/${enc(ns)}/${enc(name)}/start`);
         notice("Starting…", "info");
-        resolve(500);
+        setTimeout(resolve, 500);
       } catch (err) {
         refuse(err);
       }
     }, { class: "primary", "data-action": "start" });
-    // The API says whether this person may start it (organisers); others just wait.
-    clear(app, h("div", { class: "waiting-screen" }, h("p", {}, e.message), e.body?.canStart ? start : null));
-    setTimeout(() => resolve(e.body?.retryAfterMs || 5000), e.body?.retryAfterMs || 5000);
+    clear(
+      main(),
+      h(
+        "div",
+        { class: "waiting-screen", id: "not-live" },
+        h("p", {}, info.start ? `Scheduled for ${new Date(info.start).toLocaleString()}.` : "This session has not started."),
+        info.isOrganizer ? start : h("div", { class: "spinner" }),
+      ),
+    );
+    setTimeout(resolve, RETRY_MS);
   });
 }
 
@@ -57,11 +64,18 @@ async function run() {
     return;
   }
   const me = await whoami();
-  const join = await joinSession(ns, name);
+  let s;
+  try {
+    s = await get(`/api/sessions/${enc(ns)}/${enc(name)}`);
+  } catch (e) {
+    clear(main());
+    refuse(e);
+    return;
+  }
+  setTitle(s.title || name);
+  const join = await joinSession(ns, name, s);
   if (!join) return;
   notice(null);
-  const s = join.session || {};
-  setTitle(s.title || name);
   const view = new RoomView(join, {
     kind: "session",
     policy: s.sharePolicy,
@@ -72,7 +86,7 @@ async function run() {
   });
   onLeave(() => view.close());
 
-  const event = s.event || join.event;
+  const event = s.event;
   const head = h(
     "div",
     { class: "room-head" },
@@ -81,7 +95,7 @@ async function run() {
     event ? h("a", { href: `/e/${enc(ns)}/${enc(event)}` }, "Back to the event") : null,
   );
   const side = h("aside", { class: "side" }, view.moderationEl(), view.chat.el);
-  if (event && s.eventChat !== false) side.append(eventChat(ns, event).el);
+  if (event) side.append(eventChat(ns, event).el);
   clear(
     main(),
     h("div", { class: "room-layout" }, h("section", { class: "stage-area" }, head, view.tiles.el, view.controls), side),
