@@ -30,7 +30,7 @@ async function joinSession(ns, name, info) {
   }
 }
 
-const RETRY_MS = 3000;
+const RETRY_MS = 1500;
 
 function notLive(ns, name, info, e) {
   notice(e.message, "info");

@@ -139,6 +139,11 @@ export async function launchBrowser() {
 export async function person(browser, who, { init } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   if (init) await context.addInitScript(init);
+  return tab(context, who);
+}
+
+// Another tab of the same person (same cookies).
+export async function tab(context, who) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(`${who}: ${e.message}`));
