@@ -345,8 +345,11 @@ async function run() {
   const prefill = state.info.label || state.me.label;
   if (prefill) Object.assign(state.label, Object.fromEntries(Object.entries(prefill).filter(([, v]) => v)));
   else if (state.me.name) state.label.name = state.me.name;
-  if (state.info.emailDomains?.length && !state.access) return emailStep();
-  if (state.info.passcode && !state.passcode) return passcodeStep();
+  // Hosts come in with neither passcode nor access link.
+  if (!state.info.isHost) {
+    if (state.info.emailDomains?.length && !state.access) return emailStep();
+    if (state.info.passcode && !state.passcode) return passcodeStep();
+  }
   return labelStep();
 }
 

@@ -17,7 +17,7 @@ let work, sink, rt, browser;
 const pages = [];
 // Ada (organiser, moderator, room host) and Bob (general ticket) sign in once: the API sends
 // at most 5 emails per client address in 15 minutes, and every browser here is 127.0.0.1.
-let adaContext, bobContext;
+let adaContext, bobContext, veraContext;
 
 before(async () => {
   work = workDir();
@@ -133,8 +133,7 @@ test("two people in a moderated session: request, approve, on camera, counts, ch
   await bob.goto(url("/e/default/gala"));
   const card = bob.locator('[data-session="gala-ask-the-founders"]');
   await card.waitFor();
-  assert.match(await card.textContent(), /watching/);
-  await shot(bob, SHOTS, "event");
+  assert.match(await card.textContent(), /0 on camera/);
 
   // The session is scheduled for later: the organiser starts it from the session page.
   await ada.goto(url("/s/default/gala-ask-the-founders"));
@@ -165,6 +164,14 @@ test("two people in a moderated session: request, approve, on camera, counts, ch
   await countsAre(ada, 0, 2);
   await countsAre(bob, 0, 2);
 
+  // The event page follows: its card of the session shows two on camera.
+  const eventTab = await openTab(bobContext, "bob");
+  await eventTab.goto(url("/e/default/gala"));
+  await until("the event page shows 2 on camera", async () =>
+    /2 on camera/.test(await eventTab.locator('[data-session="gala-ask-the-founders"]').textContent()));
+  await shot(eventTab, SHOTS, "event");
+  await eventTab.close();
+
   // Session chat reaches the other; the event-wide chat sits beside it.
   await bob.fill("#room-chat input", "Hello from Bob");
   await bob.click("#room-chat button[type=submit]");
@@ -184,6 +191,7 @@ test("two people in a moderated session: request, approve, on camera, counts, ch
 
 test("a VIP session is listed and joinable for a VIP ticket only", async () => {
   const vera = await open("vera");
+  veraContext = vera.context();
   await register(vera, "Vera Vip", "vera@example.com", "vip");
   await vera.locator('[data-session="gala-vip-lounge"]').waitFor();
 
@@ -195,7 +203,7 @@ test("a VIP session is listed and joinable for a VIP ticket only", async () => {
   await gus.goto(url("/s/default/gala-vip-lounge"));
   await noticeText(gus, /no such session/i);
   assert.equal(await gus.locator(".wall").count(), 0, "no room shown");
-  await vera.context().close();
+  await vera.close();
   await gus.close();
 });
 
@@ -310,7 +318,7 @@ test("backstage broadcast reaches a stage watcher, live indicator on and off", a
   await bob.locator("#live-indicator").waitFor();
   assert.equal(await bob.locator("#live-indicator").textContent(), "Off air");
   await new Promise((r) => setTimeout(r, 1500));
-  assert.equal(await framesOf(bob, "ada"), 0, "no frames before Broadcast");
+  assert.equal(await bob.evaluate(() => window.roundtable.live.framesDecoded()), 0, "no frames before Broadcast");
 
   await button(ada, "Broadcast").click();
   const pressed = Date.now();
@@ -319,11 +327,29 @@ test("backstage broadcast reaches a stage watcher, live indicator on and off", a
   console.log(`Broadcast -> first frame decoded on the stage page: <= ${Date.now() - pressed} ms (polled; ${frames} frames)`);
   await new Promise((r) => setTimeout(r, 1200));
   assert.ok((await bob.evaluate(() => window.roundtable.live.framesDecoded())) > frames, "stage frames rise");
+
+  // A registered speaker with the private link asks to share; the organiser accepts, and the
+  // stage shows her too.
+  const link = ada.url();
+  const vera = await openTab(veraContext, "vera");
+  await vera.goto(link);
+  await button(vera, "Ask to share audio and video").click();
+  const request = ada.locator("#moderation li[data-participant]", { hasText: "Vera Vip" });
+  await request.waitFor();
+  await request.getByRole("button", { name: "Approve" }).click();
+  await seesVideoOf(bob, "Vera Vip");
+  await until("2 of 5 speakers", async () => /2 of 5 speakers/.test(await ada.locator("#speakers").textContent()));
+  await vera.fill("#room-chat input", "Ready when you are");
+  await vera.click("#room-chat button[type=submit]");
+  await ada.locator("#room-chat .text", { hasText: "Ready when you are" }).waitFor();
   await shot(ada, SHOTS, "backstage");
   await shot(bob, SHOTS, "stage");
+  // The backstage chat stays in the backstage.
+  assert.equal(await bob.locator("#room-chat .text", { hasText: "Ready when you are" }).count(), 0);
 
   await button(ada, "Stop broadcasting").click();
   await until("off air again", async () => (await bob.locator("#live-indicator").textContent()) === "Off air");
   await ada.close();
   await bob.close();
+  await vera.close();
 });
