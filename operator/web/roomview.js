@@ -4,7 +4,7 @@
 
 import { LiveRoom } from "./live.js";
 import { Tiles, diagnostics } from "./tiles.js";
-import { h, button, chatPanel, countsView, moderationPanel, nameLabel, notice } from "./ui.js";
+import { h, button, chatPanel, countsView, moderationPanel, notice } from "./ui.js";
 
 // How the share button behaves for this person in this room.
 //   "share"   — "Share audio and video" goes straight on camera;
@@ -262,4 +262,3 @@ export function profileOf(me) {
   return { name: l.name || me?.name || "", headline: l.headline || "", image: l.image || "", color: l.color || "" };
 }
 
-export { nameLabel };

@@ -95,7 +95,7 @@ export class Tiles {
     this.update();
   }
 
-  unplace({ mid, info }) {
+  unplace({ mid }) {
     const a = this.audio.get(mid);
     if (a) {
       a.srcObject = null;
@@ -109,7 +109,6 @@ export class Tiles {
       t.el.remove();
       this.tiles.delete(key);
     }
-    void info;
     this.update();
   }
 
@@ -136,10 +135,5 @@ export class Tiles {
     this.local?.remove();
     this.local = null;
     this.update();
-  }
-
-  // Remote tiles whose video has decoded frames.
-  playing() {
-    return [...this.tiles.values()].filter((t) => t.video.videoWidth > 0).length;
   }
 }

@@ -172,6 +172,15 @@ test("two people in a moderated session: request, approve, on camera, counts, ch
   await shot(eventTab, SHOTS, "event");
   await eventTab.close();
 
+  // The organiser's event report has the session's peak of two on camera.
+  const report = await openTab(adaContext, "ada");
+  await report.goto(url("/report/default/gala"));
+  const row = report.locator("#attendance tr", { hasText: "Ask the founders" });
+  await row.waitFor();
+  assert.equal(await row.locator("td").nth(2).textContent(), "2", "peak on camera");
+  await shot(report, SHOTS, "report");
+  await report.close();
+
   // Session chat reaches the other; the event-wide chat sits beside it.
   await bob.fill("#room-chat input", "Hello from Bob");
   await bob.click("#room-chat button[type=submit]");
@@ -205,6 +214,26 @@ test("a VIP session is listed and joinable for a VIP ticket only", async () => {
   assert.equal(await gus.locator(".wall").count(), 0, "no room shown");
   await vera.close();
   await gus.close();
+});
+
+test("an attendee creates a moderated session, moderates it, and others must ask", async () => {
+  const bob = await openTab(bobContext, "bob");
+  await bob.goto(url("/e/default/gala"));
+  await bob.fill("#create-session input[name=title]", "Bob's corner");
+  await bob.selectOption("#create-session select[name=sharePolicy]", "Moderated");
+  await bob.click("#create-session button[type=submit]");
+  await bob.waitForURL(/\/s\/default\/bob-s-corner-/);
+  // It starts at once; its creator moderates it.
+  await bob.locator("#moderation").waitFor({ timeout: 30_000 });
+  await button(bob, "Share audio and video").waitFor();
+
+  const vera = await openTab(veraContext, "vera");
+  await vera.goto(url("/e/default/gala"));
+  await vera.locator(".session-card", { hasText: "Bob's corner" }).click();
+  await button(vera, "Request to share audio and video").waitFor();
+  assert.equal(await vera.locator("#moderation").count(), 0, "no moderation panel for her");
+  await bob.close();
+  await vera.close();
 });
 
 test("a locked room with a passcode: wrong passcode refused, ask to join, a host lets the guest in", async () => {
@@ -243,6 +272,14 @@ test("a locked room with a passcode: wrong passcode refused, ask to join, a host
   await shot(gary, SHOTS, "room");
   await ada.close();
   await gary.context().close();
+
+  // Signed in, her next join starts from the label she used.
+  const again = await openTab(adaContext, "ada");
+  await again.goto(url("/ada/board"));
+  await again.locator("#label-name").waitFor();
+  assert.equal(await again.inputValue("#label-name"), "Ada Lovelace");
+  assert.equal(await again.inputValue("#label-headline"), "Chair");
+  await again.close();
 });
 
 test("an email-domain room: another domain is refused, the emailed link lets you in once", async () => {
