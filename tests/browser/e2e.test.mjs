@@ -376,6 +376,11 @@ test("backstage broadcast reaches a stage watcher, live indicator on and off", a
   await request.getByRole("button", { name: "Approve" }).click();
   await seesVideoOf(bob, "Vera Vip");
   await until("2 of 5 speakers", async () => /2 of 5 speakers/.test(await ada.locator("#speakers").textContent()));
+  // With 2 of 5 speakers on screen, screen sharing is open: Ada shares hers; the stage shows it.
+  assert.equal(await button(ada, "Share screen").isEnabled(), true);
+  await button(ada, "Share screen").click();
+  await seesVideoOf(bob, "ada's screen");
+
   await vera.fill("#room-chat input", "Ready when you are");
   await vera.click("#room-chat button[type=submit]");
   await ada.locator("#room-chat .text", { hasText: "Ready when you are" }).waitFor();
@@ -384,6 +389,8 @@ test("backstage broadcast reaches a stage watcher, live indicator on and off", a
   // The backstage chat stays in the backstage.
   assert.equal(await bob.locator("#room-chat .text", { hasText: "Ready when you are" }).count(), 0);
 
+  await button(ada, "Stop sharing screen").click();
+  await until("the screen tile leaves the stage", async () => (await bob.locator("figure.tile.screen").count()) === 0);
   await button(ada, "Stop broadcasting").click();
   await until("off air again", async () => (await bob.locator("#live-indicator").textContent()) === "Off air");
   await ada.close();
