@@ -28,6 +28,8 @@ const state = {
 
 const base = () => `/api/rooms/${enc(state.host)}/${enc(state.slug)}`;
 const webinar = () => state.info.theme === "Webinar";
+// Webinar attendees only watch: no camera check, only a display name. Hosts present.
+const watchOnly = () => webinar() && !state.info.isHost;
 
 function card(...children) {
   return h("div", { class: "card narrow" }, ...children);
@@ -114,7 +116,7 @@ function squareImage(file, size = 64) {
 async function labelStep() {
   const l = state.label;
   const preview = h("div", { class: "label-preview" });
-  const redraw = () => clear(preview, nameLabel(webinar() ? { name: l.name || "Your name", color: l.color } : { ...l, name: l.name || "Your name" }));
+  const redraw = () => clear(preview, nameLabel(watchOnly() ? { name: l.name || "Your name", color: l.color } : { ...l, name: l.name || "Your name" }));
   const field = (id, text, key, attrs = {}) => {
     const input = h("input", { id, value: l[key] || "", ...attrs, oninput: (e) => ((l[key] = e.target.value), redraw()) });
     return [h("label", { for: id }, text), input];
@@ -168,17 +170,16 @@ async function labelStep() {
         join().finally(() => (joinBtn.disabled = false));
       },
     },
-    h("h2", {}, webinar() ? "Your display name" : "Your name label"),
+    h("h2", {}, watchOnly() ? "Your display name" : "Your name label"),
     ...field("label-name", "Display name", "name", { required: true, maxLength: 80, autocomplete: "name" }),
-    webinar() ? null : field("label-headline", "Headline", "headline", { maxLength: 120, placeholder: "What you do, in a few words" }),
-    webinar() ? null : [h("label", { for: "label-image" }, "Image"), image],
-    h("label", {}, "Background colour"),
-    swatches,
+    watchOnly() ? null : field("label-headline", "Headline", "headline", { maxLength: 120, placeholder: "What you do, in a few words" }),
+    watchOnly() ? null : [h("label", { for: "label-image" }, "Image"), image],
+    watchOnly() ? null : [h("label", {}, "Background colour"), swatches],
     h("div", { style: { margin: "14px 0" } }, preview),
     h("div", { class: "form-row" }, joinBtn),
   );
   redraw();
-  if (webinar()) {
+  if (watchOnly()) {
     // Webinar attendees do not publish: no device check at all.
     clear(main(), h("div", { class: "join-layout no-preview" }, form));
     return;
@@ -240,7 +241,7 @@ async function enter(answer) {
     chatTitle: "Chat",
     emptyText: webinar() ? "The hosts have not started presenting yet." : "Nobody is on camera yet.",
     profile: state.label,
-    stream: webinar() && !role.host ? null : state.stream,
+    stream: watchOnly() && !role.host ? null : state.stream,
   });
   onLeave(() => view.close());
 
