@@ -386,8 +386,17 @@ test("backstage broadcast reaches a stage watcher, live indicator on and off", a
   await request.waitFor();
   await request.getByRole("button", { name: "Approve" }).click();
   await seesVideoOf(bob, "Vera Vip");
-  await until("2 of 5 speakers", async () => /2 of 5 speakers/.test(await ada.locator("#speakers").textContent()));
-  // With 2 of 5 speakers on screen, screen sharing is open: Ada shares hers; the stage shows it.
+  await until("2 of 2 speakers", async () => /2 of 2 speakers/.test(await ada.locator("#speakers").textContent()));
+
+  // The backstage is full: a third speaker's "Ask to share" is greyed out with the reason.
+  const third = await openTab(bobContext, "bob");
+  await third.goto(link);
+  const ask = button(third, "Ask to share audio and video");
+  await ask.waitFor();
+  await until("ask greyed out", async () => !(await ask.isEnabled()));
+  assert.match(await third.locator(".share-status").textContent(), /2 of 2 on camera/);
+  await third.close();
+  // Fewer than 5 speakers on screen, so screen sharing is open: Ada shares hers; the stage shows it.
   assert.equal(await button(ada, "Share screen").isEnabled(), true);
   await button(ada, "Share screen").click();
   await seesVideoOf(bob, "ada's screen");

@@ -104,6 +104,10 @@ export async function startRoundtable({ work, examples, smtpUrl }) {
   // The gala's stage is scheduled for December: in this copy it runs now. Sessions keep their
   // schedule; an organiser presses "Start" on the page.
   liveNow(join(manifests, "stage.yaml"), Date.now());
+  // The backstage cap is the Stage's maxSpeakers (5 in the example, the most allowed); two
+  // here, so two fake cameras reach it and a third speaker sees the button greyed out.
+  const stage = join(manifests, "stage.yaml");
+  writeFileSync(stage, readFileSync(stage, "utf8").replace(/maxSpeakers: 5/, "maxSpeakers: 2"));
   const child = spawn(
     bin,
     [
