@@ -61,6 +61,7 @@ function createForm(ns, event) {
     h("option", { value: "Open" }, "Open: anyone watching may share"),
     h("option", { value: "Moderated" }, "Moderated: people ask to share"),
   );
+  const maxOnCamera = h("input", { type: "number", name: "maxParticipants", min: "1", max: "20", value: "10", required: true });
   const moderate = h("input", { type: "checkbox", name: "moderateMyself", checked: true, style: { width: "auto" } });
   const form = h(
     "form",
@@ -75,6 +76,7 @@ function createForm(ns, event) {
             description: description.value.trim() || undefined,
             sharePolicy: policy.value,
             moderateMyself: moderate.checked,
+            maxParticipants: Number(maxOnCamera.value),
           });
           location.href = `/s/${enc(ns)}/${enc(made.name)}`;
         } catch (err) {
@@ -89,6 +91,8 @@ function createForm(ns, event) {
     description,
     h("label", {}, "Who may go on camera"),
     policy,
+    h("label", {}, "People on camera at once (1–20; with more than 10, at most 150 may watch)"),
+    maxOnCamera,
     h("label", { style: { display: "flex", gap: "8px", alignItems: "center" } }, moderate, "Make me moderator"),
     h("div", { class: "form-row" }, h("button", { type: "submit", class: "primary" }, "Create session")),
   );

@@ -217,11 +217,12 @@ test("a VIP session is listed and joinable for a VIP ticket only", async () => {
   await gus.close();
 });
 
-test("an attendee creates a moderated session, moderates it, and others must ask", async () => {
+test("an attendee creates a moderated session, moderates it; others must ask, and not once it is full", async () => {
   const bob = await openTab(bobContext, "bob");
   await bob.goto(url("/e/default/gala"));
   await bob.fill("#create-session input[name=title]", "Bob's corner");
   await bob.selectOption("#create-session select[name=sharePolicy]", "Moderated");
+  await bob.fill("#create-session input[name=maxParticipants]", "1");
   await bob.click("#create-session button[type=submit]");
   await bob.waitForURL(/\/s\/default\/bob-s-corner-/);
   // It starts at once; its creator moderates it.
@@ -231,8 +232,15 @@ test("an attendee creates a moderated session, moderates it, and others must ask
   const vera = await openTab(veraContext, "vera");
   await vera.goto(url("/e/default/gala"));
   await vera.locator(".session-card", { hasText: "Bob's corner" }).click();
-  await button(vera, "Request to share audio and video").waitFor();
+  const ask = button(vera, "Request to share audio and video");
+  await ask.waitFor();
+  assert.equal(await ask.isEnabled(), true);
   assert.equal(await vera.locator("#moderation").count(), 0, "no moderation panel for her");
+
+  // One on camera at most: when Bob shares, Vera's request is greyed out with the reason.
+  await button(bob, "Share audio and video").click();
+  await until("vera's request greyed out", async () => !(await ask.isEnabled()));
+  assert.match(await vera.locator(".share-status").textContent(), /1 of 1 on camera/);
   await bob.close();
   await vera.close();
 });
