@@ -5,6 +5,12 @@ import { enc, post, query } from "./api.js";
 import { main, refuse, whoami } from "./page.js";
 import { clear, h, notice, setTitle } from "./ui.js";
 
+// Why an emailed sign-in link did not sign you in (`/?error=<code>` from the server).
+const linkErrors = {
+  link_invalid: "That sign-in link has expired or was already used. Ask for a new one below.",
+  too_many_attempts: "Too many attempts. Wait a few minutes, then ask for a new link.",
+};
+
 // `next` is where to go after signing in; only same-site paths.
 function nextPath() {
   const n = query("next");
@@ -108,7 +114,8 @@ function myEvents(who) {
 
 async function run() {
   setTitle("Welcome");
-  if (query("error")) notice(query("error"));
+  const error = query("error");
+  if (error) notice(linkErrors[error] || "Signing in did not work. Ask for a new link below.");
   const who = await whoami();
   const next = nextPath();
   if (who.signedIn && next) {

@@ -126,6 +126,14 @@ async function seesVideoOf(page, name) {
 
 const button = (page, name) => page.getByRole("button", { name, exact: true });
 
+test("a sign-in link works once; used again, the page says so", async () => {
+  const stranger = await open("stranger");
+  await stranger.goto(await sink.link("ada@example.com", SIGN_IN_LINK));
+  await noticeText(stranger, /expired or was already used/);
+  assert.match(await stranger.locator("#who").textContent(), /Sign in/);
+  await stranger.context().close();
+});
+
 test("two people in a moderated session: request, approve, on camera, counts, chat", async () => {
   const ada = await openTab(adaContext, "ada"); // organiser and moderator of the session
   const bob = await openTab(bobContext, "bob");
@@ -261,6 +269,16 @@ test("a locked room with a passcode: wrong passcode refused, ask to join, a host
   await gary.click("#passcode-form button[type=submit]");
   await gary.fill("#label-name", "Gary Guest");
   await gary.fill("#label-headline", "Visiting board member");
+  // His picture (a 4×2 red PNG), cropped to a square for the label.
+  await gary.setInputFiles("#label-image", {
+    name: "gary.png",
+    mimeType: "image/png",
+    buffer: Buffer.from(
+      "iVBORw0KGgoAAAANSUhEUgAAAAQAAAACCAYAAAB/qH1jAAAAEklEQVR4nGM4oaHxHxkzoAsAABnVELn9L8w3AAAAAElFTkSuQmCC",
+      "base64",
+    ),
+  });
+  await gary.locator(".label-preview img.avatar").waitFor();
   await gary.click('button[aria-label="Colour #6a1b9a"]');
   await gary.click("#join");
   await noticeText(gary, /passcode is not right/);
@@ -274,6 +292,9 @@ test("a locked room with a passcode: wrong passcode refused, ask to join, a host
 
   const asking = ada.locator("#join-requests li[data-participant]", { hasText: "Gary Guest" });
   await asking.waitFor();
+  // The host sees who asks: name, headline and picture.
+  assert.match(await asking.textContent(), /Visiting board member/);
+  assert.match(await asking.locator("img.avatar").getAttribute("src"), /^data:image\/jpeg;base64,/);
   await asking.getByRole("button", { name: "Let in" }).click();
   await gary.locator(".room-layout").waitFor();
   await seesVideoOf(gary, "Ada Lovelace");
