@@ -22,8 +22,22 @@ SMTP_SINK_PYTHON="$("$here/smtp-venv.sh")"
 export SMTP_SINK_PYTHON
 
 cd "$repo"
-cargo build -p roundtable-operator --bin roundtable
 target="${CARGO_TARGET_DIR:-$repo/target}"
-export ROUNDTABLE_BIN="$target/debug/roundtable"
+# A debug build serves operator/web from the path it was built in, and a target directory
+# shared by several checkouts holds one `roundtable` for all of them: keep a link to the one
+# this checkout just built, and make sure it is this checkout's.
+bin_dir="$(mktemp -d)"
+trap 'rm -rf "$bin_dir"' EXIT
+for attempt in 1 2 3; do
+  cargo build -p roundtable-operator --bin roundtable
+  ln -f "$target/debug/roundtable" "$bin_dir/roundtable" 2>/dev/null ||
+    cp "$target/debug/roundtable" "$bin_dir/roundtable"
+  grep -qF "$repo/operator/web" "$bin_dir/roundtable" && break
+  if [ "$attempt" = 3 ]; then
+    echo "the roundtable binary keeps being rebuilt from another checkout" >&2
+    exit 1
+  fi
+done
+export ROUNDTABLE_BIN="$bin_dir/roundtable"
 cd "$here"
 node --test --test-concurrency=1 e2e.test.mjs
