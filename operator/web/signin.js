@@ -1,7 +1,7 @@
 // The start page `/`: sign in with an emailed link (no password), or register for an event
 // (built-in registration); once signed in, your events.
 
-import { enc, post, query } from "./api.js";
+import { enc, get, post, query } from "./api.js";
 import { main, refuse, whoami } from "./page.js";
 import { clear, h, notice, setTitle } from "./ui.js";
 
@@ -50,11 +50,38 @@ function signInForm() {
   );
 }
 
+// The ticket types of `ns/name` as a select, or a text box when they cannot be read.
+async function ticketField(eventKey, current) {
+  const [ns, name] = (eventKey || "").split("/");
+  if (ns && name) {
+    try {
+      const t = await get(`/api/events/${enc(ns)}/${enc(name)}/tickets`);
+      if ((t.ticketTypes || []).length) {
+        return h(
+          "select",
+          { name: "ticketType", id: "reg-ticket", required: true },
+          t.ticketTypes.map((x) => h("option", { value: x.name, selected: x.name === current }, x.title || x.name)),
+        );
+      }
+    } catch {
+      // Unknown event or no such endpoint: let the person type it.
+    }
+  }
+  return h("input", { name: "ticketType", id: "reg-ticket", required: true, value: current || "general" });
+}
+
 function registerForm() {
   const event = h("input", { name: "event", required: true, placeholder: "namespace/event", value: eventFromLink() || "", id: "reg-event" });
   const name = h("input", { name: "name", required: true, autocomplete: "name", id: "reg-name" });
   const email = h("input", { type: "email", name: "email", required: true, autocomplete: "email", id: "reg-email" });
-  const ticket = h("input", { name: "ticketType", required: true, value: query("ticket") || "general", id: "reg-ticket" });
+  let ticket = h("input", { name: "ticketType", required: true, value: query("ticket") || "general", id: "reg-ticket" });
+  const refreshTickets = async () => {
+    const next = await ticketField(event.value.trim(), ticket.value || query("ticket"));
+    ticket.replaceWith(next);
+    ticket = next;
+  };
+  event.addEventListener("change", refreshTickets);
+  if (event.value) refreshTickets();
   return h(
     "form",
     {
@@ -86,7 +113,7 @@ function registerForm() {
     name,
     h("label", { for: "reg-email" }, "Email"),
     email,
-    h("label", { for: "reg-ticket" }, "Ticket type"),
+    h("label", { for: "reg-ticket" }, "Ticket"),
     ticket,
     h("div", { class: "form-row" }, h("button", { type: "submit", class: "primary" }, "Register")),
   );

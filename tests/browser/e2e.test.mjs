@@ -78,7 +78,10 @@ async function register(page, name, email, ticket) {
   await page.goto(url("/?event=default/gala"));
   await page.fill("#reg-name", name);
   await page.fill("#reg-email", email);
-  await page.fill("#reg-ticket", ticket);
+  // A select of the event's ticket types once the API lists them publicly; a text box before.
+  const field = page.locator("#reg-ticket");
+  if ((await field.evaluate((e) => e.tagName)) === "SELECT") await field.selectOption(ticket);
+  else await field.fill(ticket);
   await page.click("#register button[type=submit]");
   await noticeText(page, /You are registered/);
   await page.goto(await sink.link(email, SIGN_IN_LINK));
