@@ -317,6 +317,28 @@ impl ClientPeer {
         Ok(())
     }
 
+    /// Publish one encoded frame: VP8 (90 kHz RTP clock) on the video track or Opus (48 kHz)
+    /// on the audio track, at RTP time `rtp_time`.
+    pub fn send_encoded(
+        &mut self,
+        now: Instant,
+        kind: MediaKind,
+        rtp_time: u64,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let (mid, codec, clock) = match kind {
+            MediaKind::Audio => (self.mids[0], Codec::Opus, Frequency::FORTY_EIGHT_KHZ),
+            MediaKind::Video => (self.mids[1], Codec::Vp8, Frequency::NINETY_KHZ),
+        };
+        let Some(pt) = self.pt(mid, codec) else {
+            return Ok(());
+        };
+        if let Some(w) = self.rtc.writer(mid) {
+            w.write(pt, now, MediaTime::new(rtp_time, clock), data)?;
+        }
+        Ok(())
+    }
+
     fn pt(&mut self, mid: Mid, codec: Codec) -> Option<str0m::media::Pt> {
         self.rtc
             .writer(mid)?

@@ -22,6 +22,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the room task has stopped")]
     RoomGone,
+    #[error("recorder: {0}")]
+    Recorder(String),
 }
 
 impl Error {
@@ -37,6 +39,7 @@ impl Error {
             Error::UnknownPeer => "unknown_peer",
             Error::Io(_) => "io",
             Error::RoomGone => "room_gone",
+            Error::Recorder(_) => "recorder",
         }
     }
 }

@@ -109,7 +109,7 @@ impl IntoResponse for ApiError {
             Error::UnknownPeer => (StatusCode::NOT_FOUND, "unknown_peer"),
             Error::Config(_) => (StatusCode::NOT_FOUND, "no_such_room"),
             Error::RoomGone => (StatusCode::SERVICE_UNAVAILABLE, "room_gone"),
-            Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::Io(_) | Error::Recorder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
             tracing::warn!("request failed: {}", self.0);

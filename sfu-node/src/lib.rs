@@ -9,7 +9,8 @@
 //! - [`shell`], [`http`], [`admin`], [`server`]: the thin tokio shell — the UDP socket,
 //!   WHIP/WHEP signalling and the events WebSocket, the admin port, draining.
 //!
-//! Join tokens are described in [`auth`].
+//! Join tokens are described in [`auth`]. [`recorder`] is the session recorder (its own
+//! binary, `roundtable-recorder`), a hidden participant of a room.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -20,6 +21,8 @@ mod error;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod publisher;
+pub mod recorder;
 pub mod room;
 pub mod rules;
 pub mod server;
