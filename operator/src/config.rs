@@ -25,6 +25,10 @@ pub struct OperatorConfig {
     pub token_secret_key: String,
     /// Port of sfu-node's admin server (`/metrics`, `/healthz`, `/readyz`, `/stats`).
     pub sfu_admin_port: u16,
+    /// Container image of `roundtable-recorder`, run by sessions' recording Jobs.
+    pub recorder_image: String,
+    /// Port of the recorder's admin server (`/recordings`).
+    pub recorder_admin_port: u16,
 }
 
 impl Default for OperatorConfig {
@@ -42,6 +46,11 @@ impl Default for OperatorConfig {
             token_secret: "roundtable-join-token".into(),
             token_secret_key: "key".into(),
             sfu_admin_port: 9090,
+            recorder_image: format!(
+                "ghcr.io/roundtable-dev/roundtable-recorder:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            recorder_admin_port: 9091,
         }
     }
 }

@@ -24,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the roundtable.dev CustomResourceDefinitions as YAML.
@@ -119,6 +121,9 @@ struct OperatorArgs {
     /// Container image of sfu-node.
     #[arg(long, env = "ROUNDTABLE_SFU_IMAGE")]
     sfu_image: Option<String>,
+    /// Container image of roundtable-recorder (sessions' recording Jobs).
+    #[arg(long, env = "ROUNDTABLE_RECORDER_IMAGE")]
+    recorder_image: Option<String>,
     /// UDP hostPort range for SFU pods, e.g. 31000-31999.
     #[arg(long, env = "ROUNDTABLE_HOST_PORTS", default_value = "31000-31999")]
     host_ports: String,
@@ -286,6 +291,9 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let defaults = OperatorConfig::default();
     let config = OperatorConfig {
         sfu_image: args.sfu_image.unwrap_or(defaults.sfu_image),
+        recorder_image: args
+            .recorder_image
+            .unwrap_or(defaults.recorder_image.clone()),
         host_ports: parse_range(&args.host_ports)?,
         warm_up: jiff::SignedDuration::from_secs(args.warm_up_seconds),
         drain_grace_seconds: args.drain_grace_seconds,

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
-use roundtable_crds::{LiveEvent, LivePhase, Room, RoomPhase, Session, Stage};
+use roundtable_crds::{LiveEvent, LivePhase, RecordingSummary, Room, RoomPhase, Session, Stage};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -40,6 +40,8 @@ pub struct StatusFacts<'a> {
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     pub last_active: Option<Timestamp>,
+    /// The recordings to list (sessions with recording on, or that had recordings).
+    pub recordings: Option<Vec<RecordingSummary>>,
 }
 
 /// A kind that gets an SFU pod.
@@ -76,6 +78,16 @@ pub trait LiveKind:
 
     /// The status object to apply.
     fn status(&self, facts: &StatusFacts<'_>) -> Value;
+
+    /// Whether the room is recorded (sessions with `recording: true`).
+    fn recording(&self) -> bool {
+        false
+    }
+
+    /// The recordings its status lists now.
+    fn previous_recordings(&self) -> Vec<RecordingSummary> {
+        Vec::new()
+    }
 }
 
 fn live_previous(
@@ -198,8 +210,20 @@ impl LiveKind for Session {
                 "uniqueJoiners": counts.unique_joiners,
                 "startedAt": time(facts.started_at),
                 "endedAt": time(facts.ended_at),
+                "recordings": facts.recordings,
             }),
         )
+    }
+
+    fn recording(&self) -> bool {
+        self.spec.recording
+    }
+
+    fn previous_recordings(&self) -> Vec<RecordingSummary> {
+        self.status
+            .as_ref()
+            .map(|s| s.recordings.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -249,6 +249,27 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         }
     }
 
+    // Recording: the session's recorder Job and what it reports.
+    let previous_recordings = obj.previous_recordings();
+    let recordings = if obj.recording() || !previous_recordings.is_empty() {
+        Some(
+            super::recording::reconcile(
+                ctx,
+                obj,
+                &room,
+                obj.recording(),
+                event.as_ref(),
+                plan.phase,
+                pod.as_ref(),
+                &previous_recordings,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let recorder_active = recordings.as_ref().is_some_and(|r| r.active);
+
     // Status.
     let counts = plan.counts.unwrap_or_default();
     let live = plan.phase == LivePhase::Live;
@@ -291,6 +312,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         } else {
             previous.last_active
         },
+        recordings: recordings.map(|r| r.summaries),
     };
     let status = json!({
         "apiVersion": K::api_version(&()),
@@ -302,9 +324,13 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         .await?;
     ctx.record_room(&room, live.then_some((counts.on_camera, counts.watching)));
 
-    Ok(plan
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
+    // A running recorder is read as often as a live pod's counts.
+    let requeue = match (plan.requeue_after, recorder_active) {
+        (Some(after), true) => Some(after.min(ctx.config.stats_interval)),
+        (None, true) => Some(ctx.config.stats_interval),
+        (after, false) => after,
+    };
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// The least used hostPort among the SFU pods the operator knows of.

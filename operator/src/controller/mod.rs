@@ -10,6 +10,7 @@ pub mod event;
 pub mod kinds;
 pub mod live;
 pub mod observe;
+pub mod recording;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -226,6 +228,13 @@ fn live_controller<K: LiveKind>(
         .owns(ctx.api::<Pod>(), owned.clone())
         .owns(ctx.api::<PodDisruptionBudget>(), owned.clone())
         .owns(ctx.api::<Service>(), owned)
+        .owns(
+            ctx.api::<Job>(),
+            watcher::Config::default().labels(&format!(
+                "{LABEL_APP}={}",
+                crate::plan::recording::RECORDER_APP
+            )),
+        )
         .watches(
             ctx.api::<LiveEvent>(),
             watcher::Config::default(),

@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod decide;
 pub mod pod;
 pub mod ports;
+pub mod recording;
 pub mod rollup;
 pub mod room;
 pub mod schedule;

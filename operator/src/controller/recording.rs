@@ -1,0 +1,151 @@
+//! The recording Job of a session: apply what [`crate::plan::recording`] decides, and read
+//! what the recorder reports into the Session's status.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use roundtable_crds::{LiveEvent, LivePhase, RecordingSummary};
+use tracing::{info, warn};
+
+use super::Context;
+use crate::Result;
+use crate::plan::pod::{LABEL_APP, LABEL_KIND, LABEL_ROOM, host_port_of};
+use crate::plan::recording::{
+    ANNOTATION_SFU, ExistingJob, RECORDER_APP, RecorderAction, Reported, folder, job_name,
+    recorder_action, recorder_job, summaries,
+};
+use crate::plan::room::LiveRoom;
+
+/// What the reconcile learned about a session's recordings.
+#[derive(Debug)]
+pub struct Recordings {
+    pub summaries: Vec<RecordingSummary>,
+    /// The recorder is still running: read it again soon.
+    pub active: bool,
+}
+
+fn job_finished(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Ensure the session's recorder runs while it should, and list its recordings.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    room: &LiveRoom,
+    recording: bool,
+    event: Option<&LiveEvent>,
+    phase: LivePhase,
+    sfu_pod: Option<&Pod>,
+    previous: &[RecordingSummary],
+) -> Result<Recordings> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &room.namespace);
+    let name = job_name(room);
+    let job = jobs.get_opt(&name).await?;
+    let existing = job.as_ref().map(|j| ExistingJob {
+        sfu: j.annotations().get(ANNOTATION_SFU).cloned(),
+        active: !job_finished(j, "Complete") && !job_finished(j, "Failed"),
+    });
+    let sfu = sfu_pod.and_then(|pod| {
+        let ip = pod.status.as_ref()?.pod_ip.clone()?;
+        Some(format!("{ip}:{}", host_port_of(pod)?))
+    });
+    let claim = event
+        .and_then(|e| e.spec.recording_storage.as_ref())
+        .map(|s| s.persistent_volume_claim.as_str());
+    let action = recorder_action(recording, claim, phase, sfu.as_deref(), existing.as_ref());
+    let note = match &action {
+        RecorderAction::Create { sfu } => {
+            let owner = obj
+                .controller_owner_ref(&())
+                .expect("a stored object has a name and uid");
+            let desired = recorder_job(room, claim.expect("checked"), sfu, &ctx.config, owner);
+            let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+            jobs.patch(&name, &params, &Patch::Apply(&desired)).await?;
+            info!(job = %name, %sfu, "created recording Job");
+            Some(format!("started the recorder (Job {name})"))
+        }
+        RecorderAction::Replace => {
+            // Foreground: the Job goes only after its pod has composed and exited, so two
+            // recorders never write the same folder.
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                ..Default::default()
+            };
+            match jobs.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            Some(format!(
+                "the SFU moved; restarting the recorder (Job {name}) to follow it"
+            ))
+        }
+        RecorderAction::Nothing => None,
+    };
+    if let Some(note) = note {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Recorder".into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, "could not record an Event");
+        }
+    }
+    let active = existing.as_ref().is_some_and(|j| j.active)
+        || matches!(action, RecorderAction::Create { .. });
+    let reported = if active {
+        read_recorder(ctx, room).await
+    } else {
+        None
+    };
+    let failed = job.as_ref().is_some_and(|j| job_finished(j, "Failed"));
+    Ok(Recordings {
+        summaries: summaries(reported.as_deref(), previous, &folder(room), failed),
+        active,
+    })
+}
+
+/// What the session's running recorder reports on its admin port.
+async fn read_recorder(ctx: &Context, room: &LiveRoom) -> Option<Vec<Reported>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &room.namespace);
+    let selector = format!(
+        "{LABEL_APP}={RECORDER_APP},{LABEL_KIND}={},{LABEL_ROOM}={}",
+        room.kind.as_str(),
+        room.name
+    );
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    for pod in list.items {
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        if !running || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let url = format!("http://{ip}:{}/recordings", ctx.config.recorder_admin_port);
+        let response = ctx
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        return response.error_for_status().ok()?.json().await.ok();
+    }
+    None
+}

@@ -1,0 +1,471 @@
+//! The recording Job of a session with recording on, and the recordings its recorder
+//! reports, as pure functions.
+//!
+//! The Job (`rec-<session>`, owned by the Session) runs `roundtable-recorder`: it joins the
+//! session's SFU as a hidden participant, writes to the LiveEvent's recording volume under
+//! `<session>/`, and serves what it has recorded on its admin port, which the operator reads
+//! into the Session's status; the recorder needs no Kubernetes API access. The Job is
+//! created once the session is Live; it ends by itself once the recording has stopped for
+//! good and its MP4 is composed (or when the session's room closes). Its pod restarts on
+//! failure and the recorder continues the same recording from what is on the volume.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretKeySelector, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use roundtable_crds::{LivePhase, RecordingState, RecordingSummary};
+use serde::Deserialize;
+
+use super::pod::{LABEL_APP, LABEL_EVENT, LABEL_KIND, LABEL_MANAGED_BY, LABEL_ROOM, MANAGER};
+use super::room::LiveRoom;
+use crate::config::OperatorConfig;
+
+/// `app.kubernetes.io/name` of recorder Jobs and pods.
+pub const RECORDER_APP: &str = "roundtable-recorder";
+/// The annotation that records which SFU address a Job's recorder was given.
+pub const ANNOTATION_SFU: &str = "roundtable.dev/sfu";
+/// Where the recording volume is mounted in the recorder's container.
+pub const MOUNT_PATH: &str = "/recordings";
+const CONTAINER: &str = "recorder";
+/// Pod restarts before the Job gives up.
+const BACKOFF_LIMIT: i32 = 10;
+/// A SIGTERMed recorder composes what it captured before exiting.
+const TERMINATION_GRACE_SECONDS: i64 = 600;
+
+/// Name of a session's recording Job: `rec-<session>`, shortened like pod names.
+pub fn job_name(room: &LiveRoom) -> String {
+    let name = format!("rec-{}", room.name);
+    if name.len() <= 63 {
+        return name;
+    }
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{}-{hash:08x}", name[..54].trim_end_matches(['-', '.']))
+}
+
+/// The folder of a session's recordings on the volume, and the prefix of its files.
+pub fn folder(room: &LiveRoom) -> String {
+    room.name.clone()
+}
+
+/// Labels of the Job and its pod.
+pub fn labels(room: &LiveRoom) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_APP.to_string(), RECORDER_APP.to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+        (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
+        (LABEL_ROOM.to_string(), room.name.clone()),
+    ]);
+    if let Some(event) = &room.event {
+        labels.insert(LABEL_EVENT.to_string(), event.clone());
+    }
+    labels
+}
+
+/// What the operator knows of an existing recording Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingJob {
+    /// The SFU address its recorder was given.
+    pub sfu: Option<String>,
+    /// Still running (not Complete or Failed).
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecorderAction {
+    Nothing,
+    /// Create the Job for the recorder to join the SFU at this address.
+    Create {
+        sfu: String,
+    },
+    /// Delete the running Job (its pods first): the room's SFU moved to another address. The
+    /// next reconcile creates a new Job, whose recorder continues the same recording.
+    Replace,
+}
+
+/// Whether the session needs its recorder started (or moved): recording on, storage
+/// named, the room Live with a known SFU address.
+pub fn recorder_action(
+    recording: bool,
+    claim: Option<&str>,
+    phase: LivePhase,
+    sfu: Option<&str>,
+    existing: Option<&ExistingJob>,
+) -> RecorderAction {
+    let (true, Some(_), LivePhase::Live, Some(sfu)) = (recording, claim, phase, sfu) else {
+        return RecorderAction::Nothing;
+    };
+    match existing {
+        None => RecorderAction::Create {
+            sfu: sfu.to_string(),
+        },
+        Some(job) if job.active && job.sfu.as_deref() != Some(sfu) => RecorderAction::Replace,
+        Some(_) => RecorderAction::Nothing,
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+/// The recording Job of `room`, owned by `owner`: its recorder joins the SFU at `sfu`
+/// (`IP:PORT`) and writes to the PersistentVolumeClaim `claim`.
+pub fn recorder_job(
+    room: &LiveRoom,
+    claim: &str,
+    sfu: &str,
+    config: &OperatorConfig,
+    owner: OwnerReference,
+) -> Job {
+    let labels = labels(room);
+    let folder = folder(room);
+    let env = vec![
+        EnvVar {
+            name: "POD_IP".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        env("REC_SFU", sfu),
+        env("REC_ROOM", &room.room_id()),
+        env("REC_OUTPUT", &format!("{MOUNT_PATH}/{folder}")),
+        env("REC_FILE_PREFIX", &format!("{folder}-")),
+        env(
+            "REC_ADMIN_ADDR",
+            &format!("$(POD_IP):{}", config.recorder_admin_port),
+        ),
+        EnvVar {
+            name: "REC_TOKEN_KEY".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: config.token_secret.clone(),
+                    key: config.token_secret_key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let resources = ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("250m".into())),
+            ("memory".to_string(), Quantity("256Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("1Gi".into()),
+        )])),
+        ..Default::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(room)),
+            namespace: Some(room.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                ANNOTATION_SFU.to_string(),
+                sfu.to_string(),
+            )])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(BACKOFF_LIMIT),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: CONTAINER.into(),
+                        image: Some(config.recorder_image.clone()),
+                        env: Some(env),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("admin".into()),
+                            container_port: i32::from(config.recorder_admin_port),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "recordings".into(),
+                            mount_path: MOUNT_PATH.into(),
+                            ..Default::default()
+                        }]),
+                        resources: Some(resources),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![Volume {
+                        name: "recordings".into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: claim.into(),
+                            read_only: Some(false),
+                        }),
+                        ..Default::default()
+                    }]),
+                    restart_policy: Some("OnFailure".into()),
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// One recording as the recorder's `/recordings` reports it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reported {
+    pub state: RecordingState,
+    pub start_unix_ms: i64,
+    pub duration_seconds: f64,
+    pub captured_seconds: f64,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub size_bytes: Option<i64>,
+}
+
+/// The Session's `status.recordings`: what the recorder reports when it could be read,
+/// else what the status said before. A Job that failed for good leaves no recording in
+/// progress.
+pub fn summaries(
+    reported: Option<&[Reported]>,
+    previous: &[RecordingSummary],
+    folder: &str,
+    job_failed: bool,
+) -> Vec<RecordingSummary> {
+    let mut list: Vec<RecordingSummary> = match reported {
+        Some(reported) => reported
+            .iter()
+            .map(|r| RecordingSummary {
+                state: r.state,
+                start: Timestamp::from_second(r.start_unix_ms.div_euclid(1000))
+                    .ok()
+                    .map(Time),
+                duration_seconds: Some(r.captured_seconds.max(r.duration_seconds).round() as i64),
+                size_bytes: r.size_bytes,
+                file: r.file.as_ref().map(|f| format!("{folder}/{f}")),
+            })
+            .collect(),
+        None => previous.to_vec(),
+    };
+    if job_failed {
+        for r in &mut list {
+            if r.state != RecordingState::Complete {
+                r.state = RecordingState::Failed;
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::room::Kind;
+    use roundtable_crds::{Lifecycle, RoomTheme, SharePolicy};
+
+    fn room(name: &str) -> LiveRoom {
+        LiveRoom {
+            kind: Kind::Session,
+            namespace: "gala".into(),
+            name: name.into(),
+            event: Some("summit".into()),
+            lifecycle: Lifecycle::Started,
+            start: None,
+            end: None,
+            max_on_camera: 10,
+            max_watchers: 500,
+            share_policy: SharePolicy::Open,
+            theme: RoomTheme::Meeting,
+            locked: false,
+            own_settings: None,
+        }
+    }
+
+    fn owner() -> OwnerReference {
+        OwnerReference {
+            api_version: "roundtable.dev/v1alpha1".into(),
+            kind: "Session".into(),
+            name: "panel".into(),
+            uid: "u-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_live_recorded_session_gets_one_recorder_for_its_sfu() {
+        let act = |recording, claim, phase, sfu, existing| {
+            recorder_action(recording, claim, phase, sfu, existing)
+        };
+        let sfu = Some("10.0.0.7:31000");
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, sfu, None),
+            RecorderAction::Create {
+                sfu: "10.0.0.7:31000".into()
+            }
+        );
+        // Not recorded, no storage, not live yet, no address yet: nothing.
+        assert_eq!(
+            act(false, Some("media"), LivePhase::Live, sfu, None),
+            RecorderAction::Nothing
+        );
+        assert_eq!(
+            act(true, None, LivePhase::Live, sfu, None),
+            RecorderAction::Nothing
+        );
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Starting, sfu, None),
+            RecorderAction::Nothing
+        );
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, None, None),
+            RecorderAction::Nothing
+        );
+        // Never a second Job while one exists, running or finished.
+        let running = ExistingJob {
+            sfu: sfu.map(String::from),
+            active: true,
+        };
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, sfu, Some(&running)),
+            RecorderAction::Nothing
+        );
+        let finished = ExistingJob {
+            sfu: Some("10.0.0.9:31001".into()),
+            active: false,
+        };
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, sfu, Some(&finished)),
+            RecorderAction::Nothing
+        );
+        // The SFU pod was replaced elsewhere: the running recorder must follow it.
+        let moved = ExistingJob {
+            sfu: Some("10.0.0.9:31001".into()),
+            active: true,
+        };
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, sfu, Some(&moved)),
+            RecorderAction::Replace
+        );
+        // A draining session keeps its recorder wherever it is.
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Draining, sfu, Some(&moved)),
+            RecorderAction::Nothing
+        );
+    }
+
+    #[test]
+    fn the_job_runs_the_recorder_on_the_events_volume_without_api_access() {
+        let config = OperatorConfig::default();
+        let job = recorder_job(
+            &room("panel"),
+            "gala-media",
+            "10.0.0.7:31000",
+            &config,
+            owner(),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some("rec-panel"));
+        assert_eq!(
+            job.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "u-1"
+        );
+        let spec = job.spec.unwrap();
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("OnFailure"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let volume = &pod.volumes.as_ref().unwrap()[0];
+        assert_eq!(
+            volume.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "gala-media"
+        );
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some(config.recorder_image.as_str()));
+        assert_eq!(
+            c.volume_mounts.as_ref().unwrap()[0].mount_path,
+            "/recordings"
+        );
+        let env = |name: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is set"))
+        };
+        assert_eq!(env("REC_SFU").value.as_deref(), Some("10.0.0.7:31000"));
+        assert_eq!(env("REC_ROOM").value.as_deref(), Some("session:gala:panel"));
+        assert_eq!(
+            env("REC_OUTPUT").value.as_deref(),
+            Some("/recordings/panel")
+        );
+        assert_eq!(
+            env("REC_TOKEN_KEY")
+                .value_from
+                .unwrap()
+                .secret_key_ref
+                .unwrap()
+                .name,
+            "roundtable-join-token"
+        );
+        assert_eq!(
+            job.metadata.annotations.unwrap()[ANNOTATION_SFU],
+            "10.0.0.7:31000"
+        );
+        assert!(job_name(&room(&"x".repeat(70))).len() <= 63);
+    }
+
+    #[test]
+    fn status_lists_what_the_recorder_reports_or_keeps_what_it_had() {
+        let reported: Vec<Reported> = serde_json::from_str(
+            r#"[{"id":"rec-1","state":"Paused","startUnixMs":1795354115646,
+                 "durationSeconds":6.9,"capturedSeconds":7.01,
+                 "file":"panel-20261122-132835.mp4","sizeBytes":247900,"parts":2,"error":null}]"#,
+        )
+        .unwrap();
+        let list = summaries(Some(&reported), &[], "panel", false);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].state, RecordingState::Paused);
+        assert_eq!(list[0].duration_seconds, Some(7));
+        assert_eq!(list[0].size_bytes, Some(247_900));
+        assert_eq!(
+            list[0].file.as_deref(),
+            Some("panel/panel-20261122-132835.mp4")
+        );
+        assert_eq!(
+            list[0].start.as_ref().unwrap().0.to_string(),
+            "2026-11-22T13:28:35Z"
+        );
+        // The recorder could not be read: the last known list stays.
+        assert_eq!(summaries(None, &list, "panel", false), list);
+        // The Job gave up: what was not complete has failed.
+        assert_eq!(
+            summaries(None, &list, "panel", true)[0].state,
+            RecordingState::Failed
+        );
+    }
+}
