@@ -32,7 +32,11 @@
 //!   to 5 min). A pod being deleted gets SIGTERM, up to its grace period, then SIGKILL, and
 //!   is then deleted with grace period 0, as a kubelet finishes a deletion.
 //!
-//! Not modelled: init containers (the pod stays Pending, `Initialized=False`), volumes,
+//! - Volumes: a `persistentVolumeClaim` is a folder per claim ([`NodeAgent::volume_path`]),
+//!   an `emptyDir` a folder per pod; paths under a `mountPath` in the container's env and
+//!   args are rewritten to the folder (there is no mount namespace).
+//!
+//! Not modelled: init containers (the pod stays Pending, `Initialized=False`), other volumes,
 //! liveness and startup probes, `exec`/gRPC readiness probes (the container never becomes
 //! ready and the agent says so on stderr), resource limits, `resourceFieldRef` and
 //! `fileKeyRef` env, Events, image pull policies.
@@ -70,6 +74,7 @@ mod node;
 mod pod;
 mod probe;
 mod status;
+mod volume;
 mod wait;
 
 use std::collections::{HashMap, HashSet};
@@ -178,6 +183,12 @@ impl NodeAgent {
     /// Where the output of a container of a pod goes (appended across restarts).
     pub fn log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
         log_file(&self.dir, namespace, pod, container)
+    }
+
+    /// The local folder that stands for a PersistentVolumeClaim of `namespace` (see the
+    /// module docs on volumes).
+    pub fn volume_path(&self, namespace: &str, claim: &str) -> PathBuf {
+        volume::claim_dir(&self.dir, namespace, claim)
     }
 
     /// The output of a container so far; empty if it never started.

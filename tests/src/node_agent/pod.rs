@@ -21,6 +21,7 @@ use super::env::{self, Sources};
 use super::image::{self, ImageMap};
 use super::probe::{self, ProbePlan, Readiness};
 use super::status::{self, Conditions, ContainerView, State, Terminated};
+use super::volume;
 use super::{FIELD_MANAGER, log_file};
 use crate::cluster::say;
 
@@ -298,14 +299,22 @@ async fn start(ctx: &PodContext, names: &Names, pod: &Pod, run: &mut Run) {
         Ok(env) => env,
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
+    let pod_dir = format!("{}_{}_{}", names.namespace, names.name, names.uid);
+    let mounts = match volume::mounts(&ctx.dir, pod, &pod_dir, &run.spec) {
+        Ok(mounts) => mounts,
+        Err(message) => return run.waiting("CreateContainerConfigError", message),
+    };
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| (k, volume::translate(&v, &mounts)))
+        .collect();
     let command = env::expand_all(run.spec.command.as_ref(), &env);
-    let args = env::expand_all(run.spec.args.as_ref(), &env);
+    let args: Vec<String> = env::expand_all(run.spec.args.as_ref(), &env)
+        .iter()
+        .map(|a| volume::translate(a, &mounts))
+        .collect();
     let argv = image::argv(entrypoint, &command, &args);
-    let dir = ctx
-        .dir
-        .join("pods")
-        .join(format!("{}_{}_{}", names.namespace, names.name, names.uid))
-        .join(&run.spec.name);
+    let dir = ctx.dir.join("pods").join(&pod_dir).join(&run.spec.name);
     let log = log_file(&ctx.dir, &names.namespace, &names.name, &run.spec.name);
     match Process::spawn(&argv, &env, &dir, &log).await {
         Ok(process) => {
