@@ -16,8 +16,8 @@ use str0m::net::Transmit;
 use crate::config::{Limits, RoomConfig, RoomKind};
 use crate::media::{Media, MediaConfig, MediaEvent, MediaStats, PeerId, PeerRole, Source};
 use crate::rules::{
-    ClientCommand, Counts, Identity, ParticipantId, ParticipantState, Refusal, Rules, RulesOutput,
-    ServerEvent,
+    Attendance, ClientCommand, Counts, Identity, ParticipantId, ParticipantState, Refusal, Rules,
+    RulesOutput, ServerEvent,
 };
 use crate::{Error, Result};
 
@@ -41,6 +41,9 @@ pub struct RoomStatus {
     pub kind: RoomKind,
     pub limits: Limits,
     pub counts: Counts,
+    /// Peak watching, peak on camera and unique joiners since the room started.
+    #[serde(flatten)]
+    pub attendance: Attendance,
     pub participants: u32,
     pub broadcasting: bool,
     pub draining: bool,
@@ -219,6 +222,7 @@ impl Room {
             kind: config.kind,
             limits: config.limits,
             counts: self.rules.counts(),
+            attendance: self.rules.attendance(),
             participants: self.rules.participants().count() as u32,
             broadcasting: self.rules.broadcasting(),
             draining: self.rules.is_draining(),

@@ -225,6 +225,10 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
     assert_eq!(stats["media"]["publishers"], 1);
     assert_eq!(stats["counts"]["on_camera"], 1);
     assert_eq!(stats["counts"]["watching"], 1);
+    // Attendance for the event report: one publisher and one viewer so far.
+    assert_eq!(stats["unique_joiners"], 2);
+    assert_eq!(stats["peak_on_camera"], 1);
+    assert_eq!(stats["peak_watching"], 1);
     let metrics = get(s.admin, "/metrics").await.text();
     for name in [
         "sfu_participants",

@@ -11,6 +11,7 @@
 //! - counts are pushed to every admitted participant exactly when they change;
 //! - a participant taken off camera yields [`RulesOutput::StopMedia`] in the same call.
 
+mod attendance;
 mod chat;
 mod identity;
 mod protocol;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use attendance::{Attendance, AttendanceLog};
 pub use chat::{ChatHistory, ChatMessage, MAX_CHAT_CHARS};
 pub use identity::{Grants, Identity, Profile};
 pub use protocol::{ClientCommand, ParticipantInfo, ServerEvent};
@@ -127,6 +129,7 @@ pub struct Rules {
     broadcasting: bool,
     drain_deadline: Option<Instant>,
     last_counts: Counts,
+    attendance: AttendanceLog,
     out: VecDeque<RulesOutput>,
 }
 
@@ -145,6 +148,7 @@ impl Rules {
             broadcasting: false,
             drain_deadline: None,
             last_counts: Counts::default(),
+            attendance: AttendanceLog::default(),
             out: VecDeque::new(),
         };
         rules.last_counts = rules.counts();
@@ -174,6 +178,11 @@ impl Rules {
 
     pub fn broadcasting(&self) -> bool {
         self.broadcasting
+    }
+
+    /// Peak counts and unique joiners since the room started.
+    pub fn attendance(&self) -> Attendance {
+        self.attendance.summary()
     }
 
     pub fn counts(&self) -> Counts {
@@ -735,6 +744,10 @@ impl Rules {
 
     fn welcome(&mut self, id: ParticipantId) {
         let p = &self.participants[&id];
+        if !p.hidden() {
+            self.attendance.admitted(&p.identity.user);
+        }
+        let p = &self.participants[&id];
         let area = p.area();
         let g = p.identity.grants;
         let pending = |state: ParticipantState, only_area: Option<Area>| {
@@ -812,6 +825,7 @@ impl Rules {
 
     fn push_counts(&mut self) {
         let counts = self.counts();
+        self.attendance.observe(&counts);
         if counts != self.last_counts {
             self.last_counts = counts;
             self.send_all(ServerEvent::Counts(counts));

@@ -716,3 +716,46 @@ fn events_serialize_as_tagged_json() {
         }
     );
 }
+
+#[test]
+fn attendance_reports_unique_joiners_and_peaks_without_recorders_or_refused_joiners() {
+    let mut r = with(RoomKind::Room, |c| c.locked = true);
+    let h = r.join(host(1)).unwrap();
+    let a = r.join(watcher(2)).unwrap();
+    let b = r.join(watcher(3)).unwrap();
+    let denied = r.join(watcher(4)).unwrap();
+    r.command(h, ClientCommand::Admit { participant: a }, 0)
+        .unwrap();
+    r.command(h, ClientCommand::Admit { participant: b }, 0)
+        .unwrap();
+    r.command(
+        h,
+        ClientCommand::Deny {
+            participant: denied,
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(r.counts().watching, 3);
+    r.go_on_camera(a).unwrap();
+    r.go_on_camera(b).unwrap();
+    r.leave(a);
+    r.leave(b);
+    // Someone reloads the page: the same identity again; a recorder joins.
+    let again = r.join(watcher(2)).unwrap();
+    r.command(h, ClientCommand::Admit { participant: again }, 0)
+        .unwrap();
+    r.join(watcher(5).with_grants(|g| {
+        g.watch = false;
+        g.recorder = true
+    }))
+    .unwrap();
+    assert_eq!(
+        r.attendance(),
+        Attendance {
+            unique_joiners: 3,
+            peak_watching: 3,
+            peak_on_camera: 2,
+        }
+    );
+}
