@@ -43,12 +43,17 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let after = stat.rsplit_once(')').context("stat format")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14..17 of stat(5), counted from the state field (3) after the ')'.
-    let ticks: u64 = fields[11..15].iter().map(|f| f.parse::<u64>().unwrap_or(0)).sum();
+    let ticks: u64 = fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
     Ok(ticks as f64 / 100.0)
 }
 
 async fn recordings(admin: SocketAddr) -> Option<serde_json::Value> {
-    let r = http_request(admin, "GET", "/recordings", &[], b"").await.ok()?;
+    let r = http_request(admin, "GET", "/recordings", &[], b"")
+        .await
+        .ok()?;
     let v = r.json();
     v.get(0).cloned()
 }
@@ -109,10 +114,20 @@ async fn main() -> anyhow::Result<()> {
     let begun = Instant::now();
     let mut tasks = Vec::new();
     for (i, m) in media.into_iter().enumerate() {
-        let token = mint(KEY, &Claims::new(&format!("p{i}"), "Bench", ROOM, now + 3600));
+        let token = mint(
+            KEY,
+            &Claims::new(&format!("p{i}"), "Bench", ROOM, now + 3600),
+        );
         let seconds = args.seconds;
         tasks.push(tokio::spawn(async move {
-            publish(sfu, ROOM, &token, &m, tokio::time::sleep(Duration::from_secs(seconds))).await
+            publish(
+                sfu,
+                ROOM,
+                &token,
+                &m,
+                tokio::time::sleep(Duration::from_secs(seconds)),
+            )
+            .await
         }));
     }
     for t in tasks {
