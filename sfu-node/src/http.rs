@@ -99,9 +99,10 @@ impl<E: Into<Error>> From<E> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
+impl ApiError {
+    /// The HTTP status and the stable error code clients read.
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match &self.0 {
             Error::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Error::WrongRoom { .. } => (StatusCode::FORBIDDEN, "wrong_room"),
             Error::Refused(r) => (refusal_status(r), r.code()),
@@ -110,7 +111,13 @@ impl IntoResponse for ApiError {
             Error::Config(_) => (StatusCode::NOT_FOUND, "no_such_room"),
             Error::RoomGone => (StatusCode::SERVICE_UNAVAILABLE, "room_gone"),
             Error::Io(_) | Error::Recorder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
         if status.is_server_error() {
             tracing::warn!("request failed: {}", self.0);
         }
@@ -276,16 +283,40 @@ async fn events(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // A bad token is refused before the upgrade (401/403); the room's own refusals (full,
+    // draining, not allowed) are told over the socket, because a browser cannot read the
+    // body of a refused upgrade and the page should show the room's sentence.
     let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
-    check_accepting(&state, None)?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (reply, reply_rx) = oneshot::channel();
-    let request = RoomRequest::Connect {
-        identity: claims.identity(),
-        events: tx,
-        reply,
+    let admitted = async {
+        check_accepting(&state, None)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply, reply_rx) = oneshot::channel();
+        let request = RoomRequest::Connect {
+            identity: claims.identity(),
+            events: tx,
+            reply,
+        };
+        let participant = ask(&state, request, reply_rx).await??;
+        Ok::<_, ApiError>((participant, rx))
+    }
+    .await;
+    let (participant, rx) = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            let (status, code) = refused.parts();
+            let refusal = serde_json::json!({
+                "type": "refused",
+                "code": code,
+                "status": status.as_u16(),
+                "message": refused.0.to_string(),
+            })
+            .to_string();
+            return Ok(ws.on_upgrade(move |mut socket| async move {
+                let _ = socket.send(Message::Text(refusal.into())).await;
+                let _ = socket.send(Message::Close(None)).await;
+            }));
+        }
     };
-    let participant = ask(&state, request, reply_rx).await??;
     let requests = state.requests.clone();
     let failed = state.requests.clone();
     Ok(ws

@@ -684,3 +684,21 @@ async fn locked_room_ask_to_join_reaches_every_host_and_one_admits() {
     let resolved = next_event(&mut h1, "join_resolved").await;
     assert_eq!(resolved["accepted"], true);
 }
+
+#[tokio::test]
+async fn a_full_room_says_so_over_the_events_socket() {
+    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    room.limits = sfu_node::Limits::new(RoomKind::Session, 10, Some(1)).unwrap();
+    let s = start(room, Duration::from_secs(1)).await;
+    let mut a = ws(s.http, &watcher("a")).await;
+    next_event(&mut a, "welcome").await;
+    // A browser cannot read a refused upgrade's body, so the room's refusal comes as an event.
+    let mut b = ws(s.http, &watcher("b")).await;
+    let refused = next_event(&mut b, "refused").await;
+    assert_eq!(refused["code"], "room_full");
+    assert_eq!(refused["status"], 409);
+    assert!(
+        refused["message"].as_str().unwrap().contains("full"),
+        "{refused}"
+    );
+}

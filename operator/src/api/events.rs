@@ -154,6 +154,21 @@ pub async fn event(
     })))
 }
 
+/// What the registration form shows: an event's title and ticket types (public).
+pub async fn tickets(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let event = catalog::find_event(&*state.catalog, &ns, &name)
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(Json(json!({
+        "title": event.spec.title,
+        "start": event.spec.start.0.to_string(),
+        "end": event.spec.end.0.to_string(),
+        "ticketTypes": event.spec.ticket_types,
+    })))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewSession {

@@ -296,6 +296,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/signin", get(people::sign_in_link))
         .route("/api/events/{ns}/{event}", get(events::event))
         .route("/api/events/{ns}/{event}/register", post(people::register))
+        .route("/api/events/{ns}/{event}/tickets", get(events::tickets))
         .route(
             "/api/events/{ns}/{event}/sessions",
             post(events::create_session),

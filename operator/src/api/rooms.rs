@@ -59,6 +59,7 @@ pub async fn room(
         "locked": room.spec.locked,
         "passcode": room.spec.passcode.is_some(),
         "emailDomains": room.spec.allowed_email_domains,
+        "maxParticipants": room.spec.max_participants,
         "isHost": access::is_host(&room, email),
         "phase": status.phase,
         "watching": status.watching.unwrap_or(0),

@@ -378,6 +378,11 @@ async fn the_event_page_needs_a_ticket_and_hides_ticket_only_sessions() {
         (StatusCode::FORBIDDEN, "no_ticket")
     );
 
+    let public = h.get("/api/events/default/gala/tickets", None).await;
+    assert_eq!(
+        public.body["ticketTypes"][1]["name"], "vip",
+        "the registration form lists ticket types"
+    );
     let unknown = h
         .post(
             "/api/events/default/gala/register",
