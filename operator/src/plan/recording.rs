@@ -265,7 +265,15 @@ pub fn summaries(
                 start: Timestamp::from_second(r.start_unix_ms.div_euclid(1000))
                     .ok()
                     .map(Time),
-                duration_seconds: Some(r.captured_seconds.max(r.duration_seconds).round() as i64),
+                // While capturing, what is captured; otherwise the length of the MP4 listed
+                // (which catches up once the last stretch is composed).
+                duration_seconds: Some(
+                    match (r.state, &r.file) {
+                        (RecordingState::Recording, _) | (_, None) => r.captured_seconds,
+                        _ => r.duration_seconds,
+                    }
+                    .round() as i64,
+                ),
                 size_bytes: r.size_bytes,
                 file: r.file.as_ref().map(|f| format!("{folder}/{f}")),
             })
@@ -443,14 +451,14 @@ mod tests {
     fn status_lists_what_the_recorder_reports_or_keeps_what_it_had() {
         let reported: Vec<Reported> = serde_json::from_str(
             r#"[{"id":"rec-1","state":"Paused","startUnixMs":1795354115646,
-                 "durationSeconds":6.9,"capturedSeconds":7.01,
+                 "durationSeconds":6.9,"capturedSeconds":12.5,
                  "file":"panel-20261122-132835.mp4","sizeBytes":247900,"parts":2,"error":null}]"#,
         )
         .unwrap();
         let list = summaries(Some(&reported), &[], "panel", false);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].state, RecordingState::Paused);
-        assert_eq!(list[0].duration_seconds, Some(7));
+        assert_eq!(list[0].duration_seconds, Some(7), "the MP4's length");
         assert_eq!(list[0].size_bytes, Some(247_900));
         assert_eq!(
             list[0].file.as_deref(),
@@ -459,6 +467,14 @@ mod tests {
         assert_eq!(
             list[0].start.as_ref().unwrap().0.to_string(),
             "2026-11-22T13:28:35Z"
+        );
+        let mut capturing = reported[0].clone();
+        capturing.state = RecordingState::Recording;
+        let list2 = summaries(Some(&[capturing]), &[], "panel", false);
+        assert_eq!(
+            list2[0].duration_seconds,
+            Some(13),
+            "what is captured so far"
         );
         // The recorder could not be read: the last known list stays.
         assert_eq!(summaries(None, &list, "panel", false), list);
