@@ -184,12 +184,19 @@ test("two people in a moderated session: request, approve, on camera, counts, ch
   await shot(eventTab, SHOTS, "event");
   await eventTab.close();
 
-  // The organiser's event report has the session's peak of two on camera.
+  // The organiser's event report: the session's peak of two on camera, two people joined.
   const report = await openTab(adaContext, "ada");
   await report.goto(url("/report/default/gala"));
   const row = report.locator("#attendance tr", { hasText: "Ask the founders" });
   await row.waitFor();
   assert.equal(await row.locator("td").nth(2).textContent(), "2", "peak on camera");
+  // Joiners reach the report from the room's stats on the runner's next look: reload until then.
+  await until("two unique joiners", async () => {
+    if ((await row.locator("td").nth(3).textContent()) === "2") return true;
+    await report.reload();
+    await row.waitFor();
+    return false;
+  });
   await shot(report, SHOTS, "report");
   await report.close();
 
