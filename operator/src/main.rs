@@ -78,6 +78,10 @@ struct ApiArgs {
         default_value = "/var/lib/roundtable/roundtable.db"
     )]
     database: std::path::PathBuf,
+    /// Folder under which each event's recording claim is mounted (`<dir>/<claim>/`), for
+    /// organisers' downloads from the event report.
+    #[arg(long, env = "ROUNDTABLE_RECORDINGS_DIR")]
+    recordings_dir: Option<std::path::PathBuf>,
     /// URL of the external registration system's JWKS (RS256/ES256 registration tokens).
     #[arg(long, env = "ROUNDTABLE_REGISTRATION_JWKS_URL")]
     registration_jwks_url: Option<String>,
@@ -109,6 +113,9 @@ struct UpArgs {
     /// The address people open (default: http://<listen>).
     #[arg(long, env = "ROUNDTABLE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Where sessions with recording on are recorded: `<dir>/<claim>/<session>/`.
+    #[arg(long, default_value = ".roundtable/recordings")]
+    recordings_dir: std::path::PathBuf,
     #[command(flatten)]
     mail: MailArgs,
 }
@@ -236,6 +243,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
             mailer: mailer(&args.mail)?,
             public_url: args.public_url.clone(),
             clock: api::Clock::default(),
+            recordings_dir: args.recordings_dir.clone(),
         },
     )
     .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -283,6 +291,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         mail_from: args.mail.mail_from,
         public_url: args.public_url,
         registration_key,
+        recordings_dir: args.recordings_dir,
     };
     roundtable_operator::local::up(options, terminated()).await
 }

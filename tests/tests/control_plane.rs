@@ -128,6 +128,7 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
             mailer: Mailer::Log,
             public_url: base.clone(),
             clock: Clock::default(),
+            recordings_dir: None,
         },
     )
     .unwrap();

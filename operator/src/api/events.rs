@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use roundtable_crds::{LiveEvent, LivePhase, RecordingSummary, Session, SharePolicy, Stage};
+use roundtable_crds::{
+    LiveEvent, LivePhase, RecordingState, RecordingSummary, Session, SharePolicy, Stage,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -376,7 +378,7 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// One recording in the event report.
+/// One session in the event report.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportRow {
@@ -385,7 +387,17 @@ pub struct ReportRow {
     peak_watching: i32,
     peak_on_camera: i32,
     unique_joiners: i32,
-    recordings: Vec<RecordingSummary>,
+    recordings: Vec<ReportRecording>,
+}
+
+/// A recording in the report, with its download link once its MP4 is complete.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRecording {
+    #[serde(flatten)]
+    summary: RecordingSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 /// The event report: attendance per session and recordings; organisers only, once the event
@@ -409,7 +421,21 @@ pub async fn report(
                 peak_watching: status.peak_watching.unwrap_or(0),
                 peak_on_camera: status.peak_on_camera.unwrap_or(0),
                 unique_joiners: status.unique_joiners.unwrap_or(0),
-                recordings: if ended { status.recordings } else { vec![] },
+                recordings: if ended {
+                    status
+                        .recordings
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, summary)| ReportRecording {
+                            url: (summary.state == RecordingState::Complete
+                                && summary.file.is_some())
+                            .then(|| format!("/api/recordings/{ns}/{}/{i}", name_of(&*s))),
+                            summary,
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                },
             }
         })
         .collect();
@@ -418,4 +444,79 @@ pub async fn report(
         "ended": ended,
         "sessions": rows,
     })))
+}
+
+/// A recording's MP4, for the event's organisers once the event has ended.
+pub async fn download(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((ns, session, index)): Path<(String, String, usize)>,
+) -> ApiResult<Response> {
+    let session = catalog::find_session(&*state.catalog, &ns, &session)
+        .ok_or_else(|| ApiError::not_found("recording"))?;
+    let (event, _, attendance) = attended(&state, &headers, &ns, &session.spec.event)?;
+    if !attendance.organizer {
+        return Err(Refusal::NotOrganizer.into());
+    }
+    if event.spec.end.0.as_second() > state.clock.now() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "event_not_ended",
+            "Recordings can be downloaded once the event has ended.",
+        ));
+    }
+    let recording = session
+        .status
+        .as_ref()
+        .and_then(|s| s.recordings.get(index))
+        .filter(|r| r.state == RecordingState::Complete)
+        .ok_or_else(|| ApiError::not_found("recording"))?;
+    let file = recording.file.as_deref().unwrap_or_default();
+    let claim = event
+        .spec
+        .recording_storage
+        .as_ref()
+        .map(|r| r.persistent_volume_claim.as_str())
+        .unwrap_or_default();
+    let safe = |p: &str| {
+        !p.is_empty()
+            && std::path::Path::new(p)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    let (Some(dir), true, true) = (&state.recordings_dir, safe(file), safe(claim)) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_stored_here",
+            "This recording is not available from this server.",
+        ));
+    };
+    let path = dir.join(claim).join(file);
+    let opened = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::warn!(path = %path.display(), error = %e, "opening a recording");
+        ApiError::not_found("recording")
+    })?;
+    let length = opened
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal("reading a recording", e))?
+        .len();
+    let name = std::path::Path::new(file)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("recording.mp4")
+        .replace('"', "");
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "video/mp4".to_string()),
+            (axum::http::header::CONTENT_LENGTH, length.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

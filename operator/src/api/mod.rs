@@ -92,6 +92,9 @@ pub struct Inner {
     /// The address people open, e.g. `https://events.example.com` (links in emails).
     pub public_url: String,
     pub clock: Clock,
+    /// Where recordings are read from for download: `<dir>/<claim>/<file>`, the event's
+    /// recording claim mounted (or, locally, a folder) under it.
+    pub recordings_dir: Option<std::path::PathBuf>,
     /// Live event-wide chats, by event key.
     chats: Mutex<HashMap<String, broadcast::Sender<store::ChatEntry>>>,
 }
@@ -129,6 +132,7 @@ pub struct ApiSettings {
     pub mailer: Mailer,
     pub public_url: String,
     pub clock: Clock,
+    pub recordings_dir: Option<std::path::PathBuf>,
 }
 
 impl ApiState {
@@ -146,6 +150,7 @@ impl ApiState {
             limiter: limiter::Limiter::default(),
             public_url: settings.public_url.trim_end_matches('/').to_string(),
             clock: settings.clock,
+            recordings_dir: settings.recordings_dir,
             chats: Mutex::new(HashMap::new()),
         })))
     }
@@ -303,6 +308,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/events/{ns}/{event}/chat", get(chat::event_chat))
         .route("/api/events/{ns}/{event}/report", get(events::report))
+        .route(
+            "/api/recordings/{ns}/{session}/{index}",
+            get(events::download),
+        )
         .route(
             "/api/sessions/{ns}/{name}",
             get(events::session).delete(events::delete_session),

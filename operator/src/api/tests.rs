@@ -110,6 +110,7 @@ impl SmtpSink {
 }
 
 struct Harness {
+    recordings: tempfile::TempDir,
     app: Router,
     state: ApiState,
     catalog: Arc<LocalCatalog>,
@@ -122,6 +123,7 @@ async fn harness() -> Harness {
     let loaded = manifests::load(&manifests::files(&[examples]).unwrap()).unwrap();
     let catalog = Arc::new(LocalCatalog::new(loaded));
     let (smtp, url) = SmtpSink::start().await;
+    let recordings = tempfile::tempdir().unwrap();
     let state = ApiState::new(
         catalog.clone(),
         ApiSettings {
@@ -131,10 +133,12 @@ async fn harness() -> Harness {
             mailer: Mailer::smtp(&url, "Roundtable <no-reply@example.net>").unwrap(),
             public_url: "http://events.test".into(),
             clock: Clock::fixed(NOW),
+            recordings_dir: Some(recordings.path().to_path_buf()),
         },
     )
     .unwrap();
     Harness {
+        recordings,
         app: router(state.clone()),
         state,
         catalog,
@@ -847,5 +851,91 @@ async fn webinar_attendees_watch_and_its_host_presents() {
     let claims = h.claims(&host.body);
     assert!(claims.grants.share && claims.grants.host);
     let missing = h.get("/api/rooms/grace/nothing-here", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn organisers_download_recordings_from_the_report_once_the_event_has_ended() {
+    let h = harness().await;
+    let ada = h.signed_in("ada@example.com").await;
+    let gen_ = h.attendee("gen@example.org", "general").await;
+    // The recorder of gala-future-of-work wrote one MP4 on the event's recording claim.
+    let folder = h
+        .recordings
+        .path()
+        .join("gala-recordings/gala-future-of-work");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("gala-future-of-work-1.mp4"),
+        b"not really an mp4",
+    )
+    .unwrap();
+    let complete = roundtable_crds::RecordingSummary {
+        state: roundtable_crds::RecordingState::Complete,
+        start: None,
+        duration_seconds: Some(61),
+        size_bytes: Some(17),
+        file: Some("gala-future-of-work/gala-future-of-work-1.mp4".into()),
+    };
+    let mut live = h.live.lock().unwrap().clone();
+    live.insert(
+        "session:default:gala-future-of-work".into(),
+        Observed {
+            phase: Some(LivePhase::Ended),
+            recordings: vec![complete],
+            ..Observed::default()
+        },
+    );
+    h.catalog.set_observed(live);
+    let path = "/api/recordings/default/gala-future-of-work/0";
+
+    let during = h.get(path, Some(&ada)).await;
+    assert_eq!(
+        (during.status, during.code()),
+        (StatusCode::FORBIDDEN, "event_not_ended")
+    );
+    let report = h.get("/api/events/default/gala/report", Some(&ada)).await;
+    assert_eq!(report.body["ended"], false);
+
+    h.state.clock.set(NOW + 86_400); // the gala ended at 22:00
+    let report = h.get("/api/events/default/gala/report", Some(&gen_)).await;
+    assert_eq!(
+        report.status,
+        StatusCode::FORBIDDEN,
+        "the report is for organisers"
+    );
+    let report = h.get("/api/events/default/gala/report", Some(&ada)).await;
+    let row = report.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["session"] == "gala-future-of-work")
+        .unwrap()
+        .clone();
+    assert_eq!(row["recordings"][0]["url"], path);
+    assert_eq!(row["recordings"][0]["durationSeconds"], 61);
+
+    let refused = h.get(path, Some(&gen_)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let mut request = Request::get(path).header(header::COOKIE, &ada);
+    request = request.header(header::ACCEPT, "video/mp4");
+    let response = h
+        .app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"gala-future-of-work-1.mp4\""
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"not really an mp4");
+    let missing = h
+        .get("/api/recordings/default/gala-future-of-work/1", Some(&ada))
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

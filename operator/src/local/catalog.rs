@@ -39,6 +39,8 @@ pub struct Observed {
     pub broadcasting: bool,
     pub started_at: Option<jiff::Timestamp>,
     pub last_active: Option<jiff::Timestamp>,
+    /// What the session's recorder reports.
+    pub recordings: Vec<roundtable_crds::RecordingSummary>,
 }
 
 /// Changes made in the UI, kept on top of the manifests (until the process ends).
@@ -172,9 +174,12 @@ fn rebuild(state: &mut State) {
             peak_watching: Some(seen.peak_watching),
             unique_joiners: seen.unique_joiners,
             started_at: time(seen.started_at),
+            recordings: seen.recordings,
             ..SessionStatus::default()
         };
-        if let Some(old) = &s.status {
+        if status.recordings.is_empty()
+            && let Some(old) = &s.status
+        {
             status.recordings = old.recordings.clone();
         }
         s.status = Some(status);

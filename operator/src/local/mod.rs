@@ -35,6 +35,8 @@ pub struct UpOptions {
     pub public_url: Option<String>,
     /// HS256 key of registration tokens from an external registration system.
     pub registration_key: Option<Vec<u8>>,
+    /// Where sessions with recording on are recorded (`<dir>/<claim>/<session>/`).
+    pub recordings_dir: PathBuf,
 }
 
 /// Runs until `shutdown` resolves.
@@ -74,6 +76,7 @@ pub async fn up(
             mailer,
             public_url: public_url.clone(),
             clock: Clock::default(),
+            recordings_dir: Some(options.recordings_dir.clone()),
         },
     )
     .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -83,6 +86,7 @@ pub async fn up(
         options.paths.clone(),
         options.media_ip,
         join_key,
+        options.recordings_dir.clone(),
     );
     runner.tick().await;
     let runner = tokio::spawn(runner.run());

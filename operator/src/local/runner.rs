@@ -13,10 +13,11 @@ use jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use roundtable_crds::{LivePhase, RoomPhase, RoomTheme, SharePolicy};
 use serde::Deserialize;
+use sfu_node::recorder::{RecorderConfig, RecordingInfo};
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -68,6 +69,16 @@ struct Running {
     observed: Observed,
 }
 
+/// A session's recorder: it outlives the session's SFU while it composes the MP4.
+struct Recorder {
+    stop: Option<oneshot::Sender<()>>,
+    status: watch::Receiver<Vec<RecordingInfo>>,
+    task: JoinHandle<sfu_node::Result<Vec<RecordingInfo>>>,
+    folder: String,
+    /// Whether its end was logged.
+    done: bool,
+}
+
 /// Runs the local rooms until dropped.
 pub struct Runner {
     catalog: Arc<LocalCatalog>,
@@ -80,6 +91,9 @@ pub struct Runner {
     fingerprint: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
     /// The schedule's verdict for sessions and stages that are not running.
     phases: HashMap<String, LivePhase>,
+    /// Where recordings go: `<dir>/<event's recording claim>/<session>/`.
+    recordings_dir: PathBuf,
+    recorders: HashMap<String, Recorder>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -111,6 +125,7 @@ impl Runner {
         paths: Vec<PathBuf>,
         media_ip: IpAddr,
         token_key: Vec<u8>,
+        recordings_dir: PathBuf,
     ) -> Self {
         Runner {
             catalog,
@@ -121,6 +136,8 @@ impl Runner {
             http: reqwest::Client::new(),
             fingerprint: Vec::new(),
             phases: HashMap::new(),
+            recordings_dir,
+            recorders: HashMap::new(),
         }
     }
 
@@ -154,6 +171,10 @@ impl Runner {
                 }
                 // Draining lets connected people leave; the task ends on its own.
             }
+            // The recorder composes what it captured and finishes.
+            if let Some(stop) = self.recorders.get_mut(&id).and_then(|r| r.stop.take()) {
+                let _ = stop.send(());
+            }
         }
         for (id, room) in wanted {
             if !self.running.contains_key(&id) {
@@ -166,7 +187,66 @@ impl Runner {
                 }
             }
         }
+        self.record();
         self.observe(now).await;
+    }
+
+    /// Starts a recorder for each running session with recording on.
+    fn record(&mut self) {
+        let sessions = self.catalog.sessions();
+        let events = self.catalog.events();
+        for (id, running) in &self.running {
+            if running.room.kind != Kind::Session || self.recorders.contains_key(id) {
+                continue;
+            }
+            let Some(session) = sessions.iter().find(|s| {
+                s.metadata.namespace.as_deref() == Some(&running.room.namespace)
+                    && s.metadata.name.as_deref() == Some(&running.room.name)
+            }) else {
+                continue;
+            };
+            if !session.spec.recording {
+                continue;
+            }
+            let claim = events
+                .iter()
+                .find(|e| {
+                    e.metadata.namespace.as_deref() == Some(&running.room.namespace)
+                        && e.metadata.name.as_deref() == Some(&session.spec.event)
+                })
+                .and_then(|e| e.spec.recording_storage.as_ref())
+                .map_or("recordings".to_string(), |r| {
+                    r.persistent_volume_claim.clone()
+                });
+            let folder = crate::plan::recording::folder(&running.room);
+            let mut config = RecorderConfig::new(
+                running.http,
+                id,
+                &self.token_key,
+                self.recordings_dir.join(&claim).join(&folder),
+            );
+            config.file_prefix = format!("{folder}-");
+            let (status_tx, status) = watch::channel(Vec::new());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(sfu_node::recorder::run_with_status(
+                config,
+                status_tx,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            info!(room = %id, "recording");
+            self.recorders.insert(
+                id.clone(),
+                Recorder {
+                    stop: Some(stop),
+                    status,
+                    task,
+                    folder,
+                    done: false,
+                },
+            );
+        }
     }
 
     fn reload(&mut self) {
@@ -323,6 +403,25 @@ impl Runner {
             }
             seen.insert(id.clone(), o.clone());
         }
+        for (id, recorder) in &mut self.recorders {
+            if !recorder.done && recorder.task.is_finished() {
+                recorder.done = true;
+                info!(room = %id, "the recorder finished");
+            }
+            let reported: Vec<crate::plan::recording::Reported> = recorder
+                .status
+                .borrow()
+                .iter()
+                .filter_map(|info| serde_json::to_value(info).ok())
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect();
+            let entry = seen.entry(id.clone()).or_insert_with(|| Observed {
+                phase: self.phases.get(id).copied(),
+                ..Observed::default()
+            });
+            entry.recordings =
+                crate::plan::recording::summaries(Some(&reported), &[], &recorder.folder, false);
+        }
         for (id, phase) in &self.phases {
             seen.entry(id.clone()).or_insert_with(|| Observed {
                 phase: Some(*phase),
@@ -342,6 +441,11 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
+        for recorder in self.recorders.values_mut() {
+            if let Some(stop) = recorder.stop.take() {
+                let _ = stop.send(());
+            }
+        }
         for running in self.running.values_mut() {
             if let Some(stop) = running.stop.take() {
                 let _ = stop.send(());

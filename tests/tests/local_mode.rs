@@ -1,0 +1,213 @@
+//! The local all-in-one mode end to end, as `roundtable up` assembles it: manifests in a
+//! folder, the runner starts an embedded sfu-node for a started session, a person signed in
+//! through the control plane joins on camera with real VP8/Opus, the session is ended in its
+//! manifest, and the recording (the local mode records too) shows in the session's status as
+//! a complete MP4 that ffprobe reads, with the on-camera time as its duration.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roundtable_crds::RecordingState;
+use roundtable_operator::api::{
+    self, ApiSettings, ApiState, Catalog, Clock, Mailer, RegistrationVerifier, Store,
+};
+use roundtable_operator::local::{LocalCatalog, Runner, manifests};
+use serde_json::{Value, json};
+use sfu_node::publisher::{TestMedia, publish};
+
+const REGISTRATION_KEY: &[u8] = b"local-registration-key";
+
+fn manifests_for(lifecycle: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let start = now - jiff::SignedDuration::from_hours(1);
+    let end = now + jiff::SignedDuration::from_hours(1);
+    format!(
+        "apiVersion: roundtable.dev/v1alpha1\nkind: LiveEvent\nmetadata: {{name: meetup}}\nspec:\n  title: Meetup\n  start: \"{start}\"\n  end: \"{end}\"\n  ticketTypes: [{{name: general}}]\n  organizers: [ada@example.com]\n  recordingStorage: {{persistentVolumeClaim: meetup-recordings}}\n---\napiVersion: roundtable.dev/v1alpha1\nkind: Session\nmetadata: {{name: talk}}\nspec:\n  event: meetup\n  title: The talk\n  lifecycle: {lifecycle}\n  recording: true\n"
+    )
+}
+
+async fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_mode_runs_a_started_session_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests_dir = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    let manifest = manifests_dir.join("meetup.yaml");
+    std::fs::write(&manifest, manifests_for("Started")).unwrap();
+    let recordings = dir.path().join("recordings");
+
+    let loaded =
+        manifests::load(&manifests::files(std::slice::from_ref(&manifests_dir)).unwrap()).unwrap();
+    let catalog = Arc::new(LocalCatalog::new(loaded));
+    let key = b"local-join-key".to_vec();
+    let mut runner = Runner::new(
+        catalog.clone(),
+        vec![manifests_dir.clone()],
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        key.clone(),
+        recordings.clone(),
+    );
+    runner.tick().await;
+    let runner = tokio::spawn(runner.run());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = ApiState::new(
+        catalog.clone(),
+        ApiSettings {
+            store: Store::open(&dir.path().join("local.db")).unwrap(),
+            join_key: key,
+            registration: RegistrationVerifier::new(Some(REGISTRATION_KEY.to_vec()), None),
+            mailer: Mailer::Log,
+            public_url: base.clone(),
+            clock: Clock::default(),
+            recordings_dir: Some(recordings.clone()),
+        },
+    )
+    .unwrap();
+    let server =
+        tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
+
+    let http = reqwest::Client::new();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "ada@example.com", "name": "Ada", "exp": jiff::Timestamp::now().as_second() + 3600, "tickets": []}),
+        &jsonwebtoken::EncodingKey::from_secret(REGISTRATION_KEY),
+    )
+    .unwrap();
+    let signed = http
+        .post(format!("{base}/api/signin/registration"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let joined: Value = wait_until(
+        "the started session to take joins",
+        Duration::from_secs(30),
+        async || {
+            let r = http
+                .post(format!("{base}/api/sessions/default/talk/join"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(joined["role"]["share"], true);
+
+    let media = TestMedia::generate(&dir.path().join("media"), 4, 440)
+        .await
+        .unwrap();
+    let sfu = joined["sfu"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let on_camera = Instant::now();
+    publish(
+        sfu,
+        joined["room"].as_str().unwrap(),
+        joined["token"].as_str().unwrap(),
+        &media,
+        tokio::time::sleep(Duration::from_secs(8)),
+    )
+    .await
+    .unwrap();
+    let on_camera = on_camera.elapsed();
+
+    // The organiser ends it in the manifest; the local mode notices and the recording finishes.
+    std::fs::write(&manifest, manifests_for("Ended")).unwrap();
+    let ended = Instant::now();
+    let recording = wait_until(
+        "the recording to be complete",
+        Duration::from_secs(120),
+        async || {
+            let session = catalog
+                .sessions()
+                .into_iter()
+                .find(|s| s.metadata.name.as_deref() == Some("talk"))?;
+            let r = session.status.as_ref()?.recordings.first()?.clone();
+            (r.state == RecordingState::Complete).then_some(r)
+        },
+    )
+    .await;
+    eprintln!(
+        "local mode: session ended to MP4 listed in {:.2?}",
+        ended.elapsed()
+    );
+    let file = recordings
+        .join("meetup-recordings")
+        .join(recording.file.as_deref().unwrap());
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type",
+            "-of",
+            "json",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let probe: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let kinds: Vec<&str> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"video") && kinds.contains(&"audio"),
+        "{kinds:?}"
+    );
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (duration - on_camera.as_secs_f64()).abs() < 1.5,
+        "the MP4 lasts {duration:.2}s for {:.2}s on camera",
+        on_camera.as_secs_f64()
+    );
+    server.abort();
+    runner.abort();
+}
