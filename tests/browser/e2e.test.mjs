@@ -78,10 +78,11 @@ async function register(page, name, email, ticket) {
   await page.goto(url("/?event=default/gala"));
   await page.fill("#reg-name", name);
   await page.fill("#reg-email", email);
-  // A select of the event's ticket types once the API lists them publicly; a text box before.
-  const field = page.locator("#reg-ticket");
-  if ((await field.evaluate((e) => e.tagName)) === "SELECT") await field.selectOption(ticket);
-  else await field.fill(ticket);
+  // The event's ticket types, read from the API before signing in, as a select.
+  const field = page.locator("select#reg-ticket");
+  await field.waitFor();
+  assert.deepEqual(await field.locator("option").allTextContents(), ["General admission", "VIP pass"]);
+  await field.selectOption(ticket);
   await page.click("#register button[type=submit]");
   await noticeText(page, /You are registered/);
   await page.goto(await sink.link(email, SIGN_IN_LINK));
