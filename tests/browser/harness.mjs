@@ -119,6 +119,9 @@ export async function startRoundtable({ work, examples, smtpUrl }) {
       "127.0.0.1",
       "--database",
       join(work, "roundtable.db"),
+      // Sessions with recording on record while the scenarios run; keep that out of the repo.
+      "--recordings-dir",
+      join(work, "recordings"),
       "--smtp-url",
       smtpUrl,
     ],
