@@ -3,6 +3,7 @@
 //! Nothing here talks to Kubernetes or reads the clock; the controllers observe, call these
 //! functions and apply the result. Unit tests pin the clock.
 
+pub mod autoscale;
 pub mod backoff;
 pub mod conditions;
 pub mod decide;
