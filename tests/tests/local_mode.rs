@@ -47,6 +47,13 @@ async fn wait_until<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_mode_runs_a_started_session_and_records_it() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let manifests_dir = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests_dir).unwrap();
@@ -158,7 +165,8 @@ async fn the_local_mode_runs_a_started_session_and_records_it() {
                 .sessions()
                 .into_iter()
                 .find(|s| s.metadata.name.as_deref() == Some("talk"))?;
-            let r = session.status.as_ref()?.recordings.first()?.clone();
+            let status = session.status.as_ref()?;
+            let r = status.recordings.first()?.clone();
             (r.state == RecordingState::Complete).then_some(r)
         },
     )

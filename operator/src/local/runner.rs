@@ -171,10 +171,9 @@ impl Runner {
                 }
                 // Draining lets connected people leave; the task ends on its own.
             }
-            // The recorder composes what it captured and finishes.
-            if let Some(stop) = self.recorders.get_mut(&id).and_then(|r| r.stop.take()) {
-                let _ = stop.send(());
-            }
+            // The session's recorder hears the room draining, closes the recording for good
+            // and composes it, as it does in a cluster; it is only stopped when this process
+            // ends (then what was captured is composed and a later run continues it).
         }
         for (id, room) in wanted {
             if !self.running.contains_key(&id) {
