@@ -5,6 +5,7 @@
 //! server accepts exactly one write (the same optimistic concurrency client-go's leader
 //! election uses; server-side apply would let both "win").
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -75,10 +76,14 @@ impl Elector {
         &self.identity
     }
 
-    /// Waits until this replica holds the Lease.
-    pub async fn acquire(&self) -> Result<()> {
+    /// Waits until this replica holds the Lease. `reached` is set once the Lease could be
+    /// read, i.e. the replica reached the API server and may stand by: a follower is ready
+    /// too, so a Deployment of two replicas becomes available and can roll.
+    pub async fn acquire(&self, reached: &AtomicBool) -> Result<()> {
         loop {
-            if self.try_hold().await? {
+            let held = self.try_hold().await?;
+            reached.store(true, Ordering::Relaxed);
+            if held {
                 info!(identity = %self.identity, lease = %self.name, "became the leader");
                 return Ok(());
             }

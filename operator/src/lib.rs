@@ -26,7 +26,7 @@ pub mod metrics;
 pub mod plan;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -80,10 +80,9 @@ pub async fn run(
         &options.identity,
     );
     tokio::select! {
-        acquired = elector.acquire() => acquired?,
+        acquired = elector.acquire(&ready) => acquired?,
         _ = shutdown.clone() => return Ok(()),
     }
-    ready.store(true, Ordering::Relaxed);
     metrics.leader(elector.identity(), true);
     let result = tokio::select! {
         _ = controller::run(client, options.config, metrics.clone(), options.namespace, shutdown, options.concurrency) => {

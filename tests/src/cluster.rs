@@ -293,6 +293,15 @@ impl Cluster {
     /// one-hour token from the TokenRequest API, defaulting to `namespace`. It has only the
     /// permissions RBAC grants that ServiceAccount.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<Client> {
+        let token = self.service_account_token(namespace, name).await?;
+        let mut config = client_config(self.url(), &self.pki, &token)?;
+        config.default_namespace = namespace.to_owned();
+        Ok(Client::try_from(config)?)
+    }
+
+    /// A one-hour token of ServiceAccount `namespace/name` (created if missing) from the
+    /// TokenRequest API.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String> {
         let accounts = Api::<ServiceAccount>::namespaced(self.admin_client()?, namespace);
         let account = ServiceAccount {
             metadata: ObjectMeta {
@@ -323,9 +332,7 @@ impl Cluster {
                 "TokenRequest for {namespace}/{name} returned no token"
             )));
         }
-        let mut config = client_config(self.url(), &self.pki, &token)?;
-        config.default_namespace = namespace.to_owned();
-        Ok(Client::try_from(config)?)
+        Ok(token)
     }
 
     /// Starts kube-controller-manager (garbage collector, job, namespace, service-account and

@@ -28,6 +28,7 @@ mod cluster;
 mod components;
 mod crds;
 mod error;
+pub mod helm;
 mod kubeconfig;
 mod kubectl;
 pub mod node_agent;

@@ -1,4 +1,5 @@
-//! Writes the CRD YAML of every kind under `crds/yaml/`.
+//! Writes the CRD YAML of every kind under `crds/yaml/` and into the Helm chart's
+//! `charts/roundtable/crds/` (the same bytes: Helm installs CRDs from there).
 //!
 //! Run from anywhere in the repository: `cargo run -p roundtable-crds --bin crdgen`.
 //! A test fails when the committed files differ from what this writes.
@@ -6,11 +7,17 @@
 use std::path::Path;
 
 fn main() -> std::io::Result<()> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("yaml");
-    std::fs::create_dir_all(&dir)?;
-    for (file, yaml) in roundtable_crds::generate::files() {
-        std::fs::write(dir.join(&file), yaml)?;
-        println!("wrote crds/yaml/{file}");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dirs = [
+        ("crds/yaml", crate_dir.join("yaml")),
+        ("charts/roundtable/crds", crate_dir.join("../charts/roundtable/crds")),
+    ];
+    for (shown, dir) in dirs {
+        std::fs::create_dir_all(&dir)?;
+        for (file, yaml) in roundtable_crds::generate::files() {
+            std::fs::write(dir.join(&file), yaml)?;
+            println!("wrote {shown}/{file}");
+        }
     }
     Ok(())
 }
