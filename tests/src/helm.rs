@@ -1,0 +1,143 @@
+//! The Helm chart against the shared cluster: the helm CLI (built once from its Go module by
+//! `tests/helm/build.sh`, cached outside the repository) run as the admin user, and
+//! kubeconfigs that authenticate as a ServiceAccount, for running the chart's workloads with
+//! exactly the credentials the chart gives them.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, IoContext, Result};
+use crate::kubectl::KubectlOutput;
+
+/// Set to a helm executable to skip `tests/helm/build.sh`.
+pub const HELM_ENV: &str = "ROUNDTABLE_HELM";
+
+const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/build.sh");
+
+static HELM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// The chart in this repository, `charts/roundtable`.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/roundtable")
+}
+
+/// The helm executable, built on first use (a couple of minutes once; afterwards the build
+/// script returns at once).
+pub fn helm_binary() -> Result<PathBuf> {
+    HELM.get_or_init(|| {
+        if let Some(path) = std::env::var_os(HELM_ENV) {
+            return Ok(PathBuf::from(path));
+        }
+        let output = std::process::Command::new("bash")
+            .arg(BUILD_SCRIPT)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("running {BUILD_SCRIPT}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("{BUILD_SCRIPT} failed with {}", output.status));
+        }
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| PathBuf::from(l.trim()))
+            .ok_or_else(|| format!("{BUILD_SCRIPT} printed no path"))
+    })
+    .clone()
+    .map_err(|detail| Error::MissingBinary {
+        what: "helm",
+        detail,
+    })
+}
+
+/// Runs `helm <args>` without a cluster (lint, template), with Helm's own directories kept
+/// under `scratch`. A non-zero exit is not an error here; see [`KubectlOutput::ok`].
+pub async fn helm_offline<S: AsRef<OsStr>>(scratch: &Path, args: &[S]) -> Result<KubectlOutput> {
+    run_helm(scratch, None, args, None).await
+}
+
+impl Cluster {
+    /// Runs `helm <args>` as the admin user of this cluster, with Helm's own directories kept
+    /// in the cluster's scratch directory. A non-zero exit is not an error here.
+    pub async fn helm<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<KubectlOutput> {
+        run_helm(self.dir(), Some(self.admin_kubeconfig()), args, None).await
+    }
+
+    /// Like [`Cluster::helm`], feeding `stdin` (for `--values -`).
+    pub async fn helm_with_stdin<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        stdin: &str,
+    ) -> Result<KubectlOutput> {
+        run_helm(self.dir(), Some(self.admin_kubeconfig()), args, Some(stdin)).await
+    }
+
+    /// Writes a kubeconfig to `path` that authenticates as ServiceAccount `namespace/name`
+    /// (which must exist) with a one-hour token from the TokenRequest API: what a pod of that
+    /// ServiceAccount gets mounted, for a process that stands in for the pod.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<()> {
+        let token = self.service_account_token(namespace, name).await?;
+        crate::kubeconfig::write(path, self.url(), self.ca_cert(), name, &token)
+    }
+}
+
+async fn run_helm<S: AsRef<OsStr>>(
+    scratch: &Path,
+    kubeconfig: Option<&Path>,
+    args: &[S],
+    stdin: Option<&str>,
+) -> Result<KubectlOutput> {
+    use tokio::io::AsyncWriteExt;
+
+    let helm = helm_binary()?;
+    let command = std::iter::once("helm".to_string())
+        .chain(
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let home = scratch.join("helm");
+    let mut cmd = tokio::process::Command::new(helm);
+    cmd.args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env_remove("KUBECONFIG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(kubeconfig) = kubeconfig {
+        cmd.env("KUBECONFIG", kubeconfig);
+    }
+    let mut child = cmd.spawn().context(|| format!("running {command}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .await
+            .context(|| format!("writing stdin of {command}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .context(|| format!("waiting for {command}"))?;
+    Ok(KubectlOutput {
+        command,
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}

@@ -1,0 +1,690 @@
+//! The Helm chart `charts/roundtable`, with helm built from its Go module:
+//! - `helm lint` passes and bad values fail early with a message naming the value;
+//! - everything `helm template` renders is accepted by the real API server
+//!   (`kubectl apply --dry-run=server --validate=strict`, which checks every object against the
+//!   exact Kubernetes schemas and the chart's own CRDs) without Pod Security warnings;
+//! - `helm install` into the test cluster runs the chart's operator Deployment (two replicas,
+//!   one leader) as pods of the test node agent, with a token of the chart's operator
+//!   ServiceAccount, so the API server enforces the chart's RBAC; an example session goes
+//!   Live and its SFU accepts a join token signed with the chart's generated key;
+//! - negative RBAC checks: SFU pods have no API credentials and their ServiceAccount cannot
+//!   read Secrets; the operator cannot read Secrets, delete Deployments or change specs; a
+//!   namespaced install grants nothing outside its namespace.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use roundtable_crds::{LivePhase, Session};
+use roundtable_e2e::helm::{chart_dir, helm_offline};
+use roundtable_e2e::node_agent::{self, Entrypoint, ImageMap, NodeAgent, NodeSpec};
+use roundtable_e2e::{Cluster, KubectlOutput};
+use sfu_node::auth::{Claims, mint};
+use sfu_node::client::{ClientPeer, ClientRole};
+
+const PUBLIC_URL: &str = "https://events.example.com";
+const SESSION: &str = "gala-future-of-work";
+
+fn chart() -> String {
+    chart_dir().to_string_lossy().into_owned()
+}
+
+fn unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Polls until `check` passes (`Some`) or `limit` runs out (`None`).
+async fn poll<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Polls until `check` passes; fails the test when `limit` runs out.
+async fn wait_until<T>(what: &str, limit: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    match poll(limit, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+fn ok(out: KubectlOutput) -> String {
+    assert!(out.success(), "{} failed: {}", out.command, out.stderr);
+    out.stdout
+}
+
+/// A scratch directory for helm runs that need no cluster.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test]
+async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_value() {
+    let dir = scratch();
+    let url = format!("api.publicUrl={PUBLIC_URL}");
+    let lint = helm_offline(dir.path(), &["lint", "--strict", &chart(), "--set", &url])
+        .await
+        .unwrap();
+    assert!(lint.success(), "helm lint: {}{}", lint.stdout, lint.stderr);
+    assert!(lint.stdout.contains("1 chart(s) linted, 0 chart(s) failed"));
+
+    // Each bad value, and what the person who typed it reads.
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "at '/api/publicUrl': '' does not match pattern"),
+        (
+            &["--set", "api.publicUrl=events.example.com"],
+            "at '/api/publicUrl'",
+        ),
+        (
+            &["--set", "operator.replicas=0"],
+            "at '/operator/replicas': minimum: got 0, want 1",
+        ),
+        (
+            &["--set", "operator.replicas=two"],
+            "at '/operator/replicas': got string, want integer",
+        ),
+        (
+            &["--set", "operator.replica=3"],
+            "at '/operator': additional properties 'replica' not allowed",
+        ),
+        (
+            &["--set", "media.hostPorts.first=80"],
+            "at '/media/hostPorts/first': minimum: got 80, want 1,024",
+        ),
+        (
+            &["--set", "media.hostPorts.first=32000"],
+            "media.hostPorts: last (31999) must not be below first (32000)",
+        ),
+        (&["--set", "watchNamespace=Events_2026"], "at '/watchNamespace'"),
+        (&["--set", "joinToken.key=short"], "at '/joinToken/key'"),
+        (
+            &["--set", "image.pullPolicy=Sometimes"],
+            "at '/image/pullPolicy'",
+        ),
+    ];
+    for (values, message) in cases {
+        let mut args = vec!["template", "rt", &chart()];
+        let needs_url = !values.iter().any(|v| v.starts_with("api.publicUrl"));
+        let first_case = values.is_empty();
+        if needs_url && !first_case {
+            args.extend(["--set", &url]);
+        }
+        args.extend(values.iter().copied());
+        let out = helm_offline(dir.path(), &args).await.unwrap();
+        assert!(
+            !out.success(),
+            "{} should fail, rendered:\n{}",
+            out.command,
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains(message),
+            "{} should say {message:?}, said:\n{}",
+            out.command,
+            out.stderr
+        );
+    }
+}
+
+/// Renders the chart with `values` (YAML) for namespace `namespace`.
+async fn render(cluster: &Cluster, namespace: &str, values: &str) -> String {
+    ok(cluster
+        .helm_with_stdin(
+            &["template", "rt", &chart(), "-n", namespace, "--values", "-"],
+            values,
+        )
+        .await
+        .unwrap())
+}
+
+/// `kubectl apply --dry-run=server --validate=strict`: the API server decodes, defaults,
+/// validates and admits every object, persisting nothing.
+async fn server_validate(cluster: &Cluster, manifests: &str) -> KubectlOutput {
+    cluster
+        .kubectl_with_stdin(
+            &[
+                "apply",
+                "--dry-run=server",
+                "--validate=strict",
+                "-f",
+                "-",
+            ],
+            Some(manifests),
+        )
+        .await
+        .unwrap()
+}
+
+/// Creates a namespace whose Pod Security admission warns about anything short of the
+/// `restricted` profile.
+async fn restricted_namespace(cluster: &Cluster, prefix: &str) -> String {
+    let ns = cluster.namespace(prefix).await.unwrap();
+    ok(cluster
+        .kubectl(&[
+            "label",
+            "namespace",
+            &ns.name,
+            "pod-security.kubernetes.io/warn=restricted",
+            "pod-security.kubernetes.io/audit=restricted",
+        ])
+        .await
+        .unwrap());
+    ns.name
+}
+
+#[tokio::test]
+async fn every_rendered_object_passes_the_api_servers_validation() {
+    let cluster = Cluster::shared().await.unwrap();
+    let release = restricted_namespace(cluster, "helm-valid").await;
+    let events = restricted_namespace(cluster, "helm-valid-events").await;
+
+    // The CRDs in the chart are valid CustomResourceDefinitions (schemas, CEL rules compile).
+    let crds = chart_dir().join("crds");
+    ok(cluster
+        .kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            crds.to_str().unwrap(),
+        ])
+        .await
+        .unwrap());
+
+    let value_sets = [
+        // The defaults: cluster-wide, control plane with a database volume.
+        format!("api: {{publicUrl: {PUBLIC_URL}}}\n"),
+        // Everything optional turned on, confined to namespaces.
+        format!(
+            r#"
+watchNamespace: {release}
+eventNamespaces: [{events}]
+joinToken: {{key: "0123456789abcdef0123456789abcdef"}}
+operator:
+  replicas: 3
+  nodeSelector: {{pool: system}}
+  tolerations: [{{key: dedicated, operator: Equal, value: system, effect: NoSchedule}}]
+  priorityClassName: system-cluster-critical
+  extraEnv: [{{name: EXTRA, value: "1"}}]
+api:
+  publicUrl: {PUBLIC_URL}
+  passcodeSecretNamespaces: [{events}]
+  smtp: {{existingSecret: smtp, from: "Events <events@example.com>"}}
+  registration: {{keySecret: registration, jwksUrl: "https://id.example.com/jwks.json"}}
+  database: {{persistence: {{existingClaim: roundtable-db}}}}
+  service: {{type: LoadBalancer}}
+  ingress: {{enabled: true, className: nginx, host: events.example.com, tlsSecretName: events-tls}}
+recording:
+  persistentVolumeClaim: {{create: true, storageClassName: nfs}}
+networkPolicy:
+  metricsFrom: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: monitoring}}}}}}]
+  apiFrom: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: ingress-nginx}}}}}}]
+"#
+        ),
+        // The least: no control plane, no policies, Secrets made by the user.
+        format!(
+            r#"
+api: {{enabled: false, publicUrl: {PUBLIC_URL}}}
+joinToken: {{create: false}}
+networkPolicy: {{enabled: false}}
+operator: {{podDisruptionBudget: {{enabled: false}}}}
+"#
+        ),
+    ];
+    for values in &value_sets {
+        let rendered = render(cluster, &release, values).await;
+        let objects = rendered.matches("\nkind: ").count();
+        assert!(objects >= 8, "rendered only {objects} objects:\n{rendered}");
+        let out = server_validate(cluster, &rendered).await;
+        assert!(
+            out.success(),
+            "the API server refused the chart rendered with\n{values}\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("Warning"),
+            "the API server warned about the chart rendered with\n{values}\n{}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stdout.lines().count(),
+            objects,
+            "every object was checked: {}",
+            out.stdout
+        );
+    }
+
+    // The validator bites: a misspelt field and a wrong type in the same output are refused.
+    let rendered = render(cluster, &release, &value_sets[0]).await;
+    let misspelt = rendered.replacen("serviceAccountName:", "serviceAccount_Name:", 1);
+    let out = server_validate(cluster, &misspelt).await;
+    assert!(!out.success(), "a misspelt field is refused");
+    assert!(
+        out.stderr.contains("serviceAccount_Name"),
+        "names the field: {}",
+        out.stderr
+    );
+    let wrong_type = rendered.replacen("replicas: 2", "replicas: two", 1);
+    let out = server_validate(cluster, &wrong_type).await;
+    assert!(!out.success(), "a wrong type is refused: {}", out.stdout);
+}
+
+/// The operator's kubeconfig stands in for the token the kubelet would mount: the node agent
+/// runs containers as local processes and does not mount volumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_runs_the_operator_with_the_charts_rbac_and_a_session_goes_live() {
+    let cluster = Cluster::shared().await.unwrap();
+    cluster.start_controller_manager().await.unwrap();
+    cluster.start_scheduler().await.unwrap();
+    let ns = cluster.namespace("helm-live").await.unwrap();
+    let admin = ns.client.clone();
+
+    // The default install (cluster-wide), without the control plane, on this test's nodes.
+    let values = format!(
+        r#"
+api: {{enabled: false, publicUrl: {PUBLIC_URL}}}
+bindAddress: "$(POD_IP)"
+media: {{hostPorts: {{first: 34000, last: 34099}}}}
+operator:
+  drainGraceSeconds: 3
+  statsIntervalSeconds: 1
+  nodeSelector: {{e2e.roundtable.dev/pool: {pool}}}
+  tolerations: [{{key: e2e.roundtable.dev/pool, operator: Equal, value: {pool}, effect: NoSchedule}}]
+"#,
+        pool = ns.name
+    );
+    let begun = Instant::now();
+    ok(cluster
+        .helm_with_stdin(
+            &["install", "rt", &chart(), "-n", &ns.name, "--values", "-"],
+            &values,
+        )
+        .await
+        .unwrap());
+    eprintln!("e2e: helm install in {:.2?}", begun.elapsed());
+    let operator_account = "rt-roundtable-operator";
+
+    // The CRDs came from the chart and are established.
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in roundtable_crds::generate::crds() {
+        let name = crd.metadata.name.unwrap();
+        wait_until(&format!("CRD {name} established"), Duration::from_secs(30), async || {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+
+    let kubeconfig = cluster.dir().join(format!("{}-operator.kubeconfig", ns.name));
+    cluster
+        .service_account_kubeconfig(&ns.name, operator_account, &kubeconfig)
+        .await
+        .unwrap();
+    let roundtable = node_agent::workspace_binary("roundtable-operator", "roundtable")
+        .await
+        .unwrap();
+    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node")
+        .await
+        .unwrap();
+    let images = ImageMap::new()
+        .map_entrypoint(
+            "roundtable",
+            Entrypoint::new(roundtable).env("KUBECONFIG", kubeconfig.to_string_lossy()),
+        )
+        .map("sfu-node", sfu);
+    let system = NodeSpec::new(format!("{}-system", ns.name))
+        .label("e2e.roundtable.dev/pool", &ns.name)
+        .taint("e2e.roundtable.dev/pool", &ns.name, "NoSchedule")
+        .cpu("4")
+        .memory("8Gi");
+    let media = |suffix: &str| {
+        NodeSpec::new(format!("{}-{suffix}", ns.name))
+            .label("roundtable.dev/media", "true")
+            .taint("roundtable.dev/media", "", "NoSchedule")
+            .cpu("8")
+            .memory("16Gi")
+    };
+    let agent = NodeAgent::start(cluster, vec![system, media("a"), media("b")], images)
+        .await
+        .unwrap();
+
+    // Both replicas run and are ready (the follower too), one holds the Lease.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
+    let started = Instant::now();
+    wait_until(
+        "both operator replicas to be ready",
+        Duration::from_secs(120),
+        async || {
+            let d = deployments.get("rt-roundtable-operator").await.ok()?;
+            (d.status?.ready_replicas? == 2).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "e2e: operator Deployment 2/2 ready {:.2?} after the nodes came up",
+        started.elapsed()
+    );
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
+    let operator_pods: Vec<String> = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(operator_pods.len(), 2, "{operator_pods:?}");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns.name);
+    let holder = wait_until("a leader", Duration::from_secs(30), async || {
+        leases
+            .get("roundtable-operator")
+            .await
+            .ok()?
+            .spec?
+            .holder_identity
+    })
+    .await;
+    assert!(
+        operator_pods.contains(&holder),
+        "the Lease is held by a replica ({holder}), not by {operator_pods:?}"
+    );
+
+    // The user applies the example; an organiser starts a session; it goes Live.
+    let gala = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gala.yaml");
+    ok(cluster
+        .kubectl(&["apply", "-n", &ns.name, "-f", gala.to_str().unwrap()])
+        .await
+        .unwrap());
+    let sessions: Api<Session> = Api::namespaced(admin.clone(), &ns.name);
+    sessions
+        .patch(
+            SESSION,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Started"}})),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let endpoint = poll(Duration::from_secs(120), async || {
+        let status = sessions.get(SESSION).await.ok()?.status?;
+        (status.phase == Some(LivePhase::Live)).then_some(status.endpoint?)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the session did not go Live in 120s; the leader's log:\n{}",
+            agent.log(&ns.name, &holder, "operator")
+        )
+    });
+    eprintln!("e2e: Start to Live in {:.2?}", started.elapsed());
+
+    // The SFU verifies join tokens with the key the chart generated.
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns.name);
+    let secret = secrets.get("roundtable-join-token").await.unwrap();
+    let key = secret.data.unwrap().remove("key").unwrap().0;
+    assert_eq!(key.len(), 64, "a generated 64-character key");
+    let room = format!("session:{}:{SESSION}", ns.name);
+    let claims = Claims::new("ada@example.com", "Ada", &room, unix() + 600);
+    let http = endpoint.parse().expect("endpoint is host:port");
+    let whip = format!("/rooms/{room}/whip");
+    let wrong = mint(b"not-the-charts-key-not-the-charts-key", &claims);
+    let refused = ClientPeer::connect(
+        http,
+        &whip,
+        &wrong,
+        ClientRole::Publish { simulcast: false },
+    )
+    .await;
+    assert!(refused.is_err(), "a token signed with another key is refused");
+    ClientPeer::connect(
+        http,
+        &whip,
+        &mint(&key, &claims),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .expect("the SFU accepts a token signed with the chart's key");
+
+    // SFU pods have no API credentials, and their ServiceAccount cannot read Secrets.
+    let sfu_pod = pods.get(&format!("session-{SESSION}")).await.unwrap();
+    let spec = sfu_pod.spec.unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert!(
+        spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| !m.mount_path.contains("serviceaccount")),
+        "no token is mounted"
+    );
+    let sfu_account = spec.service_account_name.unwrap_or("default".into());
+    let sfu_client = cluster
+        .service_account_client(&ns.name, &sfu_account)
+        .await
+        .unwrap();
+    assert_forbidden(
+        Api::<Secret>::namespaced(sfu_client.clone(), &ns.name)
+            .get("roundtable-join-token")
+            .await,
+        "the SFU's ServiceAccount reads the join-token Secret",
+    );
+    assert_forbidden(
+        Api::<Pod>::namespaced(sfu_client, &ns.name)
+            .list(&ListParams::default())
+            .await,
+        "the SFU's ServiceAccount lists pods",
+    );
+
+    // The operator, with the chart's RBAC, cannot touch what it does not manage.
+    let operator = cluster
+        .service_account_client(&ns.name, operator_account)
+        .await
+        .unwrap();
+    assert_forbidden(
+        Api::<Secret>::namespaced(operator.clone(), &ns.name)
+            .get("roundtable-join-token")
+            .await,
+        "the operator reads Secrets",
+    );
+    assert_forbidden(
+        Api::<Deployment>::namespaced(operator.clone(), &ns.name)
+            .delete("rt-roundtable-operator", &DeleteParams::default())
+            .await,
+        "the operator deletes Deployments",
+    );
+    assert_forbidden(
+        Api::<ConfigMap>::namespaced(operator.clone(), &ns.name)
+            .list(&ListParams::default())
+            .await,
+        "the operator lists ConfigMaps",
+    );
+    assert_forbidden(
+        Api::<Session>::namespaced(operator.clone(), &ns.name)
+            .patch(
+                SESSION,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Ended"}})),
+            )
+            .await,
+        "the operator changes a session's spec",
+    );
+    assert_forbidden(
+        Api::<Lease>::namespaced(operator.clone(), "kube-node-lease")
+            .get(&format!("{}-a", ns.name))
+            .await,
+        "the operator reads another Lease",
+    );
+
+    // Uninstall removes the chart's objects and keeps the CRDs (and so everyone's events).
+    ok(cluster
+        .helm(&["uninstall", "rt", "-n", &ns.name, "--wait", "--timeout", "60s"])
+        .await
+        .unwrap());
+    assert!(
+        deployments
+            .get_opt("rt-roundtable-operator")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(crds.get_opt("sessions.roundtable.dev").await.unwrap().is_some());
+    assert!(sessions.get_opt(SESSION).await.unwrap().is_some());
+    agent.stop().await.unwrap();
+}
+
+fn assert_forbidden<T: std::fmt::Debug>(result: kube::Result<T>, what: &str) {
+    match result {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+/// `kubectl auth can-i` as a ServiceAccount (the API server's RBAC authorizer answers).
+async fn can_i(cluster: &Cluster, account: (&str, &str), args: &[&str]) -> bool {
+    let (namespace, name) = account;
+    let user = format!("--as=system:serviceaccount:{namespace}:{name}");
+    let group = format!("--as-group=system:serviceaccounts:{namespace}");
+    let mut all = vec![
+        "auth",
+        "can-i",
+        &user,
+        "--as-group=system:serviceaccounts",
+        "--as-group=system:authenticated",
+        &group,
+    ];
+    all.extend(args);
+    let out = cluster.kubectl(&all).await.unwrap();
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!("{}: {}{}", out.command, out.stdout, out.stderr),
+    }
+}
+
+#[tokio::test]
+async fn a_namespaced_install_grants_each_account_only_its_own_work() {
+    let cluster = Cluster::shared().await.unwrap();
+    let ns = cluster.namespace("helm-scoped").await.unwrap();
+    let rooms = cluster.namespace("helm-scoped-rooms").await.unwrap();
+    let other = cluster.namespace("helm-scoped-other").await.unwrap();
+    // No node runs these pods: this test is about what the API server allows.
+    let values = format!(
+        r#"
+watchNamespace: {ns}
+eventNamespaces: [{rooms}]
+api:
+  publicUrl: {PUBLIC_URL}
+  passcodeSecretNamespaces: [{rooms}]
+  nodeSelector: {{e2e.roundtable.dev/pool: none}}
+operator:
+  nodeSelector: {{e2e.roundtable.dev/pool: none}}
+"#,
+        ns = ns.name,
+        rooms = rooms.name
+    );
+    ok(cluster
+        .helm_with_stdin(
+            &["install", "scoped", &chart(), "-n", &ns.name, "--values", "-"],
+            &values,
+        )
+        .await
+        .unwrap());
+    let operator = (ns.name.as_str(), "scoped-roundtable-operator");
+    let api = (ns.name.as_str(), "scoped-roundtable-api");
+    let (home, elsewhere) = (ns.name.as_str(), other.name.as_str());
+
+    let cases: &[((&str, &str), &[&str], bool)] = &[
+        // The operator: its own namespace only.
+        (operator, &["watch", "sessions.roundtable.dev", "-n", home], true),
+        (operator, &["patch", "sessions.roundtable.dev", "--subresource=status", "-n", home], true),
+        (operator, &["create", "pods", "-n", home], true),
+        (operator, &["create", "poddisruptionbudgets.policy", "-n", home], true),
+        (operator, &["create", "jobs.batch", "-n", home], true),
+        (operator, &["create", "events.events.k8s.io", "-n", home], true),
+        (operator, &["update", "leases.coordination.k8s.io/roundtable-operator", "-n", home], true),
+        (operator, &["watch", "sessions.roundtable.dev", "-n", elsewhere], false),
+        (operator, &["watch", "sessions.roundtable.dev", "--all-namespaces"], false),
+        (operator, &["create", "pods", "-n", elsewhere], false),
+        (operator, &["patch", "sessions.roundtable.dev", "-n", home], false),
+        (operator, &["get", "secrets", "-n", home], false),
+        (operator, &["delete", "deployments.apps", "-n", home], false),
+        (operator, &["update", "leases.coordination.k8s.io/some-other-lease", "-n", home], false),
+        (operator, &["list", "nodes"], false),
+        // The control plane: reads the API, changes sessions, stages and rooms, reads
+        // passcodes only where told.
+        (api, &["list", "liveevents.roundtable.dev", "-n", home], true),
+        (api, &["create", "sessions.roundtable.dev", "-n", home], true),
+        (api, &["delete", "sessions.roundtable.dev", "-n", home], true),
+        (api, &["patch", "stages.roundtable.dev", "-n", home], true),
+        (api, &["patch", "rooms.roundtable.dev", "-n", home], true),
+        (api, &["get", "secrets", "-n", rooms.name.as_str()], true),
+        (api, &["get", "secrets", "-n", home], false),
+        (api, &["list", "secrets", "-n", rooms.name.as_str()], false),
+        (api, &["patch", "sessions.roundtable.dev", "--subresource=status", "-n", home], false),
+        (api, &["delete", "rooms.roundtable.dev", "-n", home], false),
+        (api, &["create", "pods", "-n", home], false),
+        (api, &["list", "sessions.roundtable.dev", "-n", elsewhere], false),
+    ];
+    let mut wrong = Vec::new();
+    for (account, args, expected) in cases {
+        if can_i(cluster, *account, args).await != *expected {
+            wrong.push(format!("{} {args:?}: expected {expected}", account.1));
+        }
+    }
+    assert!(wrong.is_empty(), "RBAC differs:\n{}", wrong.join("\n"));
+
+    // The join-token Secret is in the release namespace (for the control plane) and in the
+    // rooms' namespace (for SFU pods), with the same key.
+    let key = |client: Client, namespace: String| async move {
+        Api::<Secret>::namespaced(client, &namespace)
+            .get("roundtable-join-token")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .remove("key")
+            .unwrap()
+            .0
+    };
+    let home_key = key(ns.client.clone(), ns.name.clone()).await;
+    assert_eq!(home_key, key(ns.client.clone(), rooms.name.clone()).await);
+
+    // An upgrade keeps the generated key.
+    ok(cluster
+        .helm_with_stdin(
+            &[
+                "upgrade",
+                "scoped",
+                &chart(),
+                "-n",
+                &ns.name,
+                "--values",
+                "-",
+                "--set",
+                "operator.logLevel=debug",
+            ],
+            &values,
+        )
+        .await
+        .unwrap());
+    assert_eq!(home_key, key(ns.client.clone(), ns.name.clone()).await);
+}
