@@ -117,8 +117,9 @@ async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_val
             "at '/image/pullPolicy'",
         ),
     ];
+    let chart = chart();
     for (values, message) in cases {
-        let mut args = vec!["template", "rt", &chart()];
+        let mut args = vec!["template", "rt", chart.as_str()];
         let needs_url = !values.iter().any(|v| v.starts_with("api.publicUrl"));
         let first_case = values.is_empty();
         if needs_url && !first_case {
