@@ -11,7 +11,7 @@
 //!   read Secrets; the operator cannot read Secrets, delete Deployments or change specs; a
 //!   namespaced install grants nothing outside its namespace.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,7 +22,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use roundtable_crds::{LivePhase, Session};
 use roundtable_e2e::helm::{chart_dir, helm_offline};
-use roundtable_e2e::node_agent::{self, Entrypoint, ImageMap, NodeAgent, NodeSpec};
+use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::{Cluster, KubectlOutput};
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole};
@@ -110,7 +110,10 @@ async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_val
             &["--set", "media.hostPorts.first=32000"],
             "media.hostPorts: last (31999) must not be below first (32000)",
         ),
-        (&["--set", "watchNamespace=Events_2026"], "at '/watchNamespace'"),
+        (
+            &["--set", "watchNamespace=Events_2026"],
+            "at '/watchNamespace'",
+        ),
         (&["--set", "joinToken.key=short"], "at '/joinToken/key'"),
         (
             &["--set", "image.pullPolicy=Sometimes"],
@@ -158,17 +161,29 @@ async fn render(cluster: &Cluster, namespace: &str, values: &str) -> String {
 async fn server_validate(cluster: &Cluster, manifests: &str) -> KubectlOutput {
     cluster
         .kubectl_with_stdin(
-            &[
-                "apply",
-                "--dry-run=server",
-                "--validate=strict",
-                "-f",
-                "-",
-            ],
+            &["apply", "--dry-run=server", "--validate=strict", "-f", "-"],
             Some(manifests),
         )
         .await
         .unwrap()
+}
+
+/// The kinds of the objects in a rendered chart, sorted. Parsing every document also refuses
+/// a mapping that repeats a key (which kubectl would silently collapse).
+fn kinds(rendered: &str) -> Vec<String> {
+    use serde::Deserialize as _;
+    let mut kinds: Vec<String> = serde_yaml::Deserializer::from_str(rendered)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("each rendered document is YAML"))
+        .filter(|doc| !doc.is_null())
+        .map(|doc| {
+            doc["kind"]
+                .as_str()
+                .expect("every object has a kind")
+                .to_owned()
+        })
+        .collect();
+    kinds.sort();
+    kinds
 }
 
 /// Creates a namespace whose Pod Security admission warns about anything short of the
@@ -209,10 +224,32 @@ async fn every_rendered_object_passes_the_api_servers_validation() {
 
     let value_sets = [
         // The defaults: cluster-wide, control plane with a database volume.
-        format!("api: {{publicUrl: {PUBLIC_URL}}}\n"),
+        (
+            format!("api: {{publicUrl: {PUBLIC_URL}}}\n"),
+            &[
+                "ClusterRole",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ClusterRoleBinding",
+                "Deployment",
+                "Deployment",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "PersistentVolumeClaim",
+                "PodDisruptionBudget",
+                "Role",
+                "RoleBinding",
+                "Secret",
+                "Service",
+                "ServiceAccount",
+                "ServiceAccount",
+            ][..],
+        ),
         // Everything optional turned on, confined to namespaces.
-        format!(
-            r#"
+        (
+            format!(
+                r#"
 watchNamespace: {release}
 eventNamespaces: [{events}]
 joinToken: {{key: "0123456789abcdef0123456789abcdef"}}
@@ -236,21 +273,61 @@ networkPolicy:
   metricsFrom: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: monitoring}}}}}}]
   apiFrom: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: ingress-nginx}}}}}}]
 "#
+            ),
+            // Namespaced: Roles only; a Secret and an SFU policy per namespace; passcode Roles.
+            &[
+                "Deployment",
+                "Deployment",
+                "Ingress",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "PersistentVolumeClaim",
+                "PodDisruptionBudget",
+                "Role",
+                "Role",
+                "Role",
+                "Role",
+                "RoleBinding",
+                "RoleBinding",
+                "RoleBinding",
+                "RoleBinding",
+                "Secret",
+                "Secret",
+                "Service",
+                "ServiceAccount",
+                "ServiceAccount",
+            ][..],
         ),
         // The least: no control plane, no policies, Secrets made by the user.
-        format!(
-            r#"
+        (
+            format!(
+                r#"
 api: {{enabled: false, publicUrl: {PUBLIC_URL}}}
 joinToken: {{create: false}}
 networkPolicy: {{enabled: false}}
 operator: {{podDisruptionBudget: {{enabled: false}}}}
 "#
+            ),
+            &[
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Deployment",
+                "Role",
+                "RoleBinding",
+                "ServiceAccount",
+            ][..],
         ),
     ];
-    for values in &value_sets {
+    for (values, expected_kinds) in &value_sets {
         let rendered = render(cluster, &release, values).await;
-        let objects = rendered.matches("\nkind: ").count();
-        assert!(objects >= 8, "rendered only {objects} objects:\n{rendered}");
+        assert_eq!(
+            &kinds(&rendered),
+            expected_kinds,
+            "the objects rendered with\n{values}"
+        );
+        let objects = expected_kinds.len();
         let out = server_validate(cluster, &rendered).await;
         assert!(
             out.success(),
@@ -271,7 +348,7 @@ operator: {{podDisruptionBudget: {{enabled: false}}}}
     }
 
     // The validator bites: a misspelt field and a wrong type in the same output are refused.
-    let rendered = render(cluster, &release, &value_sets[0]).await;
+    let rendered = render(cluster, &release, &value_sets[0].0).await;
     let misspelt = rendered.replacen("serviceAccountName:", "serviceAccount_Name:", 1);
     let out = server_validate(cluster, &misspelt).await;
     assert!(!out.success(), "a misspelt field is refused");
@@ -285,20 +362,173 @@ operator: {{podDisruptionBudget: {{enabled: false}}}}
     assert!(!out.success(), "a wrong type is refused: {}", out.stdout);
 }
 
-/// The operator's kubeconfig stands in for the token the kubelet would mount: the node agent
-/// runs containers as local processes and does not mount volumes.
+/// Stands in for the kubelet's volume mounts, which the node agent (containers as local
+/// processes) does not do: lays out under `root` what `container` of Deployment `name` mounts,
+/// read from the Deployment's own pod template — each Secret volume's items as files (from the
+/// Secret in the cluster), each emptyDir as a directory. A wrong Secret name, key or mount path
+/// in the chart fails here or in the process, as it would on a node.
+async fn lay_out_volumes(
+    admin: &Client,
+    namespace: &str,
+    name: &str,
+    container: &str,
+    root: &Path,
+) {
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), namespace)
+        .get(name)
+        .await
+        .unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let volumes = pod.volumes.unwrap_or_default();
+    let container = pod
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap_or_else(|| panic!("{name} has a container {container}"));
+    for mount in container.volume_mounts.iter().flatten() {
+        let dir = root.join(mount.mount_path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        let volume = volumes
+            .iter()
+            .find(|v| v.name == mount.name)
+            .unwrap_or_else(|| panic!("{name} mounts volume {} that it does not have", mount.name));
+        if let Some(source) = &volume.secret {
+            let secret_name = source.secret_name.clone().unwrap();
+            let data = Api::<Secret>::namespaced(admin.clone(), namespace)
+                .get(&secret_name)
+                .await
+                .unwrap_or_else(|e| panic!("{name} mounts Secret {secret_name}: {e}"))
+                .data
+                .unwrap_or_default();
+            let items: Vec<(String, String)> = match &source.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in items {
+                let value = data
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("Secret {secret_name} has no key {key}"));
+                std::fs::write(dir.join(path), &value.0).unwrap();
+            }
+        } else {
+            assert!(
+                volume.empty_dir.is_some(),
+                "volume {} of {name}: only Secrets and emptyDirs are laid out here",
+                volume.name
+            );
+        }
+    }
+}
+
+/// The image `roundtable` on the test nodes: sets the ServiceAccount credentials the kubelet
+/// would mount (a kubeconfig per component: `operator` or `api`, the container's first
+/// argument) and points the control plane's file flags into its laid-out volumes. Written as
+/// a script so one image serves both containers, as the real image does.
+fn roundtable_entrypoint(
+    dir: &Path,
+    roundtable: &Path,
+    operator: &Path,
+    api: &Path,
+    root: &Path,
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = dir.join("roundtable-image.sh");
+    let text = format!(
+        r#"#!/bin/sh
+case "$1" in
+  operator) export KUBECONFIG='{operator}' ;;
+  api)
+    export KUBECONFIG='{api}'
+    export ROUNDTABLE_TOKEN_KEY_FILE="{root}$ROUNDTABLE_TOKEN_KEY_FILE"
+    export ROUNDTABLE_DATABASE="{root}$ROUNDTABLE_DATABASE"
+    if [ -n "$ROUNDTABLE_REGISTRATION_KEY_FILE" ]; then
+      export ROUNDTABLE_REGISTRATION_KEY_FILE="{root}$ROUNDTABLE_REGISTRATION_KEY_FILE"
+    fi ;;
+esac
+exec '{roundtable}' "$@"
+"#,
+        operator = operator.display(),
+        api = api.display(),
+        root = root.display(),
+        roundtable = roundtable.display(),
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Builds `bin` of `package` (in folder `crate_dir`) from this checkout and returns a hard link
+/// to it in `dir`. Several checkouts may share one cargo target directory (`CARGO_TARGET_DIR`),
+/// and cargo does not copy a binary that is up to date back to `target/debug/` when another
+/// checkout overwrote it there; marking the binary's `main.rs` as changed makes cargo link and
+/// place this checkout's build, and the link keeps it while other builds replace the path.
+async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &Path) -> PathBuf {
+    let main = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_dir)
+        .join("src/main.rs");
+    std::fs::File::options()
+        .append(true)
+        .open(&main)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+        .unwrap_or_else(|e| panic!("marking {} changed: {e}", main.display()));
+    let binary = node_agent::workspace_binary(package, bin).await.unwrap();
+    let link = dir.join(bin);
+    if std::fs::hard_link(&binary, &link).is_err() {
+        std::fs::copy(&binary, &link).unwrap();
+    }
+    link
+}
+
+/// An HS256 registration token, as an external registration system would sign it.
+fn registration_token(key: &[u8], email: &str, name: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": email, "name": name, "tickets": [], "exp": unix() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+/// The ServiceAccount credentials and volumes stand in for what the kubelet would mount (see
+/// [`lay_out_volumes`]); everything else is the chart's pods as rendered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_install_runs_the_operator_with_the_charts_rbac_and_a_session_goes_live() {
+async fn helm_install_runs_the_operator_and_control_plane_with_the_charts_rbac_and_a_session_goes_live()
+ {
     let cluster = Cluster::shared().await.unwrap();
     cluster.start_controller_manager().await.unwrap();
     cluster.start_scheduler().await.unwrap();
     let ns = cluster.namespace("helm-live").await.unwrap();
     let admin = ns.client.clone();
 
-    // The default install (cluster-wide), without the control plane, on this test's nodes.
+    // An external registration system's key, which the chart mounts from a Secret.
+    let registration_key = format!("registration-key-{}", ns.name);
+    let registration = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("registration".into()),
+            ..Default::default()
+        },
+        string_data: Some([("key".to_string(), registration_key.clone())].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(admin.clone(), &ns.name)
+        .create(&Default::default(), &registration)
+        .await
+        .unwrap();
+
+    // The default install (cluster-wide) on this test's nodes; the control plane keeps its
+    // database on an emptyDir (no storage provisioner here).
     let values = format!(
         r#"
-api: {{enabled: false, publicUrl: {PUBLIC_URL}}}
+api:
+  publicUrl: {PUBLIC_URL}
+  registration: {{keySecret: registration}}
+  database: {{persistence: {{enabled: false}}}}
+  nodeSelector: {{e2e.roundtable.dev/pool: {pool}}}
+  tolerations: [{{key: e2e.roundtable.dev/pool, operator: Equal, value: {pool}, effect: NoSchedule}}]
 bindAddress: "$(POD_IP)"
 media: {{hostPorts: {{first: 34000, last: 34099}}}}
 operator:
@@ -319,38 +549,53 @@ operator:
         .unwrap());
     eprintln!("e2e: helm install in {:.2?}", begun.elapsed());
     let operator_account = "rt-roundtable-operator";
+    let api_account = "rt-roundtable-api";
 
     // The CRDs came from the chart and are established.
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for crd in roundtable_crds::generate::crds() {
         let name = crd.metadata.name.unwrap();
-        wait_until(&format!("CRD {name} established"), Duration::from_secs(30), async || {
-            let crd = crds.get(&name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
+        wait_until(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            async || {
+                let crd = crds.get(&name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
         .await;
     }
 
-    let kubeconfig = cluster.dir().join(format!("{}-operator.kubeconfig", ns.name));
+    let scratch = cluster.dir().join(&ns.name);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let operator_kubeconfig = scratch.join("operator.kubeconfig");
     cluster
-        .service_account_kubeconfig(&ns.name, operator_account, &kubeconfig)
+        .service_account_kubeconfig(&ns.name, operator_account, &operator_kubeconfig)
         .await
         .unwrap();
-    let roundtable = node_agent::workspace_binary("roundtable-operator", "roundtable")
+    let api_kubeconfig = scratch.join("api.kubeconfig");
+    cluster
+        .service_account_kubeconfig(&ns.name, api_account, &api_kubeconfig)
         .await
         .unwrap();
-    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node")
-        .await
-        .unwrap();
+    let api_root = scratch.join("api-volumes");
+    lay_out_volumes(&admin, &ns.name, "rt-roundtable-api", "api", &api_root).await;
+    let roundtable =
+        this_checkouts_binary("roundtable-operator", "roundtable", "operator", &scratch).await;
+    let sfu = this_checkouts_binary("sfu-node", "sfu-node", "sfu-node", &scratch).await;
+    let entrypoint = roundtable_entrypoint(
+        &scratch,
+        &roundtable,
+        &operator_kubeconfig,
+        &api_kubeconfig,
+        &api_root,
+    );
     let images = ImageMap::new()
-        .map_entrypoint(
-            "roundtable",
-            Entrypoint::new(roundtable).env("KUBECONFIG", kubeconfig.to_string_lossy()),
-        )
+        .map("roundtable", entrypoint)
         .map("sfu-node", sfu);
     let system = NodeSpec::new(format!("{}-system", ns.name))
         .label("e2e.roundtable.dev/pool", &ns.name)
@@ -409,21 +654,62 @@ operator:
         "the Lease is held by a replica ({holder}), not by {operator_pods:?}"
     );
 
-    // The user applies the example; an organiser starts a session; it goes Live.
+    // The control plane runs with the chart's ServiceAccount and is ready once it has read
+    // every kind (list and watch in every namespace).
+    wait_until(
+        "the control plane to be ready",
+        Duration::from_secs(120),
+        async || {
+            let d = deployments.get("rt-roundtable-api").await.ok()?;
+            (d.status?.ready_replicas? == 1).then_some(())
+        },
+    )
+    .await;
+    let api_pod = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=api"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let api_pod_name = api_pod.metadata.name.clone().unwrap();
+    let api_ip = api_pod.status.unwrap().pod_ip.unwrap();
+    let base = format!("http://{api_ip}:8080");
+    assert!(
+        api_root.join("var/lib/roundtable/roundtable.db").exists(),
+        "the control plane's SQLite database is on its data volume"
+    );
+
+    // The user applies the example; an organiser (an email in the event's organizers, signed
+    // in through the registration system) presses Start in the control plane, which patches
+    // the session with its own RBAC; the operator brings it Live.
     let gala = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gala.yaml");
     ok(cluster
         .kubectl(&["apply", "-n", &ns.name, "-f", gala.to_str().unwrap()])
         .await
         .unwrap());
+    let http_client = reqwest::Client::new();
+    let ada = registration_token(registration_key.as_bytes(), "ada@example.com", "Ada");
+    let session_url = format!("{base}/api/sessions/{}/{SESSION}", ns.name);
+    // The control plane's watch may not have seen the new session yet: 404 until it has.
+    let mut last = String::new();
+    let started = poll(Duration::from_secs(30), async || {
+        let response = http_client
+            .post(format!("{session_url}/start"))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        last = format!("{status} {}", response.text().await.unwrap_or_default());
+        status.is_success().then_some(())
+    })
+    .await;
+    assert!(
+        started.is_some(),
+        "Start through the control plane: {last}\nits log:\n{}",
+        agent.log(&ns.name, &api_pod_name, "api")
+    );
     let sessions: Api<Session> = Api::namespaced(admin.clone(), &ns.name);
-    sessions
-        .patch(
-            SESSION,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Started"}})),
-        )
-        .await
-        .unwrap();
     let started = Instant::now();
     let endpoint = poll(Duration::from_secs(120), async || {
         let status = sessions.get(SESSION).await.ok()?.status?;
@@ -438,15 +724,39 @@ operator:
     });
     eprintln!("e2e: Start to Live in {:.2?}", started.elapsed());
 
-    // The SFU verifies join tokens with the key the chart generated.
+    // The organiser joins through the control plane, which signs a join token with the key
+    // the chart generated; the SFU verifies it with the same key and lets her on camera.
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns.name);
     let secret = secrets.get("roundtable-join-token").await.unwrap();
     let key = secret.data.unwrap().remove("key").unwrap().0;
     assert_eq!(key.len(), 64, "a generated 64-character key");
-    let room = format!("session:{}:{SESSION}", ns.name);
-    let claims = Claims::new("ada@example.com", "Ada", &room, unix() + 600);
+    let joined: serde_json::Value = poll(Duration::from_secs(30), async || {
+        let response = http_client
+            .post(format!("{session_url}/join"))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        last = format!("{status} {body}");
+        status
+            .is_success()
+            .then(|| serde_json::from_str(&body).expect("a join answer is JSON"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("join through the control plane: {last}"));
+    let sfu_url = joined["sfu"].as_str().unwrap();
+    let room = joined["room"].as_str().unwrap();
+    let token = joined["token"].as_str().unwrap();
+    assert_eq!(
+        sfu_url.trim_start_matches("http://"),
+        endpoint,
+        "the control plane sends people to the session's SFU"
+    );
     let http = endpoint.parse().expect("endpoint is host:port");
     let whip = format!("/rooms/{room}/whip");
+    let claims = Claims::new("ada@example.com", "Ada", room, unix() + 600);
     let wrong = mint(b"not-the-charts-key-not-the-charts-key", &claims);
     let refused = ClientPeer::connect(
         http,
@@ -455,15 +765,13 @@ operator:
         ClientRole::Publish { simulcast: false },
     )
     .await;
-    assert!(refused.is_err(), "a token signed with another key is refused");
-    ClientPeer::connect(
-        http,
-        &whip,
-        &mint(&key, &claims),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .expect("the SFU accepts a token signed with the chart's key");
+    assert!(
+        refused.is_err(),
+        "a token signed with another key is refused"
+    );
+    ClientPeer::connect(http, &whip, token, ClientRole::Publish { simulcast: false })
+        .await
+        .expect("the SFU accepts the control plane's token, signed with the chart's key");
 
     // SFU pods have no API credentials, and their ServiceAccount cannot read Secrets.
     let sfu_pod = pods.get(&format!("session-{SESSION}")).await.unwrap();
@@ -537,7 +845,15 @@ operator:
 
     // Uninstall removes the chart's objects and keeps the CRDs (and so everyone's events).
     ok(cluster
-        .helm(&["uninstall", "rt", "-n", &ns.name, "--wait", "--timeout", "60s"])
+        .helm(&[
+            "uninstall",
+            "rt",
+            "-n",
+            &ns.name,
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
         .await
         .unwrap());
     assert!(
@@ -547,7 +863,12 @@ operator:
             .unwrap()
             .is_none()
     );
-    assert!(crds.get_opt("sessions.roundtable.dev").await.unwrap().is_some());
+    assert!(
+        crds.get_opt("sessions.roundtable.dev")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(sessions.get_opt(SESSION).await.unwrap().is_some());
     agent.stop().await.unwrap();
 }
@@ -604,7 +925,15 @@ operator:
     );
     ok(cluster
         .helm_with_stdin(
-            &["install", "scoped", &chart(), "-n", &ns.name, "--values", "-"],
+            &[
+                "install",
+                "scoped",
+                &chart(),
+                "-n",
+                &ns.name,
+                "--values",
+                "-",
+            ],
             &values,
         )
         .await
@@ -615,35 +944,113 @@ operator:
 
     let cases: &[((&str, &str), &[&str], bool)] = &[
         // The operator: its own namespace only.
-        (operator, &["watch", "sessions.roundtable.dev", "-n", home], true),
-        (operator, &["patch", "sessions.roundtable.dev", "--subresource=status", "-n", home], true),
+        (
+            operator,
+            &["watch", "sessions.roundtable.dev", "-n", home],
+            true,
+        ),
+        (
+            operator,
+            &[
+                "patch",
+                "sessions.roundtable.dev",
+                "--subresource=status",
+                "-n",
+                home,
+            ],
+            true,
+        ),
         (operator, &["create", "pods", "-n", home], true),
-        (operator, &["create", "poddisruptionbudgets.policy", "-n", home], true),
-        (operator, &["create", "jobs.batch", "-n", home], true),
-        (operator, &["create", "events.events.k8s.io", "-n", home], true),
-        (operator, &["update", "leases.coordination.k8s.io/roundtable-operator", "-n", home], true),
-        (operator, &["watch", "sessions.roundtable.dev", "-n", elsewhere], false),
-        (operator, &["watch", "sessions.roundtable.dev", "--all-namespaces"], false),
+        (
+            operator,
+            &["create", "poddisruptionbudgets.policy", "-n", home],
+            true,
+        ),
+        (operator, &["create", "jobs.batch", "-n", home], false),
+        (
+            operator,
+            &["create", "events.events.k8s.io", "-n", home],
+            true,
+        ),
+        (
+            operator,
+            &[
+                "update",
+                "leases.coordination.k8s.io/roundtable-operator",
+                "-n",
+                home,
+            ],
+            true,
+        ),
+        (
+            operator,
+            &["watch", "sessions.roundtable.dev", "-n", elsewhere],
+            false,
+        ),
+        (
+            operator,
+            &["watch", "sessions.roundtable.dev", "--all-namespaces"],
+            false,
+        ),
         (operator, &["create", "pods", "-n", elsewhere], false),
-        (operator, &["patch", "sessions.roundtable.dev", "-n", home], false),
+        (
+            operator,
+            &["patch", "sessions.roundtable.dev", "-n", home],
+            false,
+        ),
         (operator, &["get", "secrets", "-n", home], false),
         (operator, &["delete", "deployments.apps", "-n", home], false),
-        (operator, &["update", "leases.coordination.k8s.io/some-other-lease", "-n", home], false),
+        (
+            operator,
+            &[
+                "update",
+                "leases.coordination.k8s.io/some-other-lease",
+                "-n",
+                home,
+            ],
+            false,
+        ),
         (operator, &["list", "nodes"], false),
         // The control plane: reads the API, changes sessions, stages and rooms, reads
         // passcodes only where told.
-        (api, &["list", "liveevents.roundtable.dev", "-n", home], true),
-        (api, &["create", "sessions.roundtable.dev", "-n", home], true),
-        (api, &["delete", "sessions.roundtable.dev", "-n", home], true),
+        (
+            api,
+            &["list", "liveevents.roundtable.dev", "-n", home],
+            true,
+        ),
+        (
+            api,
+            &["create", "sessions.roundtable.dev", "-n", home],
+            true,
+        ),
+        (
+            api,
+            &["delete", "sessions.roundtable.dev", "-n", home],
+            true,
+        ),
         (api, &["patch", "stages.roundtable.dev", "-n", home], true),
         (api, &["patch", "rooms.roundtable.dev", "-n", home], true),
         (api, &["get", "secrets", "-n", rooms.name.as_str()], true),
         (api, &["get", "secrets", "-n", home], false),
         (api, &["list", "secrets", "-n", rooms.name.as_str()], false),
-        (api, &["patch", "sessions.roundtable.dev", "--subresource=status", "-n", home], false),
+        (
+            api,
+            &[
+                "patch",
+                "sessions.roundtable.dev",
+                "--subresource=status",
+                "-n",
+                home,
+            ],
+            false,
+        ),
         (api, &["delete", "rooms.roundtable.dev", "-n", home], false),
         (api, &["create", "pods", "-n", home], false),
-        (api, &["list", "sessions.roundtable.dev", "-n", elsewhere], false),
+        (
+            api,
+            &["list", "sessions.roundtable.dev", "-n", elsewhere],
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (account, args, expected) in cases {

@@ -19,12 +19,18 @@ namespace so two releases of the same name never collide. */}}
 {{- printf "%s-%s" .Release.Namespace (include "roundtable.fullname" .) | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "roundtable.labels" -}}
+{{/* Labels of every object but the selector labels (so no key appears twice). */}}
+{{- define "roundtable.releaseLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/part-of: roundtable
-app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Labels of objects that belong to no component (Secrets, SFU policies). */}}
+{{- define "roundtable.labels" -}}
+{{ include "roundtable.releaseLabels" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* Selector labels of one component ("operator", "api"). */}}
@@ -35,7 +41,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "roundtable.componentLabels" -}}
-{{ include "roundtable.labels" .root }}
+{{ include "roundtable.releaseLabels" .root }}
 {{ include "roundtable.selector" . }}
 {{- end -}}
 

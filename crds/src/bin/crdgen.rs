@@ -10,7 +10,10 @@ fn main() -> std::io::Result<()> {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dirs = [
         ("crds/yaml", crate_dir.join("yaml")),
-        ("charts/roundtable/crds", crate_dir.join("../charts/roundtable/crds")),
+        (
+            "charts/roundtable/crds",
+            crate_dir.join("../charts/roundtable/crds"),
+        ),
     ];
     for (shown, dir) in dirs {
         std::fs::create_dir_all(&dir)?;
