@@ -236,6 +236,7 @@ async fn every_rendered_object_passes_the_api_servers_validation() {
                 "NetworkPolicy",
                 "NetworkPolicy",
                 "NetworkPolicy",
+                "NetworkPolicy",
                 "PersistentVolumeClaim",
                 "PodDisruptionBudget",
                 "Role",
@@ -279,6 +280,8 @@ networkPolicy:
                 "Deployment",
                 "Deployment",
                 "Ingress",
+                "NetworkPolicy",
+                "NetworkPolicy",
                 "NetworkPolicy",
                 "NetworkPolicy",
                 "NetworkPolicy",
@@ -362,97 +365,23 @@ operator: {{podDisruptionBudget: {{enabled: false}}}}
     assert!(!out.success(), "a wrong type is refused: {}", out.stdout);
 }
 
-/// Stands in for the kubelet's volume mounts, which the node agent (containers as local
-/// processes) does not do: lays out under `root` what `container` of Deployment `name` mounts,
-/// read from the Deployment's own pod template — each Secret volume's items as files (from the
-/// Secret in the cluster), each emptyDir as a directory. A wrong Secret name, key or mount path
-/// in the chart fails here or in the process, as it would on a node.
-async fn lay_out_volumes(
-    admin: &Client,
-    namespace: &str,
-    name: &str,
-    container: &str,
-    root: &Path,
-) {
-    let deployment = Api::<Deployment>::namespaced(admin.clone(), namespace)
-        .get(name)
-        .await
-        .unwrap();
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
-    let volumes = pod.volumes.unwrap_or_default();
-    let container = pod
-        .containers
-        .iter()
-        .find(|c| c.name == container)
-        .unwrap_or_else(|| panic!("{name} has a container {container}"));
-    for mount in container.volume_mounts.iter().flatten() {
-        let dir = root.join(mount.mount_path.trim_start_matches('/'));
-        std::fs::create_dir_all(&dir).unwrap();
-        let volume = volumes
-            .iter()
-            .find(|v| v.name == mount.name)
-            .unwrap_or_else(|| panic!("{name} mounts volume {} that it does not have", mount.name));
-        if let Some(source) = &volume.secret {
-            let secret_name = source.secret_name.clone().unwrap();
-            let data = Api::<Secret>::namespaced(admin.clone(), namespace)
-                .get(&secret_name)
-                .await
-                .unwrap_or_else(|e| panic!("{name} mounts Secret {secret_name}: {e}"))
-                .data
-                .unwrap_or_default();
-            let items: Vec<(String, String)> = match &source.items {
-                Some(items) => items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone()))
-                    .collect(),
-                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
-            };
-            for (key, path) in items {
-                let value = data
-                    .get(&key)
-                    .unwrap_or_else(|| panic!("Secret {secret_name} has no key {key}"));
-                std::fs::write(dir.join(path), &value.0).unwrap();
-            }
-        } else {
-            assert!(
-                volume.empty_dir.is_some(),
-                "volume {} of {name}: only Secrets and emptyDirs are laid out here",
-                volume.name
-            );
-        }
-    }
-}
-
 /// The image `roundtable` on the test nodes: sets the ServiceAccount credentials the kubelet
-/// would mount (a kubeconfig per component: `operator` or `api`, the container's first
-/// argument) and points the control plane's file flags into its laid-out volumes. Written as
-/// a script so one image serves both containers, as the real image does.
-fn roundtable_entrypoint(
-    dir: &Path,
-    roundtable: &Path,
-    operator: &Path,
-    api: &Path,
-    root: &Path,
-) -> PathBuf {
+/// would mount as a token (a kubeconfig per component: `operator` or `api`, the container's
+/// first argument). Written as a script so one image serves both containers, as the real
+/// image does.
+fn roundtable_entrypoint(dir: &Path, roundtable: &Path, operator: &Path, api: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
     let script = dir.join("roundtable-image.sh");
     let text = format!(
         r#"#!/bin/sh
 case "$1" in
   operator) export KUBECONFIG='{operator}' ;;
-  api)
-    export KUBECONFIG='{api}'
-    export ROUNDTABLE_TOKEN_KEY_FILE="{root}$ROUNDTABLE_TOKEN_KEY_FILE"
-    export ROUNDTABLE_DATABASE="{root}$ROUNDTABLE_DATABASE"
-    if [ -n "$ROUNDTABLE_REGISTRATION_KEY_FILE" ]; then
-      export ROUNDTABLE_REGISTRATION_KEY_FILE="{root}$ROUNDTABLE_REGISTRATION_KEY_FILE"
-    fi ;;
+  api) export KUBECONFIG='{api}' ;;
 esac
 exec '{roundtable}' "$@"
 "#,
         operator = operator.display(),
         api = api.display(),
-        root = root.display(),
         roundtable = roundtable.display(),
     );
     std::fs::write(&script, text).unwrap();
@@ -461,20 +390,25 @@ exec '{roundtable}' "$@"
 }
 
 /// Builds `bin` of `package` (in folder `crate_dir`) from this checkout and returns a hard link
-/// to it in `dir`. Several checkouts may share one cargo target directory (`CARGO_TARGET_DIR`),
-/// and cargo does not copy a binary that is up to date back to `target/debug/` when another
-/// checkout overwrote it there; marking the binary's `main.rs` as changed makes cargo link and
-/// place this checkout's build, and the link keeps it while other builds replace the path.
+/// to it in `dir`. Several checkouts may share one cargo target directory (`CARGO_TARGET_DIR`):
+/// their builds of a crate land in the same files, and cargo, which compares source times,
+/// takes another checkout's newer build as up to date. Marking the crate's `lib.rs` and
+/// `main.rs` as changed makes cargo compile this checkout's sources, and the link keeps the
+/// result while other builds replace the path.
 async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &Path) -> PathBuf {
-    let main = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(crate_dir)
-        .join("src/main.rs");
-    std::fs::File::options()
-        .append(true)
-        .open(&main)
-        .and_then(|f| f.set_modified(SystemTime::now()))
-        .unwrap_or_else(|e| panic!("marking {} changed: {e}", main.display()));
+        .join("src");
+    for file in ["lib.rs", "main.rs"].map(|f| src.join(f)) {
+        if file.exists() {
+            std::fs::File::options()
+                .append(true)
+                .open(&file)
+                .and_then(|f| f.set_modified(SystemTime::now()))
+                .unwrap_or_else(|e| panic!("marking {} changed: {e}", file.display()));
+        }
+    }
     let binary = node_agent::workspace_binary(package, bin).await.unwrap();
     let link = dir.join(bin);
     if std::fs::hard_link(&binary, &link).is_err() {
@@ -493,8 +427,9 @@ fn registration_token(key: &[u8], email: &str, name: &str) -> String {
     .unwrap()
 }
 
-/// The ServiceAccount credentials and volumes stand in for what the kubelet would mount (see
-/// [`lay_out_volumes`]); everything else is the chart's pods as rendered.
+/// The ServiceAccount credentials stand in for the token the kubelet would mount (see
+/// [`roundtable_entrypoint`]); the node agent projects the chart's Secret and emptyDir
+/// volumes; everything else is the chart's pods as rendered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_runs_the_operator_and_control_plane_with_the_charts_rbac_and_a_session_goes_live()
  {
@@ -582,18 +517,11 @@ operator:
         .service_account_kubeconfig(&ns.name, api_account, &api_kubeconfig)
         .await
         .unwrap();
-    let api_root = scratch.join("api-volumes");
-    lay_out_volumes(&admin, &ns.name, "rt-roundtable-api", "api", &api_root).await;
     let roundtable =
         this_checkouts_binary("roundtable-operator", "roundtable", "operator", &scratch).await;
     let sfu = this_checkouts_binary("sfu-node", "sfu-node", "sfu-node", &scratch).await;
-    let entrypoint = roundtable_entrypoint(
-        &scratch,
-        &roundtable,
-        &operator_kubeconfig,
-        &api_kubeconfig,
-        &api_root,
-    );
+    let entrypoint =
+        roundtable_entrypoint(&scratch, &roundtable, &operator_kubeconfig, &api_kubeconfig);
     let images = ImageMap::new()
         .map("roundtable", entrypoint)
         .map("sfu-node", sfu);
@@ -616,28 +544,37 @@ operator:
     // Both replicas run and are ready (the follower too), one holds the Lease.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
     let started = Instant::now();
-    wait_until(
-        "both operator replicas to be ready",
-        Duration::from_secs(120),
-        async || {
-            let d = deployments.get("rt-roundtable-operator").await.ok()?;
-            (d.status?.ready_replicas? == 2).then_some(())
-        },
-    )
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
+    let operator_pods = || async {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap())
+            .collect::<Vec<String>>()
+    };
+    let both_ready = poll(Duration::from_secs(120), async || {
+        let d = deployments.get("rt-roundtable-operator").await.ok()?;
+        (d.status?.ready_replicas? == 2).then_some(())
+    })
     .await;
+    if both_ready.is_none() {
+        let logs: Vec<String> = operator_pods()
+            .await
+            .iter()
+            .map(|p| format!("{p}:\n{}", agent.log(&ns.name, p, "operator")))
+            .collect();
+        panic!(
+            "timed out after 120s waiting for both operator replicas to be ready; their logs:\n{}",
+            logs.join("\n")
+        );
+    }
     eprintln!(
         "e2e: operator Deployment 2/2 ready {:.2?} after the nodes came up",
         started.elapsed()
     );
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
-    let operator_pods: Vec<String> = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| p.metadata.name.unwrap())
-        .collect();
+    let operator_pods = operator_pods().await;
     assert_eq!(operator_pods.len(), 2, "{operator_pods:?}");
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns.name);
     let holder = wait_until("a leader", Duration::from_secs(30), async || {
@@ -674,10 +611,6 @@ operator:
     let api_pod_name = api_pod.metadata.name.clone().unwrap();
     let api_ip = api_pod.status.unwrap().pod_ip.unwrap();
     let base = format!("http://{api_ip}:8080");
-    assert!(
-        api_root.join("var/lib/roundtable/roundtable.db").exists(),
-        "the control plane's SQLite database is on its data volume"
-    );
 
     // The user applies the example; an organiser (an email in the event's organizers, signed
     // in through the registration system) presses Start in the control plane, which patches
@@ -966,7 +899,7 @@ operator:
             &["create", "poddisruptionbudgets.policy", "-n", home],
             true,
         ),
-        (operator, &["create", "jobs.batch", "-n", home], false),
+        (operator, &["create", "jobs.batch", "-n", home], true),
         (
             operator,
             &["create", "events.events.k8s.io", "-n", home],

@@ -300,7 +300,12 @@ async fn start(ctx: &PodContext, names: &Names, pod: &Pod, run: &mut Run) {
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
     let pod_dir = format!("{}_{}_{}", names.namespace, names.name, names.uid);
-    let mounts = match volume::mounts(&ctx.dir, pod, &pod_dir, &run.spec) {
+    let secret_volumes =
+        match fetch_secret_volumes(&ctx.client, &names.namespace, pod, &run.spec).await {
+            Ok(data) => data,
+            Err(message) => return run.waiting("CreateContainerConfigError", message),
+        };
+    let mounts = match volume::mounts(&ctx.dir, pod, &pod_dir, &run.spec, &secret_volumes) {
         Ok(mounts) => mounts,
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
@@ -368,6 +373,32 @@ fn host_env() -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
         .collect()
+}
+
+async fn fetch_secret_volumes(
+    client: &Client,
+    namespace: &str,
+    pod: &Pod,
+    container: &Container,
+) -> Result<volume::SecretData, String> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let mut out = volume::SecretData::new();
+    for name in volume::secret_names(pod, container) {
+        let found = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading secret {name:?}: {e}"))?;
+        if let Some(secret) = found {
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            out.insert(name, data);
+        }
+    }
+    Ok(out)
 }
 
 async fn fetch_sources(

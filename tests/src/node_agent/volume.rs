@@ -6,8 +6,12 @@
 //! per pod. Since a process cannot see a folder at another path, environment values and
 //! arguments that name a path under a mount's `mountPath` are rewritten to the folder: a
 //! program that takes its paths from its configuration works unchanged; one that hard-codes
-//! a path does not. Other volume kinds make the container fail to start with a message.
+//! a path does not. A `secret` volume is a folder per pod holding the Secret's keys (or its
+//! `items`) as files, as the kubelet projects them. A `projected` volume (the ServiceAccount
+//! token) is an empty folder: tests hand a process its credentials as a kubeconfig. Other
+//! volume kinds make the container fail to start with a message.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -17,12 +21,29 @@ pub(crate) fn claim_dir(agent_dir: &Path, namespace: &str, claim: &str) -> PathB
     agent_dir.join("volumes").join(namespace).join(claim)
 }
 
-/// `(mountPath, local folder)` of each of `container`'s mounts, folders created.
+/// The Secrets that `container`'s `secret` volumes project: Secret name → key → bytes.
+pub(crate) type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// The names of the Secrets that `container` mounts as volumes.
+pub(crate) fn secret_names(pod: &Pod, container: &Container) -> Vec<String> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| volumes?.iter().find(|v| v.name == m.name))
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect()
+}
+
+/// `(mountPath, local folder)` of each of `container`'s mounts, folders created and Secret
+/// volumes written from `secrets`.
 pub(crate) fn mounts(
     agent_dir: &Path,
     pod: &Pod,
     pod_dir: &str,
     container: &Container,
+    secrets: &SecretData,
 ) -> Result<Vec<(String, PathBuf)>, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let volumes = pod
@@ -44,10 +65,47 @@ pub(crate) fn mounts(
                 .join(pod_dir)
                 .join("volumes")
                 .join(&volume.name)
+        } else if volume.projected.is_some() {
+            // The ServiceAccount token volume (`kube-api-access-*`): not projected here; tests
+            // give a process its credentials as a kubeconfig instead.
+            agent_dir
+                .join("pods")
+                .join(pod_dir)
+                .join("volumes")
+                .join(&volume.name)
+        } else if let Some(source) = &volume.secret {
+            let dir = agent_dir
+                .join("pods")
+                .join(pod_dir)
+                .join("volumes")
+                .join(&volume.name);
+            let name = source.secret_name.clone().unwrap_or_default();
+            let data = secrets
+                .get(&name)
+                .ok_or_else(|| format!("secret {name:?} not found (volume {:?})", volume.name))?;
+            let items: Vec<(String, String)> = match &source.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in items {
+                let value = data
+                    .get(&key)
+                    .ok_or_else(|| format!("secret {name:?} has no key {key:?}"))?;
+                let file = dir.join(&path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                std::fs::write(&file, value).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+            dir
         } else {
             return Err(format!(
-                "volume {:?}: only persistentVolumeClaim and emptyDir volumes are supported by \
-                 the test node agent",
+                "volume {:?}: only persistentVolumeClaim, emptyDir, secret and projected \
+                 volumes are supported by the test node agent",
                 volume.name
             ));
         };
