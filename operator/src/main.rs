@@ -200,11 +200,21 @@ fn read_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
-fn mailer(args: &MailArgs) -> anyhow::Result<api::Mailer> {
-    Ok(match &args.smtp_url {
-        Some(url) => api::Mailer::smtp(url, &args.mail_from)?,
-        None => api::Mailer::Log,
-    })
+/// Serves /metrics, /healthz and /readyz on the admin address until `shutdown`.
+async fn serve_admin(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: roundtable_operator::Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the admin address {addr}"))?;
+    Ok(tokio::spawn(admin::serve(
+        listener,
+        admin::AdminState { metrics, ready },
+        shutdown,
+    )))
 }
 
 async fn api(args: ApiArgs) -> anyhow::Result<()> {
@@ -240,7 +250,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", args.database.display()))?,
             join_key: read_key(&args.token_key_file)?,
             registration: api::RegistrationVerifier::new(registration_key, jwks),
-            mailer: mailer(&args.mail)?,
+            mailer: api::Mailer::new(args.mail.smtp_url.as_deref(), &args.mail.mail_from)?,
             public_url: args.public_url.clone(),
             clock: api::Clock::default(),
             recordings_dir: args.recordings_dir.clone(),
@@ -250,17 +260,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_on(terminated());
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
-        .await
-        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
-    let admin = tokio::spawn(admin::serve(
-        admin_listener,
-        admin::AdminState {
-            metrics,
-            ready: ready.clone(),
-        },
-        shutdown.clone(),
-    ));
+    let admin = serve_admin(args.admin_addr, metrics, ready.clone(), shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -319,25 +319,14 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let shutdown = shutdown_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    });
-    let listener = tokio::net::TcpListener::bind(args.admin_addr)
-        .await
-        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
-    let admin = tokio::spawn(admin::serve(
-        listener,
-        admin::AdminState {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        },
+    let shutdown = shutdown_on(terminated());
+    let admin = serve_admin(
+        args.admin_addr,
+        metrics.clone(),
+        ready.clone(),
         shutdown.clone(),
-    ));
+    )
+    .await?;
     let options = OperatorOptions {
         config,
         identity,

@@ -74,6 +74,19 @@ impl Claims {
     }
 }
 
+/// The join-token key given inline or in a file (a mounted Secret; surrounding whitespace is
+/// not part of it); `None` when neither is given.
+pub fn key_from(
+    inline: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    match (inline, file) {
+        (Some(key), _) => Ok(Some(key.as_bytes().to_vec())),
+        (None, Some(path)) => Ok(Some(std::fs::read(path)?.trim_ascii().to_vec())),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Sign claims with the shared key (the control plane's side; tests and the bench use it).
 pub fn mint(key: &[u8], claims: &Claims) -> String {
     jsonwebtoken::encode(

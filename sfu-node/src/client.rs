@@ -304,6 +304,44 @@ impl ClientPeer {
         Ok(())
     }
 
+    /// Publish synthetic media until `end` or until the connection closes or breaks: 30 fps
+    /// video (a keyframe every 5 s and whenever the SFU asks for one) and 50 fps Opus.
+    /// Returns the video frames sent; only a frame that cannot be written is an error.
+    pub async fn publish_until(&mut self, end: Instant, simulcast: bool) -> Result<u64> {
+        let (mut frame, mut audio) = (0u64, 0u64);
+        let (mut next_v, mut next_a) = (Instant::now(), Instant::now());
+        let mut want_key = true;
+        loop {
+            let now = Instant::now();
+            if now >= end || !self.rtc.is_alive() {
+                return Ok(frame);
+            }
+            if self.rtc.is_connected() {
+                if now >= next_v {
+                    self.send_video(now, frame, want_key || frame % 150 == 0, simulcast)?;
+                    want_key = false;
+                    frame += 1;
+                    next_v += Duration::from_millis(33);
+                }
+                if now >= next_a {
+                    self.send_audio(now, audio)?;
+                    audio += 1;
+                    next_a += Duration::from_millis(20);
+                }
+            }
+            let until = next_v
+                .min(next_a)
+                .min(end)
+                .max(now + Duration::from_millis(1));
+            let Ok(events) = self.step(until).await else {
+                return Ok(frame);
+            };
+            want_key |= events
+                .iter()
+                .any(|e| matches!(e, Event::KeyframeRequest(_)));
+        }
+    }
+
     /// Publish one 20 ms Opus frame.
     pub fn send_audio(&mut self, now: Instant, frame: u64) -> Result<()> {
         let mid = self.mids[0];

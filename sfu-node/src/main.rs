@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
@@ -104,14 +104,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let key = match (&args.token_key, &args.token_key_file) {
-        (Some(k), _) => k.clone().into_bytes(),
-        (None, Some(path)) => std::fs::read(path)
-            .with_context(|| format!("reading token key {}", path.display()))?
-            .trim_ascii()
-            .to_vec(),
-        (None, None) => bail!("set SFU_TOKEN_KEY or SFU_TOKEN_KEY_FILE"),
-    };
+    let key = sfu_node::auth::key_from(args.token_key.as_deref(), args.token_key_file.as_deref())
+        .context("reading the token key file")?
+        .context("set SFU_TOKEN_KEY or SFU_TOKEN_KEY_FILE")?;
     let mut room = RoomConfig::new(&args.room, args.kind);
     room.share_policy = args.share_policy;
     room.theme = args.theme;

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use crate::cluster::Cluster;
-use crate::error::{Error, IoContext, Result};
-use crate::kubectl::KubectlOutput;
+use crate::error::{Error, Result};
+use crate::kubectl::{KubectlOutput, command_line, run_captured};
 
 /// Set to a helm executable to skip `tests/helm/build.sh`.
 pub const HELM_ENV: &str = "ROUNDTABLE_HELM";
@@ -96,48 +96,15 @@ async fn run_helm<S: AsRef<OsStr>>(
     args: &[S],
     stdin: Option<&str>,
 ) -> Result<KubectlOutput> {
-    use tokio::io::AsyncWriteExt;
-
-    let helm = helm_binary()?;
-    let command = std::iter::once("helm".to_string())
-        .chain(
-            args.iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned()),
-        )
-        .collect::<Vec<_>>()
-        .join(" ");
     let home = scratch.join("helm");
-    let mut cmd = tokio::process::Command::new(helm);
+    let mut cmd = tokio::process::Command::new(helm_binary()?);
     cmd.args(args)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"))
-        .env_remove("KUBECONFIG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .env_remove("KUBECONFIG");
     if let Some(kubeconfig) = kubeconfig {
         cmd.env("KUBECONFIG", kubeconfig);
     }
-    let mut child = cmd.spawn().context(|| format!("running {command}"))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .await
-            .context(|| format!("writing stdin of {command}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .await
-        .context(|| format!("waiting for {command}"))?;
-    Ok(KubectlOutput {
-        command,
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+    run_captured(cmd, command_line("helm", args), stdin).await
 }

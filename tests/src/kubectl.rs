@@ -46,49 +46,64 @@ impl Cluster {
         args: &[S],
         stdin: Option<&str>,
     ) -> Result<KubectlOutput> {
-        use tokio::io::AsyncWriteExt;
-
-        let command = std::iter::once("kubectl".to_string())
-            .chain(
-                args.iter()
-                    .map(|a| a.as_ref().to_string_lossy().into_owned()),
-            )
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut child = tokio::process::Command::new(&self.binaries().kubectl)
-            .arg(format!(
-                "--kubeconfig={}",
-                self.admin_kubeconfig().display()
-            ))
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir().join("kubectl-cache").display()
-            ))
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context(|| format!("running {command}"))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .await
-                .context(|| format!("writing stdin of {command}"))?;
-        }
-        let output = child
-            .wait_with_output()
-            .await
-            .context(|| format!("waiting for {command}"))?;
-        Ok(KubectlOutput {
-            command,
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        let mut cmd = tokio::process::Command::new(&self.binaries().kubectl);
+        cmd.arg(format!(
+            "--kubeconfig={}",
+            self.admin_kubeconfig().display()
+        ))
+        .arg(format!(
+            "--cache-dir={}",
+            self.dir().join("kubectl-cache").display()
+        ))
+        .args(args);
+        run_captured(cmd, command_line("kubectl", args), stdin).await
     }
+}
+
+/// `program arg arg …`, for error messages.
+pub(crate) fn command_line<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
+    std::iter::once(program.to_string())
+        .chain(
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` (program, arguments and environment already set), feeding it `stdin`, and
+/// captures what it printed; `command` names it in errors.
+pub(crate) async fn run_captured(
+    mut cmd: tokio::process::Command,
+    command: String,
+    stdin: Option<&str>,
+) -> Result<KubectlOutput> {
+    use tokio::io::AsyncWriteExt;
+
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context(|| format!("running {command}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .await
+            .context(|| format!("writing stdin of {command}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .context(|| format!("waiting for {command}"))?;
+    Ok(KubectlOutput {
+        command,
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }

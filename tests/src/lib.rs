@@ -35,9 +35,11 @@ pub mod node_agent;
 pub mod operator;
 mod pki;
 mod process;
+pub mod wait;
 
 pub use binaries::Binaries;
 pub use cluster::{Cluster, KEEP_DIR_ENV, TEST_LABEL, TestNamespace};
 pub use error::{Error, Result};
 pub use kubectl::KubectlOutput;
 pub use node_agent::{ImageMap, NodeAgent, NodeSpec};
+pub use wait::{init_test_logs, poll, unix_now, wait_until};

@@ -14,34 +14,16 @@ use roundtable_crds::{Lifecycle, Session};
 use roundtable_e2e::Cluster;
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_e2e::wait_until;
 use roundtable_operator::OperatorConfig;
 use roundtable_operator::api::{
     self, ApiSettings, ApiState, Clock, KubeCatalog, Mailer, RegistrationVerifier, Store,
 };
 use serde_json::{Value, json};
 use sfu_node::client::{ClientPeer, ClientRole};
-use str0m::Event;
 
 const KEY: &str = "e2e-join-token-key";
 const REGISTRATION_KEY: &[u8] = b"e2e-registration-key";
-
-async fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// A registration token as an external registration system would issue it.
 fn registration_token(email: &str, event: &str, ticket: &str) -> String {
@@ -57,13 +39,7 @@ fn registration_token(email: &str, event: &str, ticket: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_demand() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    roundtable_e2e::init_test_logs();
     let cluster = Cluster::shared().await.unwrap();
     cluster.install_crds().await.unwrap();
     cluster.start_scheduler().await.unwrap();
@@ -231,30 +207,10 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
     .await
     .expect("the SFU takes the control plane's token");
     let publishing = tokio::spawn(async move {
-        let end = Instant::now() + Duration::from_secs(15);
-        let (mut frame, mut next, mut want_key) = (0u64, Instant::now(), true);
-        while Instant::now() < end && publisher.rtc.is_alive() {
-            let now = Instant::now();
-            if publisher.rtc.is_connected() && now >= next {
-                publisher
-                    .send_video(now, frame, want_key || frame % 60 == 0, false)
-                    .unwrap();
-                publisher.send_audio(now, frame).unwrap();
-                want_key = false;
-                frame += 1;
-                next += Duration::from_millis(33);
-            }
-            let Ok(events) = publisher
-                .step(next.max(now + Duration::from_millis(1)))
-                .await
-            else {
-                break;
-            };
-            want_key |= events
-                .iter()
-                .any(|e| matches!(e, Event::KeyframeRequest(_)));
-        }
-        frame
+        publisher
+            .publish_until(Instant::now() + Duration::from_secs(15), false)
+            .await
+            .expect("the publisher sends media")
     });
     wait_until(
         "the event page to count 1 on camera",

@@ -12,7 +12,7 @@
 //!   namespaced install grants nothing outside its namespace.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,6 +24,7 @@ use roundtable_crds::{LivePhase, Session};
 use roundtable_e2e::helm::{chart_dir, helm_offline};
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::{Cluster, KubectlOutput};
+use roundtable_e2e::{poll, unix_now, wait_until};
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole};
 
@@ -32,35 +33,6 @@ const SESSION: &str = "gala-future-of-work";
 
 fn chart() -> String {
     chart_dir().to_string_lossy().into_owned()
-}
-
-fn unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Polls until `check` passes (`Some`) or `limit` runs out (`None`).
-async fn poll<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Polls until `check` passes; fails the test when `limit` runs out.
-async fn wait_until<T>(what: &str, limit: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
-    match poll(limit, check).await {
-        Some(v) => v,
-        None => panic!("timed out after {limit:?} waiting for {what}"),
-    }
 }
 
 fn ok(out: KubectlOutput) -> String {
@@ -421,7 +393,7 @@ async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &
 fn registration_token(key: &[u8], email: &str, name: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": email, "name": name, "tickets": [], "exp": unix() + 600}),
+        &serde_json::json!({"sub": email, "name": name, "tickets": [], "exp": unix_now() + 600}),
         &jsonwebtoken::EncodingKey::from_secret(key),
     )
     .unwrap()
@@ -689,7 +661,7 @@ operator:
     );
     let http = endpoint.parse().expect("endpoint is host:port");
     let whip = format!("/rooms/{room}/whip");
-    let claims = Claims::new("ada@example.com", "Ada", room, unix() + 600);
+    let claims = Claims::new("ada@example.com", "Ada", room, unix_now() + 600);
     let wrong = mint(b"not-the-charts-key-not-the-charts-key", &claims);
     let refused = ClientPeer::connect(
         http,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roundtable_crds::RecordingState;
+use roundtable_e2e::wait_until;
 use roundtable_operator::api::{
     self, ApiSettings, ApiState, Catalog, Clock, Mailer, RegistrationVerifier, Store,
 };
@@ -27,33 +28,9 @@ fn manifests_for(lifecycle: &str) -> String {
     )
 }
 
-async fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_mode_runs_a_started_session_and_records_it() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    roundtable_e2e::init_test_logs();
     let dir = tempfile::tempdir().unwrap();
     let manifests_dir = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests_dir).unwrap();
@@ -63,7 +40,7 @@ async fn the_local_mode_runs_a_started_session_and_records_it() {
 
     let loaded =
         manifests::load(&manifests::files(std::slice::from_ref(&manifests_dir)).unwrap()).unwrap();
-    let catalog = Arc::new(LocalCatalog::new(loaded));
+    let catalog = Arc::new(LocalCatalog::new(loaded, jiff::Timestamp::now()));
     let key = b"local-join-key".to_vec();
     let mut runner = Runner::new(
         catalog.clone(),

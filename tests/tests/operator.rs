@@ -41,14 +41,7 @@ struct Replica;
 
 impl Replica {
     fn start(client: Client, namespace: &str, identity: &str) -> RunningOperator {
-        // Operator logs show with a failing test's output (RUST_LOG=debug for more).
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info,kube=warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
+        roundtable_e2e::init_test_logs();
         RunningOperator::start(client, namespace, identity, test_config())
     }
 }
@@ -59,17 +52,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    roundtable_e2e::wait_until(what, WAIT, async || check().await).await
 }
 
 async fn apply_yaml(ns: &TestNamespace, cluster: &Cluster, yaml: &str) {

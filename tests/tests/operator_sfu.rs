@@ -4,7 +4,7 @@
 //! the session drains the pod and the session ends.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -13,44 +13,18 @@ use roundtable_crds::{LivePhase, Session};
 use roundtable_e2e::Cluster;
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_e2e::{unix_now, wait_until};
 use roundtable_operator::OperatorConfig;
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole};
-use str0m::Event;
 
 const KEY: &str = "e2e-join-token-key";
 const SESSION: &str = "gala-future-of-work";
-
-fn unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
     let out = cluster.kubectl(args).await.unwrap();
     assert!(out.success(), "kubectl {args:?}: {}", out.stderr);
     out.stdout
-}
-
-/// Polls until `check` passes or `limit` runs out.
-async fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +113,7 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
 
     // An attendee goes on camera through the endpoint in the status.
     let room = format!("session:{}:{SESSION}", ns.name);
-    let mut claims = Claims::new("ada@example.com", "Ada", &room, unix() + 600);
+    let mut claims = Claims::new("ada@example.com", "Ada", &room, unix_now() + 600);
     claims.headline = "Host".into();
     let token = mint(KEY.as_bytes(), &claims);
     let http = endpoint.parse().expect("endpoint is host:port");
@@ -153,31 +127,10 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
     .expect("the SFU accepts the publisher");
 
     let publishing = tokio::spawn(async move {
-        let end = Instant::now() + Duration::from_secs(20);
-        let (mut frame, mut next) = (0u64, Instant::now());
-        let mut want_key = true;
-        while Instant::now() < end && publisher.rtc.is_alive() {
-            let now = Instant::now();
-            if publisher.rtc.is_connected() && now >= next {
-                publisher
-                    .send_video(now, frame, want_key || frame % 60 == 0, false)
-                    .unwrap();
-                publisher.send_audio(now, frame).unwrap();
-                want_key = false;
-                frame += 1;
-                next += Duration::from_millis(33);
-            }
-            let Ok(events) = publisher
-                .step(next.max(now + Duration::from_millis(1)))
-                .await
-            else {
-                break;
-            };
-            want_key |= events
-                .iter()
-                .any(|e| matches!(e, Event::KeyframeRequest(_)));
-        }
-        frame
+        publisher
+            .publish_until(Instant::now() + Duration::from_secs(20), false)
+            .await
+            .expect("the publisher sends media")
     });
 
     let row = wait_until(
@@ -228,13 +181,7 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_cold_starts_on_a_join_request_and_scales_back_to_zero_when_idle() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    roundtable_e2e::init_test_logs();
     let cluster = Cluster::shared().await.unwrap();
     cluster.install_crds().await.unwrap();
     cluster.start_scheduler().await.unwrap();

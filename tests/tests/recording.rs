@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -18,6 +18,7 @@ use roundtable_crds::{LiveEvent, LivePhase, RecordingState, RecordingSummary, Se
 use roundtable_e2e::Cluster;
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_e2e::{unix_now, wait_until};
 use roundtable_operator::OperatorConfig;
 use sfu_node::auth::{Claims, mint};
 use sfu_node::publisher::{TestMedia, publish};
@@ -26,32 +27,6 @@ use sfu_node::recorder::compose::probe;
 const KEY: &str = "e2e-recording-key";
 const SESSION: &str = "recorded-panel";
 const CLAIM: &str = "summit-recordings";
-
-fn unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Polls until `check` passes or `limit` runs out.
-async fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// On camera for `d`; returns how long the publisher was on camera (WHIP answer to DELETE).
 async fn on_camera(
@@ -63,7 +38,7 @@ async fn on_camera(
 ) -> Duration {
     let token = mint(
         KEY.as_bytes(),
-        &Claims::new(who, &format!("Name {who}"), room, unix() + 600),
+        &Claims::new(who, &format!("Name {who}"), room, unix_now() + 600),
     );
     let begun = Instant::now();
     publish(http, room, &token, media, tokio::time::sleep(d))
@@ -112,7 +87,7 @@ async fn a_recorded_session_yields_one_mp4_with_the_gap_cut_out() {
     );
 
     let stamp = |offset: i64| {
-        jiff::Timestamp::from_second(unix() as i64 + offset)
+        jiff::Timestamp::from_second(unix_now() as i64 + offset)
             .unwrap()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string()

@@ -47,10 +47,11 @@ pub enum Change {
         name: String,
         locked: bool,
     },
-    /// Someone wants to join a room with no SFU yet.
+    /// Someone wants to join a room with no SFU yet (asked `at`).
     WakeRoom {
         namespace: String,
         name: String,
+        at: jiff::Timestamp,
     },
 }
 
@@ -260,12 +261,15 @@ impl KubeCatalog {
                 self.merge::<Room>(&namespace, &name, json!({"spec": {"locked": locked}}))
                     .await?
             }
-            Change::WakeRoom { namespace, name } => {
-                let now = jiff::Timestamp::now().to_string();
+            Change::WakeRoom {
+                namespace,
+                name,
+                at,
+            } => {
                 self.merge::<Room>(
                     &namespace,
                     &name,
-                    json!({"metadata": {"annotations": {JOIN_REQUESTED: now}}}),
+                    json!({"metadata": {"annotations": {JOIN_REQUESTED: at.to_string()}}}),
                 )
                 .await?
             }

@@ -51,6 +51,14 @@ impl Mailer {
         })
     }
 
+    /// SMTP when a URL is given, else the log.
+    pub fn new(smtp_url: Option<&str>, from: &str) -> Result<Self, MailError> {
+        match smtp_url {
+            Some(url) => Self::smtp(url, from),
+            None => Ok(Mailer::Log),
+        }
+    }
+
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MailError> {
         match self {
             Mailer::Smtp { transport, from } => {

@@ -1,11 +1,12 @@
 //! The web client: static files from `operator/web/`, embedded in release builds (read from
-//! disk in debug builds, so editing a page needs no rebuild). Each page route returns the HTML
-//! shell of its kind; the page's script reads its parameters from the URL and calls `/api`.
+//! disk in debug builds, so editing a page needs no rebuild). Every page is the one HTML shell
+//! `page.html` filled with its kind, title and script; the script reads its parameters from the
+//! URL and calls `/api`.
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 
@@ -32,8 +33,92 @@ fn file(path: &str) -> Response {
     }
 }
 
-fn page(name: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
-    move || std::future::ready(file(name))
+/// One kind of page: `kind` names its body class, `script` its module in `assets/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub script: &'static str,
+}
+
+pub(crate) const PAGES: [(&str, Page); 7] = [
+    (
+        "/",
+        Page {
+            kind: "index",
+            title: "Sign in",
+            script: "signin",
+        },
+    ),
+    (
+        "/e/{ns}/{event}",
+        Page {
+            kind: "event",
+            title: "Event",
+            script: "event",
+        },
+    ),
+    (
+        "/s/{ns}/{session}",
+        Page {
+            kind: "session",
+            title: "Session",
+            script: "session",
+        },
+    ),
+    (
+        "/stage/{ns}/{name}",
+        Page {
+            kind: "stage",
+            title: "Stage",
+            script: "stage",
+        },
+    ),
+    (
+        "/backstage/{ns}/{name}",
+        Page {
+            kind: "backstage",
+            title: "Backstage",
+            script: "backstage",
+        },
+    ),
+    (
+        "/report/{ns}/{event}",
+        Page {
+            kind: "report",
+            title: "Event report",
+            script: "report",
+        },
+    ),
+    (
+        "/{host}/{slug}",
+        Page {
+            kind: "room",
+            title: "Room",
+            script: "room",
+        },
+    ),
+];
+
+/// The shell filled in for `page`.
+pub(crate) fn render(shell: &str, page: Page) -> String {
+    shell
+        .replace("{kind}", page.kind)
+        .replace("{title}", page.title)
+        .replace("{script}", page.script)
+}
+
+fn page(page: Page) -> impl Fn() -> std::future::Ready<Response> + Clone {
+    move || {
+        std::future::ready(match Web::get("page.html") {
+            Some(shell) => (
+                [(header::CACHE_CONTROL, "no-cache")],
+                Html(render(&String::from_utf8_lossy(&shell.data), page)),
+            )
+                .into_response(),
+            None => (StatusCode::INTERNAL_SERVER_ERROR, "page.html missing").into_response(),
+        })
+    }
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
@@ -41,13 +126,8 @@ async fn asset(Path(path): Path<String>) -> Response {
 }
 
 pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/", get(page("index.html")))
-        .route("/e/{ns}/{event}", get(page("event.html")))
-        .route("/s/{ns}/{session}", get(page("session.html")))
-        .route("/stage/{ns}/{name}", get(page("stage.html")))
-        .route("/backstage/{ns}/{name}", get(page("backstage.html")))
-        .route("/report/{ns}/{event}", get(page("report.html")))
-        .route("/assets/{*path}", get(asset))
-        .route("/{host}/{slug}", get(page("room.html")))
+    PAGES.iter().fold(
+        Router::new().route("/assets/{*path}", get(asset)),
+        |router, (path, kind)| router.route(path, get(page(*kind))),
+    )
 }

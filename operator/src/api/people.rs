@@ -261,8 +261,7 @@ pub async fn sign_in_link(
     }
 }
 
-pub async fn sign_out(State(state): State<ApiState>) -> Response {
-    let _ = state;
+pub async fn sign_out() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -287,13 +287,14 @@ pub async fn join(
 
 /// Asks for the room's SFU unless that was done moments ago.
 async fn wake(state: &ApiState, room: &Room) -> ApiResult<()> {
+    let now = state.clock.now();
     let recent = room
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(JOIN_REQUESTED))
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .is_some_and(|t| state.clock.now() - t.as_second() < WAKE_EVERY_SECONDS);
+        .is_some_and(|t| now - t.as_second() < WAKE_EVERY_SECONDS);
     if recent {
         return Ok(());
     }
@@ -302,6 +303,8 @@ async fn wake(state: &ApiState, room: &Room) -> ApiResult<()> {
         .change(Change::WakeRoom {
             namespace: room.metadata.namespace.clone().unwrap_or_default(),
             name: room.metadata.name.clone().unwrap_or_default(),
+            at: jiff::Timestamp::from_second(now)
+                .map_err(|e| ApiError::internal("the clock", e))?,
         })
         .await
         .map_err(write_error)

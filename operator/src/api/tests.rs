@@ -23,6 +23,10 @@ use crate::local::manifests;
 /// 2026-12-10T18:30:00Z: the gala's first sessions are on.
 const NOW: i64 = 1_796_927_400;
 
+fn at(unix: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(unix).unwrap()
+}
+
 /// A minimal SMTP server that keeps every message it receives.
 #[derive(Clone, Default)]
 struct SmtpSink {
@@ -121,7 +125,7 @@ struct Harness {
 async fn harness() -> Harness {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let loaded = manifests::load(&manifests::files(&[examples]).unwrap()).unwrap();
-    let catalog = Arc::new(LocalCatalog::new(loaded));
+    let catalog = Arc::new(LocalCatalog::new(loaded, at(NOW)));
     let (smtp, url) = SmtpSink::start().await;
     let recordings = tempfile::tempdir().unwrap();
     let state = ApiState::new(
@@ -250,7 +254,8 @@ impl Harness {
                 ..Observed::default()
             },
         );
-        self.catalog.set_observed(live.clone());
+        self.catalog
+            .set_observed(live.clone(), at(self.state.clock.now()));
     }
 
     fn claims(&self, joined: &Value) -> sfu_node::auth::Claims {
@@ -886,7 +891,7 @@ async fn organisers_download_recordings_from_the_report_once_the_event_has_ended
             ..Observed::default()
         },
     );
-    h.catalog.set_observed(live);
+    h.catalog.set_observed(live, at(h.state.clock.now()));
     let path = "/api/recordings/default/gala-future-of-work/0";
 
     let during = h.get(path, Some(&ada)).await;
@@ -938,4 +943,43 @@ async fn organisers_download_recordings_from_the_report_once_the_event_has_ended
         .get("/api/recordings/default/gala-future-of-work/1", Some(&ada))
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_page_is_served_with_its_title_and_a_script_that_exists() {
+    let h = harness().await;
+    let text = |path: String| {
+        let app = h.app.clone();
+        async move {
+            let request = Request::get(&path).body(Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    for (route, page) in super::pages::PAGES {
+        let path = route
+            .replace("{ns}", "default")
+            .replace(['{', '}'], "")
+            .replace("//", "/");
+        let (status, html) = text(path.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            html.contains(&format!("<title>{} · Roundtable</title>", page.title)),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains(&format!("class=\"page-{}\"", page.kind)),
+            "{path}"
+        );
+        assert!(!html.contains('{'), "{path} left a placeholder: {html}");
+        let script = format!("/assets/{}.js", page.script);
+        assert!(html.contains(&script), "{path}");
+        let (status, js) = text(script.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{script}");
+        assert!(js.contains("import") || js.contains("export"), "{script}");
+    }
 }

@@ -299,8 +299,13 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
             now,
         ))?,
         endpoint,
-        peak_on_camera: previous.peak_on_camera.max(counts.on_camera),
-        peak_watching: previous.peak_watching.max(counts.watching),
+        // The SFU's own peaks are exact; the status keeps the highest across SFU restarts.
+        peak_on_camera: previous
+            .peak_on_camera
+            .max(counts.peak_on_camera.unwrap_or(counts.on_camera)),
+        peak_watching: previous
+            .peak_watching
+            .max(counts.peak_watching.unwrap_or(counts.watching)),
         started_at: previous.started_at.or(live.then_some(now)),
         ended_at: previous
             .ended_at

@@ -56,6 +56,10 @@ struct Stats {
     #[serde(default)]
     unique_joiners: Option<i32>,
     #[serde(default)]
+    peak_watching: Option<i32>,
+    #[serde(default)]
+    peak_on_camera: Option<i32>,
+    #[serde(default)]
     broadcasting: bool,
 }
 
@@ -69,10 +73,14 @@ struct StatsCounts {
 /// last counts then).
 pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Option<Counts> {
     let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
-    let url = format!("http://{ip}:{admin_port}/stats");
+    read_stats(http, &format!("{ip}:{admin_port}"), Duration::from_secs(2)).await
+}
+
+/// Reads an sfu-node's `/stats` at its admin address (`host:port`).
+pub async fn read_stats(http: &reqwest::Client, admin: &str, timeout: Duration) -> Option<Counts> {
     let response = http
-        .get(&url)
-        .timeout(Duration::from_secs(2))
+        .get(format!("http://{admin}/stats"))
+        .timeout(timeout)
         .send()
         .await
         .ok()?;
@@ -81,6 +89,8 @@ pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Optio
         on_camera: stats.counts.on_camera,
         watching: stats.counts.watching,
         unique_joiners: stats.unique_joiners,
+        peak_watching: stats.peak_watching,
+        peak_on_camera: stats.peak_on_camera,
         broadcasting: stats.broadcasting,
     })
 }

@@ -60,7 +60,30 @@ struct State {
     overlay: Overlay,
     /// By `kind:namespace:name` (the SFU room id).
     observed: HashMap<String, Observed>,
+    /// When the runner last looked (events' phases follow it).
+    now: jiff::Timestamp,
     views: Views,
+}
+
+impl State {
+    fn events_phase_at(&self, now: jiff::Timestamp) -> Vec<LiveEventPhase> {
+        self.manifests
+            .events
+            .iter()
+            .map(|e| event_phase(e, now))
+            .collect()
+    }
+}
+
+/// An event's phase at `now`, from its start and end.
+fn event_phase(event: &LiveEvent, now: jiff::Timestamp) -> LiveEventPhase {
+    if now < event.spec.start.0 {
+        LiveEventPhase::Upcoming
+    } else if now < event.spec.end.0 {
+        LiveEventPhase::Live
+    } else {
+        LiveEventPhase::Ended
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -84,8 +107,10 @@ fn time(t: Option<jiff::Timestamp>) -> Option<Time> {
 }
 
 impl LocalCatalog {
-    pub fn new(manifests: Manifests) -> Self {
+    /// The catalog of `manifests` as seen at `now` (the events' phases).
+    pub fn new(manifests: Manifests, now: jiff::Timestamp) -> Self {
         let catalog = LocalCatalog::default();
+        catalog.state.write().expect("catalog lock").now = now;
         catalog.replace_manifests(manifests);
         catalog
     }
@@ -97,10 +122,12 @@ impl LocalCatalog {
         rebuild(&mut state);
     }
 
-    /// What the runner saw, by room id; rooms not listed have no SFU running.
-    pub fn set_observed(&self, observed: HashMap<String, Observed>) {
+    /// What the runner saw at `now`, by room id; rooms not listed have no SFU running.
+    pub fn set_observed(&self, observed: HashMap<String, Observed>, now: jiff::Timestamp) {
         let mut state = self.state.write().expect("catalog lock");
-        if state.observed != observed {
+        let phases_may_change = state.events_phase_at(now) != state.events_phase_at(state.now);
+        state.now = now;
+        if state.observed != observed || phases_may_change {
             state.observed = observed;
             rebuild(&mut state);
         }
@@ -232,7 +259,7 @@ fn rebuild(state: &mut State) {
             ..RoomStatus::default()
         });
     }
-    let now = jiff::Timestamp::now();
+    let now = state.now;
     let mut events = state.manifests.events.clone();
     for e in &mut events {
         let (ns, name) = key_of(e);
@@ -244,13 +271,7 @@ fn rebuild(state: &mut State) {
             .iter()
             .filter(|s| s.status.as_ref().and_then(|st| st.phase) == Some(LivePhase::Live))
             .count();
-        let phase = if now < e.spec.start.0 {
-            LiveEventPhase::Upcoming
-        } else if now < e.spec.end.0 {
-            LiveEventPhase::Live
-        } else {
-            LiveEventPhase::Ended
-        };
+        let phase = event_phase(e, now);
         e.status = Some(LiveEventStatus {
             phase: Some(phase),
             observed_generation: e.metadata.generation,
@@ -371,12 +392,16 @@ impl Catalog for LocalCatalog {
                     }
                     state.overlay.locked.insert(key, locked);
                 }
-                Change::WakeRoom { namespace, name } => {
+                Change::WakeRoom {
+                    namespace,
+                    name,
+                    at,
+                } => {
                     let key = (namespace, name);
                     if !exists("room", &key) {
                         return Err(CatalogError::NotFound);
                     }
-                    state.overlay.wake.insert(key, jiff::Timestamp::now());
+                    state.overlay.wake.insert(key, at);
                 }
             }
             Ok(())

@@ -54,7 +54,7 @@ pub async fn up(
     let store = Store::open(&options.database)
         .with_context(|| format!("opening {}", options.database.display()))?;
     let join_key: Vec<u8> = rand::random::<[u8; 32]>().to_vec();
-    let catalog = Arc::new(LocalCatalog::new(loaded));
+    let catalog = Arc::new(LocalCatalog::new(loaded, jiff::Timestamp::now()));
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
@@ -63,10 +63,7 @@ pub async fn up(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let mailer = match &options.smtp_url {
-        Some(url) => Mailer::smtp(url, &options.mail_from)?,
-        None => Mailer::Log,
-    };
+    let mailer = Mailer::new(options.smtp_url.as_deref(), &options.mail_from)?;
     let state = ApiState::new(
         catalog.clone(),
         ApiSettings {

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kube::Resource;
-use roundtable_crds::{LivePhase, RoomPhase, RoomTheme, SharePolicy};
-use serde::Deserialize;
+use roundtable_crds::{LivePhase, RoomPhase};
 use sfu_node::recorder::{RecorderConfig, RecordingInfo};
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind};
@@ -24,7 +23,9 @@ use tracing::{info, warn};
 use super::catalog::{LocalCatalog, Observed};
 use super::manifests;
 use crate::api::Catalog;
+use crate::controller::observe::read_stats;
 use crate::plan::decide::room_desired;
+use crate::plan::pod::{share_policy_arg, theme_arg};
 use crate::plan::room::{Kind, LiveRoom};
 use crate::plan::schedule::{Desired, desired};
 
@@ -34,23 +35,13 @@ const ROOM_IDLE: SignedDuration = SignedDuration::from_secs(300);
 /// How often the runner looks at the manifests and the rooms.
 const TICK: Duration = Duration::from_secs(1);
 
-/// The sfu-node settings of a room, as the operator passes them to a pod.
+/// The sfu-node settings of a room: the same values the operator passes to a pod's sfu-node
+/// (`SFU_KIND`, `SFU_SHARE_POLICY`, `SFU_THEME`, …), parsed as sfu-node parses them.
 pub fn room_config(room: &LiveRoom) -> Result<RoomConfig, sfu_node::Error> {
-    let kind = match room.kind {
-        Kind::Session => RoomKind::Session,
-        Kind::Stage => RoomKind::Stage,
-        Kind::Room => RoomKind::Room,
-    };
+    let kind: RoomKind = room.kind.as_str().parse()?;
     let mut config = RoomConfig::new(room.room_id(), kind);
-    config.share_policy = match room.share_policy {
-        SharePolicy::Open => sfu_node::SharePolicy::Open,
-        SharePolicy::Moderated => sfu_node::SharePolicy::Moderated,
-        SharePolicy::InviteOnly => sfu_node::SharePolicy::InviteOnly,
-    };
-    config.theme = match room.theme {
-        RoomTheme::Meeting => sfu_node::Theme::Meeting,
-        RoomTheme::Webinar => sfu_node::Theme::Webinar,
-    };
+    config.share_policy = share_policy_arg(room.share_policy).parse()?;
+    config.theme = theme_arg(room.theme).parse()?;
     config.locked = room.locked;
     config.limits = Limits::new(
         kind,
@@ -102,21 +93,6 @@ impl std::fmt::Debug for Runner {
             .field("running", &self.running.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct Stats {
-    counts: Counts,
-    #[serde(default)]
-    broadcasting: bool,
-    #[serde(default)]
-    unique_joiners: Option<i32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Counts {
-    watching: i32,
-    on_camera: i32,
 }
 
 impl Runner {
@@ -367,25 +343,23 @@ impl Runner {
             if running.task.is_finished() {
                 continue;
             }
-            let url = format!("http://{}/stats", running.admin);
-            let stats = async {
-                self.http
-                    .get(&url)
-                    .timeout(Duration::from_secs(1))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json::<Stats>()
-                    .await
-            }
+            let stats = read_stats(
+                &self.http,
+                &running.admin.to_string(),
+                Duration::from_secs(1),
+            )
             .await;
             let o = &mut running.observed;
             match stats {
-                Ok(stats) => {
-                    o.watching = stats.counts.watching;
-                    o.on_camera = stats.counts.on_camera;
-                    o.peak_watching = o.peak_watching.max(o.watching);
-                    o.peak_on_camera = o.peak_on_camera.max(o.on_camera);
+                Some(stats) => {
+                    o.watching = stats.watching;
+                    o.on_camera = stats.on_camera;
+                    o.peak_watching = o
+                        .peak_watching
+                        .max(stats.peak_watching.unwrap_or(stats.watching));
+                    o.peak_on_camera = o
+                        .peak_on_camera
+                        .max(stats.peak_on_camera.unwrap_or(stats.on_camera));
                     o.unique_joiners = stats.unique_joiners;
                     o.broadcasting = stats.broadcasting;
                     if o.watching + o.on_camera > 0 || o.last_active.is_none() {
@@ -398,7 +372,7 @@ impl Runner {
                         o.phase = Some(LivePhase::Live);
                     }
                 }
-                Err(e) => warn!(room = %id, error = %e, "reading the room's stats"),
+                None => warn!(room = %id, "could not read the room's stats"),
             }
             seen.insert(id.clone(), o.clone());
         }
@@ -434,7 +408,7 @@ impl Runner {
             }
             !done
         });
-        self.catalog.set_observed(seen);
+        self.catalog.set_observed(seen, now);
     }
 }
 

@@ -30,6 +30,10 @@ pub struct Counts {
     pub watching: i32,
     /// Distinct people who joined, when the SFU reports it.
     pub unique_joiners: Option<i32>,
+    /// The most watching and on camera at once since the SFU started, when it reports them
+    /// (exact, not sampled).
+    pub peak_watching: Option<i32>,
+    pub peak_on_camera: Option<i32>,
     /// Whether the room is showing its backstage to the audience (stages).
     pub broadcasting: bool,
 }

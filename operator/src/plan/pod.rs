@@ -127,18 +127,7 @@ pub fn sfu_pod(
             "SFU_DRAIN_GRACE_SECONDS",
             &config.drain_grace_seconds.to_string(),
         ),
-        EnvVar {
-            name: "SFU_TOKEN_KEY".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: config.token_secret.clone(),
-                    key: config.token_secret_key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        token_key_env("SFU_TOKEN_KEY", config),
     ];
     let host = |protocol: &str, name: &str| ContainerPort {
         name: Some(name.into()),
@@ -274,7 +263,8 @@ pub fn host_port_of(pod: &Pod) -> Option<u16> {
         })
 }
 
-fn share_policy_arg(policy: SharePolicy) -> &'static str {
+/// `SFU_SHARE_POLICY` as sfu-node reads it.
+pub fn share_policy_arg(policy: SharePolicy) -> &'static str {
     match policy {
         SharePolicy::Open => "open",
         SharePolicy::Moderated => "moderated",
@@ -282,14 +272,32 @@ fn share_policy_arg(policy: SharePolicy) -> &'static str {
     }
 }
 
-fn theme_arg(theme: RoomTheme) -> &'static str {
+/// `SFU_THEME` as sfu-node reads it.
+pub fn theme_arg(theme: RoomTheme) -> &'static str {
     match theme {
         RoomTheme::Meeting => "meeting",
         RoomTheme::Webinar => "webinar",
     }
 }
 
-fn plain_env(name: &str, value: &str) -> EnvVar {
+/// The join-token key from the operator's Secret, resolved by the kubelet: pods that verify
+/// or mint join tokens (SFU, recorder) need no API access.
+pub(super) fn token_key_env(name: &str, config: &OperatorConfig) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: config.token_secret.clone(),
+                key: config.token_secret_key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub(super) fn plain_env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -297,7 +305,7 @@ fn plain_env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
+pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {

@@ -14,16 +14,18 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SecretKeySelector, Volume, VolumeMount,
+    Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use roundtable_crds::{LivePhase, RecordingState, RecordingSummary};
 use serde::Deserialize;
 
-use super::pod::{LABEL_APP, LABEL_EVENT, LABEL_KIND, LABEL_MANAGED_BY, LABEL_ROOM, MANAGER};
+use super::pod::{
+    LABEL_APP, LABEL_EVENT, LABEL_KIND, LABEL_MANAGED_BY, LABEL_ROOM, MANAGER, field_env,
+    plain_env as env, token_key_env,
+};
 use super::room::LiveRoom;
 use crate::config::OperatorConfig;
 
@@ -112,14 +114,6 @@ pub fn recorder_action(
     }
 }
 
-fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
 /// The recording Job of `room`, owned by `owner`: its recorder joins the SFU at `sfu`
 /// (`IP:PORT`) and writes to the PersistentVolumeClaim `claim`.
 pub fn recorder_job(
@@ -132,17 +126,7 @@ pub fn recorder_job(
     let labels = labels(room);
     let folder = folder(room);
     let env = vec![
-        EnvVar {
-            name: "POD_IP".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.podIP".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        field_env("POD_IP", "status.podIP"),
         env("REC_SFU", sfu),
         env("REC_ROOM", &room.room_id()),
         env("REC_OUTPUT", &format!("{MOUNT_PATH}/{folder}")),
@@ -151,18 +135,7 @@ pub fn recorder_job(
             "REC_ADMIN_ADDR",
             &format!("$(POD_IP):{}", config.recorder_admin_port),
         ),
-        EnvVar {
-            name: "REC_TOKEN_KEY".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: config.token_secret.clone(),
-                    key: config.token_secret_key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        token_key_env("REC_TOKEN_KEY", config),
     ];
     let resources = ResourceRequirements {
         requests: Some(BTreeMap::from([

@@ -246,6 +246,7 @@ fn a_ready_pod_is_live_with_its_counts() {
         watching: 7,
         unique_joiners: Some(8),
         broadcasting: false,
+        ..Counts::default()
     };
     let observed = Observed {
         pod: Some(PodState::Running { ready: true }),

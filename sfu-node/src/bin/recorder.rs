@@ -66,14 +66,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let key = match (&args.token_key, &args.token_key_file) {
-        (Some(k), _) => k.clone().into_bytes(),
-        (None, Some(path)) => std::fs::read(path)
-            .with_context(|| format!("reading token key {}", path.display()))?
-            .trim_ascii()
-            .to_vec(),
-        (None, None) => bail!("set REC_TOKEN_KEY or REC_TOKEN_KEY_FILE"),
-    };
+    let key = sfu_node::auth::key_from(args.token_key.as_deref(), args.token_key_file.as_deref())
+        .context("reading the token key file")?
+        .context("set REC_TOKEN_KEY or REC_TOKEN_KEY_FILE")?;
     let sfu: SocketAddr = args
         .sfu
         .trim_start_matches("http://")
