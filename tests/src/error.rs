@@ -49,6 +49,9 @@ pub enum Error {
 
     #[error("{0}")]
     Serialize(String),
+
+    #[error("end-to-end stack: {0}")]
+    Stack(String),
 }
 
 impl Error {
@@ -64,6 +67,7 @@ impl Error {
             Error::Kubeconfig(_) => "kubeconfig",
             Error::Kube(_) => "kube",
             Error::Serialize(_) => "serialize",
+            Error::Stack(_) => "stack",
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod node_agent;
 pub mod operator;
 mod pki;
 mod process;
+pub mod stack;
 pub mod wait;
 
 pub use binaries::Binaries;

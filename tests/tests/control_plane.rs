@@ -5,149 +5,45 @@
 //! on camera, and the event page shows the count. A webinar room starts on its first join.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::Api;
-use reqwest::StatusCode;
 use roundtable_crds::{Lifecycle, Session};
-use roundtable_e2e::Cluster;
-use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
-use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
+use roundtable_e2e::stack::Stack;
 use roundtable_e2e::wait_until;
 use roundtable_operator::OperatorConfig;
-use roundtable_operator::api::{
-    self, ApiSettings, ApiState, Clock, KubeCatalog, Mailer, RegistrationVerifier, Store,
-};
 use serde_json::{Value, json};
 use sfu_node::client::{ClientPeer, ClientRole};
-
-const KEY: &str = "e2e-join-token-key";
-const REGISTRATION_KEY: &[u8] = b"e2e-registration-key";
-
-/// A registration token as an external registration system would issue it.
-fn registration_token(email: &str, event: &str, ticket: &str) -> String {
-    let exp = jiff::Timestamp::now().as_second() + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": email, "name": "Gene", "exp": exp,
-                "tickets": [{"event": event, "type": ticket}]}),
-        &jsonwebtoken::EncodingKey::from_secret(REGISTRATION_KEY),
-    )
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_demand() {
     roundtable_e2e::init_test_logs();
-    let cluster = Cluster::shared().await.unwrap();
-    cluster.install_crds().await.unwrap();
-    cluster.start_scheduler().await.unwrap();
-    let ns = cluster.namespace("cp").await.unwrap();
-    let sfu = node_agent::workspace_binary("sfu-node", "sfu-node")
-        .await
-        .unwrap();
-    let agent = NodeAgent::start(
-        cluster,
-        vec![
-            NodeSpec::new(format!("{}-media", ns.name))
-                .label("roundtable.dev/media", "true")
-                .taint("roundtable.dev/media", "", "NoSchedule")
-                .cpu("16")
-                .memory("32Gi"),
-            NodeSpec::new(format!("{}-rooms", ns.name))
-                .cpu("16")
-                .memory("32Gi"),
-        ],
-        ImageMap::new().map("sfu-node", sfu),
-    )
-    .await
-    .unwrap();
-    create_join_token_secret(ns.client.clone(), &ns.name, KEY)
-        .await
-        .unwrap();
-    let operator = RunningOperator::start(
-        ns.client.clone(),
-        &ns.name,
-        "e2e",
+    let stack = Stack::start(
+        "cp",
         OperatorConfig {
-            sfu_image: "registry.example/roundtable/sfu-node:e2e".into(),
             host_ports: 33200..=33299,
             drain_grace_seconds: 2,
             stats_interval: Duration::from_secs(1),
             ..OperatorConfig::default()
         },
-    );
+    )
+    .await
+    .unwrap();
+    let ns = &stack.ns;
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for file in ["gala.yaml", "webinar-room.yaml"] {
-        let path = examples.join(file);
-        let out = cluster
-            .kubectl(&["apply", "-n", &ns.name, "-f", path.to_str().unwrap()])
-            .await
-            .unwrap();
-        assert!(out.success(), "{}", out.stderr);
+        stack.apply(&examples.join(file)).await.unwrap();
     }
 
-    // The control plane, reading this namespace through watch caches.
-    let catalog = KubeCatalog::start(ns.client.clone(), Some(ns.name.clone()));
-    tokio::time::timeout(Duration::from_secs(30), catalog.wait_ready())
-        .await
-        .expect("the control plane's caches fill");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ApiState::new(
-        Arc::new(catalog),
-        ApiSettings {
-            store: Store::in_memory().unwrap(),
-            join_key: KEY.as_bytes().to_vec(),
-            registration: RegistrationVerifier::new(Some(REGISTRATION_KEY.to_vec()), None),
-            mailer: Mailer::Log,
-            public_url: base.clone(),
-            clock: Clock::default(),
-            recordings_dir: None,
-        },
-    )
-    .unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, api::router(state)).await.unwrap();
-    });
-    let http = reqwest::Client::new();
-
     // Signing in with the registration system's token gives the sign-in cookie.
-    let event = format!("{}/gala", ns.name);
-    let response = http
-        .post(format!("{base}/api/signin/registration"))
-        .json(&json!({"token": registration_token("gene@example.org", &event, "general")}))
-        .send()
+    let cookie = stack
+        .api
+        .sign_in("gene@example.org", "gala", "general")
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let get = async |path: &str| -> Value {
-        http.get(format!("{base}{path}"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
-    let post = async |path: &str, body: Value| -> (StatusCode, Value) {
-        let r = http
-            .post(format!("{base}{path}"))
-            .header("cookie", &cookie)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap_or(Value::Null))
+    let get = async |path: &str| -> Value { stack.api.get(&cookie, path).await.unwrap().1 };
+    let post = async |path: &str, body: Value| -> (u16, Value) {
+        stack.api.post(&cookie, path, body).await.unwrap()
     };
 
     // The gala lets attendees create sessions: this one is in the cluster at once, started.
@@ -156,7 +52,7 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
         json!({"title": "Hallway track", "sharePolicy": "Open"}),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(status, 201, "{created}");
     let name = created["name"].as_str().unwrap().to_string();
     let sessions: Api<Session> = Api::namespaced(ns.client.clone(), &ns.name);
     let session = sessions.get(&name).await.unwrap();
@@ -187,7 +83,7 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
     );
 
     let (status, joined) = post(&format!("/api/sessions/{}/{name}/join", ns.name), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(status, 200, "{joined}");
     assert_eq!(joined["role"]["share"], true);
     let sfu = joined["sfu"]
         .as_str()
@@ -231,7 +127,7 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
         .await
     };
     let (status, starting) = join_room().await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{starting}");
+    assert_eq!(status, 202, "{starting}");
     assert_eq!(starting["starting"], true);
     let asked = Instant::now();
     let joined = wait_until(
@@ -239,7 +135,7 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
         Duration::from_secs(90),
         async || {
             let (status, body) = join_room().await;
-            (status == StatusCode::OK).then_some(body)
+            (status == 200).then_some(body)
         },
     )
     .await;
@@ -250,7 +146,5 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
     assert_eq!(joined["role"]["share"], false, "webinar attendees watch");
 
     assert!(publishing.await.unwrap() > 30);
-    server.abort();
-    operator.stop().await;
-    agent.stop().await.unwrap();
+    stack.stop().await.unwrap();
 }
