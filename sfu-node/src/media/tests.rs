@@ -173,9 +173,13 @@ impl World {
     }
 
     fn viewer(&mut self, participant: u64, slots: usize) -> usize {
+        self.receiver(participant, slots, PeerRole::View)
+    }
+
+    fn receiver(&mut self, participant: u64, slots: usize, role: PeerRole) -> usize {
         let rtc = self.client_rtc(Codec::Vp8);
         let before = SLOTS.with(|s| s.replace(slots));
-        let (idx, _) = self.add_client(participant, rtc, PeerRole::View, false);
+        let (idx, _) = self.add_client(participant, rtc, role, false);
         SLOTS.with(|s| s.set(before));
         idx
     }
@@ -369,7 +373,7 @@ fn build_offer(
                 sim,
             ));
         }
-        PeerRole::View => {
+        PeerRole::View | PeerRole::Relay | PeerRole::Upstream => {
             let slots = SLOTS.with(|s| s.get());
             for _ in 0..slots {
                 mids.push(api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None));
@@ -713,4 +717,85 @@ fn a_viewer_that_closes_is_reported_and_forgotten() {
     assert!(w.sfu_events.iter().any(|e| matches!(e, MediaEvent::Closed { participant, role: PeerRole::View, .. } if *participant == ParticipantId(2))));
     assert_eq!(w.sfu.stats().viewers, 0);
     let _ = w.client(v).participant;
+}
+
+#[test]
+fn a_relay_gets_every_layer_pinned_in_its_own_slot_and_keyframes_per_layer() {
+    let mut w = World::new();
+    let p = w.publisher(1, true, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000;
+    let r = w.receiver(2, 4, PeerRole::Relay);
+    w.run(Duration::from_secs(3));
+    let placed: Vec<(Mid, MediaKind, Option<Option<Rid>>)> = w
+        .sfu_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Track {
+                viewer,
+                mid,
+                kind,
+                rid,
+                ..
+            } if *viewer == ParticipantId(2) => Some((*mid, *kind, *rid)),
+            _ => None,
+        })
+        .collect();
+    let video: Vec<_> = placed
+        .iter()
+        .filter(|(_, k, _)| *k == MediaKind::Video)
+        .collect();
+    let rids: Vec<_> = video.iter().map(|(_, _, r)| *r).collect();
+    let want: Vec<Option<Option<Rid>>> = LAYERS
+        .iter()
+        .map(|(r, _)| Some(Some((*r).into())))
+        .collect();
+    assert_eq!(rids, want, "one slot per layer, lowest first");
+    let audio: Vec<_> = placed
+        .iter()
+        .filter(|(_, k, _)| *k == MediaKind::Audio)
+        .collect();
+    assert_eq!(audio.len(), 1, "audio once: {placed:?}");
+    assert_eq!(audio[0].2, Some(None));
+
+    // Each slot carries its own layer only, from a keyframe on: no switching towards a relay.
+    let relay = w.client(r);
+    for (layer, (mid, _, _)) in video.iter().enumerate() {
+        let frames: Vec<_> = relay
+            .video_frames()
+            .into_iter()
+            .filter(|(_, d)| d.mid == *mid)
+            .collect();
+        assert!(frames.len() > 60, "layer {layer}: {} frames", frames.len());
+        assert!(
+            frames[0].1.is_keyframe(),
+            "layer {layer} starts on a keyframe"
+        );
+        assert!(
+            frames.iter().all(|(_, d)| frame_layer(d) == layer),
+            "slot {layer} stays on its layer"
+        );
+    }
+
+    // A PLI on the relay's top slot is a (throttled) keyframe request for that layer only.
+    let top: Rid = LAYERS[2].0.into();
+    let asked = |w: &World, rid: Rid| {
+        w.client(p)
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::KeyframeRequest(k) if k.rid == Some(rid)))
+            .count()
+    };
+    let (top_before, low_before) = (asked(&w, top), asked(&w, LAYERS[0].0.into()));
+    for _ in 0..5 {
+        w.clients[r]
+            .rtc
+            .writer(video[2].0)
+            .unwrap()
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .unwrap();
+        w.run(Duration::from_millis(20));
+    }
+    w.run(Duration::from_millis(100));
+    assert_eq!(asked(&w, top) - top_before, 1, "five PLIs, one request");
+    assert_eq!(asked(&w, LAYERS[0].0.into()), low_before);
 }
