@@ -18,6 +18,9 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use crate::{Error, Result};
 
+mod events;
+pub use events::EventSocket;
+
 /// An HTTP response, read whole.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {

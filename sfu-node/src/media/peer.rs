@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use str0m::Rtc;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
@@ -18,7 +18,7 @@ use crate::rules::ParticipantId;
 pub struct PeerId(pub u64);
 
 /// What a publisher sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Camera,
