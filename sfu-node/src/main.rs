@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sfu_node::relay::serve_relay;
+use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
 use tokio::net::{TcpListener, UdpSocket};
@@ -149,7 +149,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let listeners = Listeners { udp, http, admin };
     match &args.origin {
-        Some(origin) => serve_relay(config, origin, listeners, terminated()).await?,
+        Some(origin) => {
+            let origin = Origin::parse(origin)?;
+            serve_relay(config, origin, listeners, terminated()).await?
+        }
         None => serve(config, listeners, terminated()).await?,
     }
     tracing::info!("drained; bye");

@@ -98,10 +98,19 @@ impl Room {
         Ok(id)
     }
 
-    /// Their events channel closed.
+    /// Their events channel closed. A relay's media is no use without its events socket
+    /// (which says what each slot carries): its peers close with it.
     pub fn disconnect(&mut self, now: Instant, id: ParticipantId) {
+        let relay = self
+            .rules
+            .participant(id)
+            .is_some_and(|p| p.identity.grants.relay);
         if let Some(p) = self.presence.get_mut(&id) {
             p.events = false;
+            if relay {
+                p.peers.clear();
+                self.media.close_participant(now, id);
+            }
         }
         self.leave_if_gone(now, id);
         self.pump(Some(now));

@@ -125,6 +125,7 @@ impl Relay {
     pub fn leave(&mut self, now: Instant, id: ParticipantId) {
         if self.watchers.remove(&id).is_some() {
             self.media.close_participant(now, id);
+            self.finish_if_left(now);
             self.pump();
         }
     }
@@ -171,6 +172,7 @@ impl Relay {
     /// Start a media peer to the origin, where this relay is participant `relay`; returns the
     /// offer. Slots: every layer of as many cameras and screens as may be on camera.
     pub fn start_upstream(&mut self, now: Instant, relay: ParticipantId) -> Result<String> {
+        self.serving()?;
         self.drop_upstream(now);
         let publishers = self.config.limits.max_on_camera as usize + 2;
         let (peer, offer) = self
@@ -233,6 +235,14 @@ impl Relay {
         self.pump();
     }
 
+    /// Make the upstream offer only while serving.
+    fn serving(&self) -> Result<()> {
+        match self.leaving {
+            Some(_) => Err(Refusal::Draining.into()),
+            None => Ok(()),
+        }
+    }
+
     /// SIGTERM: refuse joins, tell every watcher to reconnect, close them [`LEAVE_NOTICE`]
     /// later.
     pub fn begin_leave(&mut self, now: Instant) {
@@ -248,11 +258,20 @@ impl Relay {
                 },
             ));
         }
+        self.finish_if_left(now);
+        self.pump();
     }
 
-    /// Left the pool and every watcher is gone.
+    /// Left the pool, every watcher is gone and so is the upstream.
     pub fn is_done(&self) -> bool {
-        self.leaving.is_some() && self.watchers.is_empty()
+        self.leaving.is_some() && self.watchers.is_empty() && self.upstream.is_none()
+    }
+
+    /// Once leaving with nobody left to serve, hang up on the origin (DTLS close).
+    fn finish_if_left(&mut self, now: Instant) {
+        if self.leaving.is_some() && self.watchers.is_empty() {
+            self.drop_upstream(now);
+        }
     }
 
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
@@ -270,6 +289,7 @@ impl Relay {
                 self.out.push_back(RelayOutput::Close(id));
             }
         }
+        self.finish_if_left(now);
         self.pump();
     }
 

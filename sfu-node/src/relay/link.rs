@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::RelayRequest;
 use crate::auth::{Claims, mint};
-use crate::client::{EventSocket, http_request};
+use crate::client::{EventSocket, host_of, http_request};
 use crate::http::ask_core;
 use crate::rules::{Grants, ParticipantId};
 use crate::{Error, Result};
@@ -28,17 +28,8 @@ pub struct Origin {
 
 impl Origin {
     pub fn parse(url: &str) -> Result<Origin> {
-        let host = url
-            .strip_prefix("http://")
-            .ok_or_else(|| Error::Config(format!("origin {url:?}: use http://HOST:PORT")))?
-            .trim_end_matches('/');
-        if host.is_empty() || host.contains('/') {
-            return Err(Error::Config(format!(
-                "origin {url:?}: use http://HOST:PORT"
-            )));
-        }
         Ok(Origin {
-            host: host.to_string(),
+            host: host_of(url)?.to_string(),
         })
     }
 

@@ -190,16 +190,15 @@ impl Driven for RelayShell {
     }
 }
 
-/// Serve watchers of `config.room` as a relay of `origin` (`http://HOST:PORT`) until
+/// Serve watchers of `config.room` as a relay of `origin` until
 /// `shutdown` resolves and every watcher has been sent away. Same listeners and config as
 /// [`crate::server::serve`]; `config.room.limits.max_watchers` is this relay's capacity.
 pub async fn serve_relay(
     config: ServerConfig,
-    origin: &str,
+    origin: Origin,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let origin = Origin::parse(origin)?;
     let advertise = match config.advertise {
         Some(a) => a,
         None => listeners.udp.local_addr()?,
