@@ -28,13 +28,15 @@ struct Server {
 }
 
 async fn start(room: RoomConfig, grace: Duration) -> Server {
-    start_as(room, grace, None).await
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_as(room, grace, None, http).await
 }
 
 /// A relay of `origin`, once its upstream is connected (`/readyz` 200).
 async fn start_relay(origin: &Server, room: RoomConfig, grace: Duration) -> Server {
     let url = format!("http://{}", origin.http);
-    let relay = start_as(room, grace, Some(Origin::parse(&url).unwrap())).await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = start_as(room, grace, Some(Origin::parse(&url).unwrap()), http).await;
     let ready_by = Instant::now() + Duration::from_secs(10);
     while get(relay.admin, "/readyz").await.status != 200 {
         assert!(Instant::now() < ready_by, "relay upstream not connected");
@@ -43,9 +45,13 @@ async fn start_relay(origin: &Server, room: RoomConfig, grace: Duration) -> Serv
     relay
 }
 
-async fn start_as(room: RoomConfig, grace: Duration, origin: Option<Origin>) -> Server {
+async fn start_as(
+    room: RoomConfig,
+    grace: Duration,
+    origin: Option<Origin>,
+    http: TcpListener,
+) -> Server {
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, admin_addr) = (http.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -983,5 +989,63 @@ async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
     let stats = get(origin.admin, "/stats").await.json();
     assert_eq!(stats["counts"]["watching"], 0);
     assert_eq!(stats["relays_connected"], 0);
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_reconnects_when_its_origin_comes_back() {
+    let mut first = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_millis(100),
+    )
+    .await;
+    let relay = start_relay(
+        &first,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("early"), 1)
+        .await
+        .unwrap();
+    // The origin goes away: the relay is not ready, and its watchers' sockets close.
+    first.stop.take().unwrap().send(()).unwrap();
+    let _ = (&mut first.task).await;
+    let seen = w.watch_until(Instant::now() + Duration::from_secs(2)).await;
+    assert!(seen.closed, "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(relay.admin, "/readyz").await.status, 503);
+    let stats = get(relay.admin, "/stats").await.json();
+    assert_eq!(stats["upstream"], "connecting");
+
+    // It comes back on the same address: the relay links up again and serves media.
+    let http = TcpListener::bind(first.http).await.unwrap();
+    let origin = start_as(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+        None,
+        http,
+    )
+    .await;
+    let back_by = Instant::now() + Duration::from_secs(10);
+    while get(relay.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < back_by, "relay did not link up again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(4), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
+        .await
+        .unwrap();
+    let seen = w.watch_until(Instant::now() + Duration::from_secs(3)).await;
+    assert!(seen.video_frames > 40, "{seen:?}");
     publisher.await.unwrap();
 }
