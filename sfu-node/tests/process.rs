@@ -685,6 +685,14 @@ async fn watching_reaches(ws: &mut EventSocket, n: u64) {
     while next_event(ws, "counts").await["watching"] != n {}
 }
 
+/// A metric's value in a Prometheus text exposition (labels in any order).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn base(s: &Server) -> String {
     format!("http://{}", s.http)
 }
@@ -877,6 +885,12 @@ async fn relay_watchers_share_counts_chat_and_moderation_with_the_origin() {
     assert_eq!(stats["relay"], true);
     assert_eq!(stats["upstream"], "connected");
     assert_eq!(stats["counts"]["watching"], 1, "watchers on this relay");
+    let metrics = get(relay.admin, "/metrics").await.text();
+    assert_eq!(metric(&metrics, "sfu_relay"), Some(1.0));
+    assert_eq!(metric(&metrics, "sfu_watchers"), Some(1.0));
+    let metrics = get(origin.admin, "/metrics").await.text();
+    assert_eq!(metric(&metrics, "sfu_relays_connected"), Some(1.0));
+    assert_eq!(metric(&metrics, "sfu_relay"), Some(0.0));
     near.close().await;
     watching_reaches(&mut far, 2).await;
     far.close().await;
