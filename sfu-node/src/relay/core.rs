@@ -170,14 +170,13 @@ impl Relay {
     }
 
     /// Start a media peer to the origin, where this relay is participant `relay`; returns the
-    /// offer. Slots: every layer of as many cameras and screens as may be on camera.
+    /// offer. Slots: three layers of a camera and a screen, and their audio, for everyone who
+    /// may be on camera.
     pub fn start_upstream(&mut self, now: Instant, relay: ParticipantId) -> Result<String> {
         self.serving()?;
         self.drop_upstream(now);
-        let publishers = self.config.limits.max_on_camera as usize + 2;
-        let (peer, offer) = self
-            .media
-            .add_upstream(now, relay, publishers, 3 * publishers)?;
+        let tracks = 2 * self.config.limits.max_on_camera as usize;
+        let (peer, offer) = self.media.add_upstream(now, relay, tracks, 3 * tracks)?;
         self.upstream = Some(peer);
         self.pump();
         Ok(offer)
@@ -376,5 +375,100 @@ impl Relay {
                 MediaEvent::Connected { .. } | MediaEvent::Closed { .. } => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::config::{Limits, RoomKind};
+
+    fn relay(capacity: u32) -> Relay {
+        let mut config = RoomConfig::new("r1", RoomKind::Session);
+        config.limits = Limits::new(RoomKind::Session, 10, Some(capacity)).unwrap();
+        let addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 2), 5000).into();
+        Relay::new(config, MediaConfig::new(addr))
+    }
+
+    fn outputs(r: &mut Relay) -> Vec<RelayOutput> {
+        std::iter::from_fn(|| r.poll_output()).collect()
+    }
+
+    #[test]
+    fn capacity_is_this_relays_own_watchers() {
+        let mut r = relay(2);
+        r.join(ParticipantId(7), "a").unwrap();
+        r.join(ParticipantId(9), "b").unwrap();
+        assert_eq!(
+            r.join(ParticipantId(11), "c"),
+            Err(Refusal::RoomFull { max: 2 })
+        );
+        r.leave(Instant::now(), ParticipantId(7));
+        r.join(ParticipantId(11), "c").unwrap();
+        let s = r.status();
+        assert_eq!((s.counts.watching, s.attendance.peak_watching), (2, 2));
+        assert!(s.relay);
+        assert_eq!(s.upstream, Some(UpstreamState::Connecting));
+    }
+
+    #[test]
+    fn media_is_only_for_a_watcher_with_an_events_socket_here() {
+        let mut r = relay(5);
+        r.join(ParticipantId(7), "a").unwrap();
+        let now = Instant::now();
+        let err = r.view(now, "a", ParticipantId(8), "v=0").unwrap_err();
+        assert!(matches!(err, Error::Refused(Refusal::UnknownParticipant)));
+        let err = r.view(now, "mallory", ParticipantId(7), "v=0").unwrap_err();
+        assert!(matches!(err, Error::Refused(Refusal::NotAllowed)));
+    }
+
+    #[test]
+    fn leaving_asks_everyone_to_reconnect_then_closes_them_a_second_later() {
+        let mut r = relay(5);
+        let t0 = Instant::now();
+        r.join(ParticipantId(7), "a").unwrap();
+        r.join(ParticipantId(9), "b").unwrap();
+        r.begin_leave(t0);
+        let reconnect = ServerEvent::Reconnect {
+            reason: "relay_leaving".into(),
+        };
+        assert_eq!(
+            outputs(&mut r),
+            vec![
+                RelayOutput::Send(ParticipantId(7), reconnect.clone()),
+                RelayOutput::Send(ParticipantId(9), reconnect),
+            ]
+        );
+        assert_eq!(r.join(ParticipantId(11), "c"), Err(Refusal::Draining));
+        assert!(r.start_upstream(t0, ParticipantId(1)).is_err());
+        assert_eq!(r.poll_timeout(), Some(t0 + LEAVE_NOTICE));
+        r.handle_timeout(t0 + LEAVE_NOTICE - Duration::from_millis(1));
+        assert!(outputs(&mut r).is_empty() && !r.is_done());
+        r.handle_timeout(t0 + LEAVE_NOTICE);
+        assert_eq!(
+            outputs(&mut r),
+            vec![
+                RelayOutput::Close(ParticipantId(7)),
+                RelayOutput::Close(ParticipantId(9)),
+            ]
+        );
+        assert!(r.is_done());
+    }
+
+    #[test]
+    fn on_camera_count_follows_the_origin() {
+        let mut r = relay(5);
+        let now = Instant::now();
+        r.origin_event(
+            now,
+            r#"{"type":"welcome","you":1,"counts":{"watching":4,"on_camera":2}}"#,
+        );
+        assert_eq!(r.status().counts.on_camera, 2);
+        r.origin_event(now, r#"{"type":"counts","watching":5,"on_camera":3}"#);
+        r.origin_event(now, r#"{"type":"chat","text":"not for the relay"}"#);
+        assert_eq!(r.status().counts.on_camera, 3);
+        assert_eq!(r.status().counts.watching, 0, "watchers of this relay only");
     }
 }
