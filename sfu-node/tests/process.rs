@@ -828,7 +828,7 @@ async fn a_relay_hop_adds_little_delay() {
         hop < Duration::from_millis(30),
         "one relay hop costs {hop:?}"
     );
-    assert!(far.max_gap < Duration::from_millis(500), "{far:?}");
+    assert!(far.max_gap < Duration::from_secs(1), "{far:?}");
 }
 
 #[tokio::test]
@@ -992,7 +992,7 @@ async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
     let seen = watching.await.unwrap();
     let (asked_at, reason) = seen.reconnect.clone().expect("asked to reconnect");
     assert_eq!(reason, "relay_leaving");
-    assert!(asked_at - left_at < Duration::from_millis(200), "{seen:?}");
+    assert!(asked_at - left_at < Duration::from_millis(500), "{seen:?}");
     assert!(seen.closed, "socket closed after the notice");
     assert!(seen.video_frames > 30, "{seen:?}");
     let result = tokio::time::timeout(Duration::from_secs(3), &mut relay.task).await;
