@@ -45,7 +45,7 @@ pub use keyframe::{KEYFRAME_REQUEST_INTERVAL, KeyframeThrottle};
 pub use layer::{RateMeter, choose_layer, desired_bps, max_layer_for_tile, rank_rids, video_share};
 pub use peer::{Feed, Peer, PeerId, PeerRole, Slot, Source, TrackIn};
 pub use stats::MediaStats;
-pub use upstream::{Route, Upstream};
+pub use upstream::{OriginTrack, Route, Upstream};
 
 use crate::rules::ParticipantId;
 use crate::{Error, Result};

@@ -880,15 +880,14 @@ impl RelayHop {
             } = e
                 && *viewer == relay_participant
             {
-                self.media.upstream_track(
-                    now,
-                    self.upstream,
-                    *mid,
-                    *publisher,
-                    *source,
-                    *kind,
-                    *rid,
-                );
+                let placed = OriginTrack {
+                    slot: *mid,
+                    publisher: *publisher,
+                    source: *source,
+                    kind: *kind,
+                    rid: *rid,
+                };
+                self.media.upstream_track(now, self.upstream, placed);
             }
         }
         self.seen_origin_events = w.sfu_events.len();

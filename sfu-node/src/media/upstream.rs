@@ -29,6 +29,17 @@ pub struct Route {
     pub rid: Option<Rid>,
 }
 
+/// What the origin's `track` event to the relay says: layer `rid` of `publisher`'s `source`
+/// `kind` track now arrives in upstream `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginTrack {
+    pub slot: Mid,
+    pub publisher: ParticipantId,
+    pub source: Source,
+    pub kind: MediaKind,
+    pub rid: Option<Rid>,
+}
+
 /// The upstream peer's negotiation state and slot routes.
 #[derive(Debug, Default)]
 pub struct Upstream {
@@ -140,18 +151,15 @@ impl Media {
         Ok(())
     }
 
-    /// The origin put layer `rid` of `publisher`'s `source` `kind` track into upstream `slot`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn upstream_track(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        slot: Mid,
-        publisher: ParticipantId,
-        source: Source,
-        kind: MediaKind,
-        rid: Option<Rid>,
-    ) {
+    /// The origin put a layer of one of its tracks into an upstream slot.
+    pub fn upstream_track(&mut self, now: Instant, peer: PeerId, placed: OriginTrack) {
+        let OriginTrack {
+            slot,
+            publisher,
+            source,
+            kind,
+            rid,
+        } = placed;
         let track = virtual_mid(publisher, source, kind);
         let Some(up) = self.peers.get(&peer).and_then(|p| p.upstream.as_ref()) else {
             return;

@@ -15,7 +15,7 @@ use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::Transmit;
 
 use crate::config::RoomConfig;
-use crate::media::{Media, MediaConfig, MediaEvent, PeerId, PeerRole, Source};
+use crate::media::{Media, MediaConfig, MediaEvent, OriginTrack, PeerId, PeerRole, Source};
 use crate::room::{RoomStatus, UpstreamState};
 use crate::rules::{Attendance, Counts, ParticipantId, Refusal, ServerEvent};
 use crate::{Error, Result};
@@ -211,10 +211,14 @@ impl Relay {
                     _ => return,
                 };
                 if let Some(peer) = self.upstream {
-                    let rid = rid.as_deref().map(Rid::from);
-                    let slot = Mid::from(mid.as_str());
-                    self.media
-                        .upstream_track(now, peer, slot, participant, source, kind, rid);
+                    let placed = OriginTrack {
+                        slot: Mid::from(mid.as_str()),
+                        publisher: participant,
+                        source,
+                        kind,
+                        rid: rid.as_deref().map(Rid::from),
+                    };
+                    self.media.upstream_track(now, peer, placed);
                 }
             }
             OriginEvent::TrackEnded { mid } => {
