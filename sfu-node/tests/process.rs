@@ -1063,3 +1063,64 @@ async fn a_relay_reconnects_when_its_origin_comes_back() {
     assert!(seen.video_frames > 40, "{seen:?}");
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stage_audience_on_a_relay_sees_the_backstage_only_while_broadcasting() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Stage),
+        Duration::from_secs(1),
+    )
+    .await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Stage),
+        Duration::from_secs(1),
+    )
+    .await;
+    let organiser = {
+        let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
+        c.grants.host = true;
+        c.backstage = true;
+        mint(KEY, &c)
+    };
+    let mut org = ws(origin.http, &organiser).await;
+    let me = next_event(&mut org, "welcome").await["you"]
+        .as_u64()
+        .unwrap();
+    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &organiser,
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("aud"), 1)
+        .await
+        .unwrap();
+    let mut events = w.events;
+    let viewer = tokio::spawn(view_for(w.peer, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send(&mut org, json!({"type": "broadcast", "live": true})).await;
+    let live_at = Instant::now();
+    assert_eq!(next_event(&mut events, "broadcast").await["live"], true);
+    let (_, frames) = viewer.await.unwrap();
+    publisher.await.unwrap();
+    let before = frames.iter().filter(|(t, _)| *t < live_at).count();
+    assert_eq!(
+        before, 0,
+        "nothing reaches the relay's audience before Broadcast"
+    );
+    let first = frames
+        .iter()
+        .find(|(_, m)| m.params.spec().codec.is_video())
+        .expect("video while broadcasting");
+    assert!(
+        first.0 - live_at < Duration::from_secs(1),
+        "stage video {:?} after Broadcast",
+        first.0 - live_at
+    );
+    assert!(first.1.is_keyframe());
+}
