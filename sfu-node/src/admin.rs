@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::metrics::Metrics;
+use crate::room::UpstreamState;
 use crate::shell::StatusCell;
 
 #[derive(Clone, Debug)]
@@ -34,11 +35,15 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
+/// Ready while taking joins; a relay also needs its upstream to the origin.
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.accepting.load(Ordering::Relaxed) && !state.status.get().draining {
-        (StatusCode::OK, "ready")
-    } else {
+    let status = state.status.get();
+    if !state.accepting.load(Ordering::Relaxed) || status.draining {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if status.upstream == Some(UpstreamState::Connecting) {
+        (StatusCode::SERVICE_UNAVAILABLE, "connecting to the origin")
+    } else {
+        (StatusCode::OK, "ready")
     }
 }
 

@@ -6,7 +6,7 @@
 //!   "name": "Ada Lovelace", "headline": "Analyst", "image": "https://…/ada.png",
 //!   "color": "#1e88e5",
 //!   "grants": { "watch": true, "share": false, "moderate": false, "host": false,
-//!               "recorder": false },
+//!               "recorder": false, "relay": false },
 //!   "backstage": false }
 //! ```
 //! `exp` is checked against the `now` the caller passes (Unix seconds), never a hidden clock.

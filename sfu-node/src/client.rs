@@ -18,6 +18,11 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use crate::{Error, Result};
 
+mod events;
+mod watcher;
+pub use events::EventSocket;
+pub use watcher::{SeenCounts, WatchOutcome, Watcher, host_of};
+
 /// An HTTP response, read whole.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {

@@ -24,6 +24,10 @@ pub enum Error {
     RoomGone,
     #[error("recorder: {0}")]
     Recorder(String),
+    #[error("this is a relay: publish to the room's origin")]
+    PublishAtOrigin,
+    #[error("origin: {0}")]
+    Origin(String),
 }
 
 impl Error {
@@ -40,6 +44,8 @@ impl Error {
             Error::Io(_) => "io",
             Error::RoomGone => "room_gone",
             Error::Recorder(_) => "recorder",
+            Error::PublishAtOrigin => "publish_at_origin",
+            Error::Origin(_) => "origin",
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Browsers load the web client from the control plane's origin, not this one.
-async fn cors(request: Request, next: Next) -> Response {
+pub(crate) async fn cors(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(
@@ -85,7 +85,7 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-async fn preflight() -> StatusCode {
+pub(crate) async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
@@ -111,6 +111,8 @@ impl ApiError {
             Error::Config(_) => (StatusCode::NOT_FOUND, "no_such_room"),
             Error::RoomGone => (StatusCode::SERVICE_UNAVAILABLE, "room_gone"),
             Error::Io(_) | Error::Recorder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::PublishAtOrigin => (StatusCode::CONFLICT, "publish_at_origin"),
+            Error::Origin(_) => (StatusCode::BAD_GATEWAY, "origin_unreachable"),
         }
     }
 }
@@ -139,9 +141,9 @@ fn refusal_status(r: &Refusal) -> StatusCode {
 
 #[derive(Debug, Deserialize)]
 pub struct MediaQuery {
-    token: Option<String>,
-    participant: Option<u64>,
-    source: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) participant: Option<u64>,
+    pub(crate) source: Option<String>,
 }
 
 fn now_unix() -> u64 {
@@ -151,26 +153,39 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The join token of a request: `Authorization: Bearer` or `?token=`.
+pub(crate) fn token_of(headers: &HeaderMap, query_token: Option<&str>) -> Result<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer
+        .or(query_token)
+        .map(str::to_string)
+        .ok_or_else(|| Error::Token("missing: send Authorization: Bearer <join token>".into()))
+}
+
 fn authenticate(
     state: &AppState,
     room: &str,
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Claims> {
-    if room != state.room {
-        return Err(Error::Config(format!(
-            "this server serves room {:?}",
-            state.room
-        )));
+    let token = token_of(headers, query_token)?;
+    verify(&state.room, &state.verifier, room, &token)
+}
+
+/// Check a request for `room` on a server of room `served` carries a valid token for it.
+pub(crate) fn verify(
+    served: &str,
+    verifier: &TokenVerifier,
+    room: &str,
+    token: &str,
+) -> Result<Claims> {
+    if room != served {
+        return Err(Error::Config(format!("this server serves room {served:?}")));
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let token = bearer
-        .or(query_token)
-        .ok_or_else(|| Error::Token("missing: send Authorization: Bearer <join token>".into()))?;
-    let claims = state.verifier.verify(token, now_unix())?;
+    let claims = verifier.verify(token, now_unix())?;
     if !claims.grants.enters() {
         return Err(Refusal::NotAllowed.into());
     }
@@ -178,15 +193,25 @@ fn authenticate(
 }
 
 async fn ask<T>(state: &AppState, request: RoomRequest, reply: oneshot::Receiver<T>) -> Result<T> {
-    state
-        .requests
-        .send(request)
-        .await
-        .map_err(|_| Error::RoomGone)?;
+    ask_core(&state.requests, request, reply).await
+}
+
+/// Send a request to the task owning the core and wait for its reply.
+pub(crate) async fn ask_core<R, T>(
+    requests: &mpsc::Sender<R>,
+    request: R,
+    reply: oneshot::Receiver<T>,
+) -> Result<T> {
+    requests.send(request).await.map_err(|_| Error::RoomGone)?;
     reply.await.map_err(|_| Error::RoomGone)
 }
 
-fn answer_response(room: &str, participant: ParticipantId, peer: PeerId, sdp: String) -> Response {
+pub(crate) fn answer_response(
+    room: &str,
+    participant: ParticipantId,
+    peer: PeerId,
+    sdp: String,
+) -> Response {
     let location = format!("/rooms/{room}/peers/{}", peer.0);
     (
         StatusCode::CREATED,
@@ -302,20 +327,7 @@ async fn events(
     .await;
     let (participant, rx) = match admitted {
         Ok(admitted) => admitted,
-        Err(refused) => {
-            let (status, code) = refused.parts();
-            let refusal = serde_json::json!({
-                "type": "refused",
-                "code": code,
-                "status": status.as_u16(),
-                "message": refused.0.to_string(),
-            })
-            .to_string();
-            return Ok(ws.on_upgrade(move |mut socket| async move {
-                let _ = socket.send(Message::Text(refusal.into())).await;
-                let _ = socket.send(Message::Close(None)).await;
-            }));
-        }
+        Err(refused) => return Ok(refuse_over_socket(ws, &refused)),
     };
     let requests = state.requests.clone();
     let failed = state.requests.clone();
@@ -324,6 +336,27 @@ async fn events(
             let _ = failed.try_send(RoomRequest::Disconnect { participant });
         })
         .on_upgrade(move |socket| event_loop(socket, participant, rx, requests)))
+}
+
+/// Accept the upgrade only to tell the refusal (a `refused` event) and close.
+pub(crate) fn refuse_over_socket(ws: WebSocketUpgrade, refused: &ApiError) -> Response {
+    let text = refusal_event(refused);
+    ws.on_upgrade(move |mut socket| async move {
+        let _ = socket.send(Message::Text(text.into())).await;
+        let _ = socket.send(Message::Close(None)).await;
+    })
+}
+
+/// The `refused` event for an error, with its HTTP status and stable code.
+pub(crate) fn refusal_event(refused: &ApiError) -> String {
+    let (status, code) = refused.parts();
+    serde_json::json!({
+        "type": "refused",
+        "code": code,
+        "status": status.as_u16(),
+        "message": refused.0.to_string(),
+    })
+    .to_string()
 }
 
 async fn event_loop(

@@ -9,6 +9,9 @@
 //! - [`shell`], [`http`], [`admin`], [`server`]: the thin tokio shell — the UDP socket,
 //!   WHIP/WHEP signalling and the events WebSocket, the admin port, draining.
 //!
+//! [`relay`] is relay mode (`--origin`): the same binary serving a room's watchers from
+//! another sfu-node, the room's origin.
+//!
 //! Join tokens are described in [`auth`]. [`recorder`] is the session recorder (its own
 //! binary, `roundtable-recorder`), a hidden participant of a room.
 #![forbid(unsafe_code)]
@@ -23,6 +26,7 @@ pub mod media;
 pub mod metrics;
 pub mod publisher;
 pub mod recorder;
+pub mod relay;
 pub mod room;
 pub mod rules;
 pub mod server;

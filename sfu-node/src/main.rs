@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
 use tokio::net::{TcpListener, UdpSocket};
@@ -33,7 +34,8 @@ struct Args {
     /// People on camera, 1 to 20 (a stage's backstage is always 5).
     #[arg(long, env = "SFU_MAX_ON_CAMERA", default_value_t = 10)]
     max_on_camera: u32,
-    /// Lower the watcher cap (500 up to 10 on camera, 150 above).
+    /// Lower the watcher cap (500 up to 10 on camera, 150 above). On a relay: the watchers
+    /// this relay serves.
     #[arg(long, env = "SFU_MAX_WATCHERS")]
     max_watchers: Option<u32>,
     /// Chat messages kept for late joiners.
@@ -70,6 +72,9 @@ struct Args {
     /// TWCC bandwidth estimation towards viewers (layer choice by bandwidth).
     #[arg(long, env = "SFU_TWCC", default_value_t = true, action = clap::ArgAction::Set)]
     twcc: bool,
+    /// Relay mode: serve this room's watchers from its origin sfu-node, `http://HOST:PORT`.
+    #[arg(long, env = "ROUNDTABLE_ORIGIN")]
+    origin: Option<String>,
 }
 
 fn advertise(arg: Option<&str>, udp: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
@@ -130,9 +135,10 @@ async fn main() -> anyhow::Result<()> {
             "admin": admin.local_addr()?.to_string(),
             "udp": udp_addr.to_string(),
             "advertise": advertise.unwrap_or(udp_addr).to_string(),
+            "origin": args.origin,
         })
     );
-    tracing::info!(room = %args.room, kind = ?args.kind, "serving");
+    tracing::info!(room = %args.room, kind = ?args.kind, origin = ?args.origin, "serving");
     let config = ServerConfig {
         room,
         advertise,
@@ -141,7 +147,14 @@ async fn main() -> anyhow::Result<()> {
         initial_estimate_bps: args.initial_estimate_kbps * 1000,
         twcc: args.twcc,
     };
-    serve(config, Listeners { udp, http, admin }, terminated()).await?;
+    let listeners = Listeners { udp, http, admin };
+    match &args.origin {
+        Some(origin) => {
+            let origin = Origin::parse(origin)?;
+            serve_relay(config, origin, listeners, terminated()).await?
+        }
+        None => serve(config, listeners, terminated()).await?,
+    }
     tracing::info!("drained; bye");
     Ok(())
 }

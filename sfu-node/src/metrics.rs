@@ -14,6 +14,8 @@ pub struct Metrics {
     tracks: IntGauge,
     feeds: IntGauge,
     draining: IntGauge,
+    relay: IntGauge,
+    relays_connected: IntGauge,
     packets_in: IntCounter,
     packets_out: IntCounter,
     bytes_in: IntCounter,
@@ -82,6 +84,16 @@ impl Metrics {
             tracks: gauge(&registry, "sfu_tracks", "Published tracks"),
             feeds: gauge(&registry, "sfu_feeds", "Tracks being forwarded to viewers"),
             draining: gauge(&registry, "sfu_draining", "1 while draining"),
+            relay: gauge(
+                &registry,
+                "sfu_relay",
+                "1 on a relay (serving the room's watchers from its origin)",
+            ),
+            relays_connected: gauge(
+                &registry,
+                "sfu_relays_connected",
+                "Relays connected to this origin",
+            ),
             packets_in: counter(
                 &registry,
                 "sfu_packets_received_total",
@@ -132,6 +144,9 @@ impl Metrics {
         self.tracks.set(m.tracks_in as i64);
         self.feeds.set(m.feeds as i64);
         self.draining.set(i64::from(status.draining));
+        self.relay.set(i64::from(status.relay));
+        self.relays_connected
+            .set(i64::from(status.relays_connected));
         catch_up(&self.packets_in, m.packets_in);
         catch_up(&self.packets_out, m.packets_out);
         catch_up(&self.bytes_in, m.bytes_in);

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use str0m::media::MediaKind;
 use str0m::net::Transmit;
 
 use crate::config::{Limits, RoomConfig, RoomKind};
@@ -48,6 +47,21 @@ pub struct RoomStatus {
     pub broadcasting: bool,
     pub draining: bool,
     pub media: MediaStats,
+    /// At an origin: relays connected (hidden participants, not in `counts`).
+    pub relays_connected: u32,
+    /// Whether this process is a relay; then `counts.watching` is its own watchers.
+    pub relay: bool,
+    /// A relay's link to its origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamState>,
+}
+
+/// Whether a relay's events socket and media peer to its origin are both up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamState {
+    Connecting,
+    Connected,
 }
 
 #[derive(Debug)]
@@ -84,10 +98,19 @@ impl Room {
         Ok(id)
     }
 
-    /// Their events channel closed.
+    /// Their events channel closed. A relay's media is no use without its events socket
+    /// (which says what each slot carries): its peers close with it.
     pub fn disconnect(&mut self, now: Instant, id: ParticipantId) {
+        let relay = self
+            .rules
+            .participant(id)
+            .is_some_and(|p| p.identity.grants.relay);
         if let Some(p) = self.presence.get_mut(&id) {
             p.events = false;
+            if relay {
+                p.peers.clear();
+                self.media.close_participant(now, id);
+            }
         }
         self.leave_if_gone(now, id);
         self.pump(Some(now));
@@ -149,8 +172,13 @@ impl Room {
         participant: Option<ParticipantId>,
         offer: &str,
     ) -> Result<(ParticipantId, PeerId, String)> {
+        let role = if identity.grants.relay {
+            PeerRole::Relay
+        } else {
+            PeerRole::View
+        };
         let (id, implicit) = self.resolve(identity, participant)?;
-        match self.media.add_peer(now, id, PeerRole::View, offer) {
+        match self.media.add_peer(now, id, role, offer) {
             Ok((peer, answer)) => {
                 self.presence.entry(id).or_default().peers.push(peer);
                 let receives = self.rules.receives_media(id);
@@ -227,6 +255,13 @@ impl Room {
             broadcasting: self.rules.broadcasting(),
             draining: self.rules.is_draining(),
             media: self.media.stats(),
+            relays_connected: self
+                .rules
+                .participants()
+                .filter(|p| p.identity.grants.relay)
+                .count() as u32,
+            relay: false,
+            upstream: None,
         }
     }
 
@@ -344,7 +379,7 @@ impl Room {
                 match role {
                     PeerRole::Publish(Source::Camera) => self.rules.stop_camera(participant),
                     PeerRole::Publish(Source::Screen) => self.rules.stop_screen_share(participant),
-                    PeerRole::View => {}
+                    PeerRole::View | PeerRole::Relay | PeerRole::Upstream => {}
                 }
                 if let Some(now) = now {
                     self.leave_if_gone(now, participant);
@@ -356,18 +391,10 @@ impl Room {
                 publisher,
                 kind,
                 source,
+                rid,
             } => self.out.push_back(RoomOutput::Send(
                 viewer,
-                ServerEvent::Track {
-                    mid: mid.to_string(),
-                    participant: publisher,
-                    kind: match kind {
-                        MediaKind::Audio => "audio",
-                        MediaKind::Video => "video",
-                    }
-                    .to_string(),
-                    source: source.as_str().to_string(),
-                },
+                ServerEvent::track(mid, publisher, kind, source, rid),
             )),
             MediaEvent::TrackEnded { viewer, mid } => self.out.push_back(RoomOutput::Send(
                 viewer,

@@ -1,12 +1,14 @@
-//! The tokio task that owns the [`Room`]: reads the UDP socket, sends what the room
+//! The tokio task that owns the [`Room`] (or a relay's core, see [`Driven`]): reads the UDP socket, sends what the room
 //! transmits, fires its timeouts, and carries requests from HTTP handlers in and room
 //! events out. It holds the only clock reads of the media path.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use str0m::net::Transmit;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,32 +90,63 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A sans-IO core with its channels, as the UDP loop drives it: the [`Room`] at an origin,
+/// the relay's core at a relay.
+pub trait Driven {
+    type Request;
+    fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// A request from the HTTP side.
+    fn request(&mut self, request: Self::Request);
+    /// Hand out what is not a datagram (events for participants' channels).
+    fn deliver(&mut self);
+    /// Nothing left to serve: drained, or left the pool.
+    fn is_done(&self) -> bool;
+    fn status(&self) -> RoomStatus;
+}
+
 /// Run the room until it has drained (or every request sender is gone).
 pub async fn run_room(
-    mut room: Room,
+    room: Room,
     socket: UdpSocket,
-    mut requests: mpsc::Receiver<RoomRequest>,
+    requests: mpsc::Receiver<RoomRequest>,
     status: Arc<StatusCell>,
 ) -> Result<()> {
-    let mut channels: HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
+    let shell = RoomShell {
+        room,
+        channels: HashMap::new(),
+    };
+    run(shell, socket, requests, status).await
+}
+
+/// Drive `core` from its UDP socket, its timeouts and `requests` until it is done (or every
+/// request sender is gone).
+pub async fn run<D: Driven>(
+    mut core: D,
+    socket: UdpSocket,
+    mut requests: mpsc::Receiver<D::Request>,
+    status: Arc<StatusCell>,
+) -> Result<()> {
     let mut buf = vec![0u8; 2048];
     let mut next_status = Instant::now();
     loop {
-        flush(&mut room, &socket, &mut channels).await;
-        if room.is_drained() {
+        flush(&mut core, &socket).await;
+        if core.is_done() {
             break;
         }
         let now = Instant::now();
         if now >= next_status {
-            status.set(room.status());
+            status.set(core.status());
             next_status = now + STATUS_EVERY;
         }
-        let wake = room
+        let wake = core
             .poll_timeout()
             .unwrap_or(now + Duration::from_secs(1))
             .min(next_status);
         if wake <= now {
-            room.handle_timeout(now);
+            core.handle_timeout(now);
             continue;
         }
         tokio::select! {
@@ -121,7 +154,7 @@ pub async fn run_room(
                 ready?;
                 for _ in 0..RECV_BATCH {
                     match socket.try_recv_from(&mut buf) {
-                        Ok((n, source)) => room.handle_receive(Instant::now(), source, &buf[..n]),
+                        Ok((n, source)) => core.handle_receive(Instant::now(), source, &buf[..n]),
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         // ICMP errors from a peer that went away surface here; not fatal.
                         Err(e) => {
@@ -133,16 +166,63 @@ pub async fn run_room(
             }
             request = requests.recv() => {
                 let Some(request) = request else { break };
-                handle_request(&mut room, &mut channels, request);
+                core.request(request);
             }
             _ = tokio::time::sleep_until(wake.into()) => {
-                room.handle_timeout(Instant::now());
+                core.handle_timeout(Instant::now());
             }
         }
     }
-    flush(&mut room, &socket, &mut channels).await;
-    status.set(room.status());
+    flush(&mut core, &socket).await;
+    status.set(core.status());
     Ok(())
+}
+
+/// The room and its participants' event channels.
+struct RoomShell {
+    room: Room,
+    channels: HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>>,
+}
+
+impl Driven for RoomShell {
+    type Request = RoomRequest;
+    fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+        self.room.handle_receive(now, source, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.room.handle_timeout(now);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.room.poll_timeout()
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.room.poll_transmit()
+    }
+    fn request(&mut self, request: RoomRequest) {
+        handle_request(&mut self.room, &mut self.channels, request);
+    }
+    fn deliver(&mut self) {
+        while let Some(o) = self.room.poll_output() {
+            match o {
+                RoomOutput::Send(to, event) => {
+                    if let Some(tx) = self.channels.get(&to) {
+                        let _ = tx.send(Outgoing::Event(event));
+                    }
+                }
+                RoomOutput::Close(to) => {
+                    if let Some(tx) = self.channels.remove(&to) {
+                        let _ = tx.send(Outgoing::Close);
+                    }
+                }
+            }
+        }
+    }
+    fn is_done(&self) -> bool {
+        self.room.is_drained()
+    }
+    fn status(&self) -> RoomStatus {
+        self.room.status()
+    }
 }
 
 fn handle_request(
@@ -199,12 +279,8 @@ fn handle_request(
     }
 }
 
-async fn flush(
-    room: &mut Room,
-    socket: &UdpSocket,
-    channels: &mut HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>>,
-) {
-    while let Some(t) = room.poll_transmit() {
+async fn flush<D: Driven>(core: &mut D, socket: &UdpSocket) {
+    while let Some(t) = core.poll_transmit() {
         match socket.try_send_to(&t.contents, t.destination) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -215,18 +291,5 @@ async fn flush(
             Err(e) => tracing::debug!("udp send to {}: {e}", t.destination),
         }
     }
-    while let Some(o) = room.poll_output() {
-        match o {
-            RoomOutput::Send(to, event) => {
-                if let Some(tx) = channels.get(&to) {
-                    let _ = tx.send(Outgoing::Event(event));
-                }
-            }
-            RoomOutput::Close(to) => {
-                if let Some(tx) = channels.remove(&to) {
-                    let _ = tx.send(Outgoing::Close);
-                }
-            }
-        }
-    }
+    core.deliver();
 }

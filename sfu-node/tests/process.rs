@@ -4,20 +4,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sfu_node::auth::{Claims, mint};
-use sfu_node::client::{ClientPeer, ClientRole, http_request};
+use sfu_node::client::{ClientPeer, ClientRole, EventSocket, Watcher, http_request};
+use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::rules::Grants;
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy};
 use str0m::Event;
 use str0m::media::MediaData;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const KEY: &[u8] = b"process-test-key";
 const ROOM: &str = "ev1-sess-a";
@@ -30,8 +28,30 @@ struct Server {
 }
 
 async fn start(room: RoomConfig, grace: Duration) -> Server {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_as(room, grace, None, http).await
+}
+
+/// A relay of `origin`, once its upstream is connected (`/readyz` 200).
+async fn start_relay(origin: &Server, room: RoomConfig, grace: Duration) -> Server {
+    let url = format!("http://{}", origin.http);
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = start_as(room, grace, Some(Origin::parse(&url).unwrap()), http).await;
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while get(relay.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < ready_by, "relay upstream not connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relay
+}
+
+async fn start_as(
+    room: RoomConfig,
+    grace: Duration,
+    origin: Option<Origin>,
+    http: TcpListener,
+) -> Server {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, admin_addr) = (http.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -43,9 +63,14 @@ async fn start(room: RoomConfig, grace: Duration) -> Server {
         initial_estimate_bps: 2_000_000,
         twcc: true,
     };
-    let task = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
+    let listeners = Listeners { udp, http, admin };
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let task = match origin {
+        Some(origin) => tokio::spawn(serve_relay(config, origin, listeners, stopped)),
+        None => tokio::spawn(serve(config, listeners, stopped)),
+    };
     Server {
         http: http_addr,
         admin: admin_addr,
@@ -102,37 +127,23 @@ fn video(frames: &[(Instant, MediaData)]) -> Vec<&MediaData> {
         .collect()
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn ws(http: SocketAddr, token: &str) -> Ws {
-    let url = format!("ws://{http}/rooms/{ROOM}/events?token={token}");
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+async fn ws(http: SocketAddr, token: &str) -> EventSocket {
+    EventSocket::connect(&http.to_string(), ROOM, token)
+        .await
+        .unwrap()
 }
 
 /// The next event of type `ty`, skipping others.
-async fn next_event(ws: &mut Ws, ty: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} event within 5 s"))
-            .expect("socket open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if std::env::var("TRACE_EVENTS").is_ok() {
-                eprintln!("event: {v}");
-            }
-            if v["type"] == ty {
-                return v;
-            }
-        }
+async fn next_event(ws: &mut EventSocket, ty: &str) -> Value {
+    let v = ws.next_of(ty, Duration::from_secs(5)).await.unwrap();
+    if std::env::var("TRACE_EVENTS").is_ok() {
+        eprintln!("event: {v}");
     }
+    v
 }
 
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+async fn send(ws: &mut EventSocket, v: Value) {
+    ws.send(&v).await.unwrap();
 }
 
 async fn get(addr: SocketAddr, path: &str) -> sfu_node::client::HttpResponse {
@@ -357,7 +368,7 @@ async fn room_events_push_counts_chat_and_history() {
         (counts["watching"].as_u64(), counts["on_camera"].as_u64()),
         (Some(2), Some(0))
     );
-    b.close(None).await.unwrap();
+    b.close().await;
     let counts = next_event(&mut a, "counts").await;
     assert_eq!(
         (counts["watching"].as_u64(), counts["on_camera"].as_u64()),
@@ -667,4 +678,449 @@ async fn a_full_room_says_so_over_the_events_socket() {
         refused["message"].as_str().unwrap().contains("full"),
         "{refused}"
     );
+}
+
+/// Read counts events until `watching` is `n`.
+async fn watching_reaches(ws: &mut EventSocket, n: u64) {
+    while next_event(ws, "counts").await["watching"] != n {}
+}
+
+/// A metric's value in a Prometheus text exposition (labels in any order).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn base(s: &Server) -> String {
+    format!("http://{}", s.http)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+#[tokio::test]
+async fn a_relay_serves_origin_media_and_switches_its_watchers_layers() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(9), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
+        .await
+        .unwrap();
+    let mut events = w.events;
+    // Tracks are placed once the watcher's peer connects: receive meanwhile.
+    let viewing = tokio::spawn(view_for(w.peer, Duration::from_secs(4)));
+    let track = loop {
+        let t = next_event(&mut events, "track").await;
+        if t["kind"] == "video" {
+            break t;
+        }
+    };
+    assert_eq!(track["participant"], 2, "the origin's id of the publisher");
+    assert!(track.get("rid").is_none(), "watchers are not told layers");
+    let (peer, frames) = viewing.await.unwrap();
+    let vids = video(&frames);
+    assert!(vids.len() > 60, "{} video frames", vids.len());
+    assert!(vids[0].is_keyframe(), "video starts on a keyframe");
+    assert!(frames.len() - vids.len() > 80, "audio through the relay");
+    let biggest = vids.iter().map(|m| m.data.len()).max().unwrap();
+    assert!(
+        biggest >= 3_000,
+        "moved up to the top layer: {biggest} bytes"
+    );
+
+    // A small tile: the relay switches this watcher down to the small layer.
+    let mid = track["mid"].clone();
+    send(
+        &mut events,
+        json!({"type": "view", "mid": mid, "width": 320, "height": 180}),
+    )
+    .await;
+    let switched = Instant::now();
+    let (_, frames) = view_for(peer, Duration::from_secs(3)).await;
+    let later: Vec<usize> = frames
+        .iter()
+        .filter(|(t, m)| {
+            *t > switched + Duration::from_millis(1500) && m.params.spec().codec.is_video()
+        })
+        .map(|(_, m)| m.data.len())
+        .collect();
+    assert!(later.len() > 20, "{} frames after the switch", later.len());
+    assert!(
+        later.iter().all(|n| *n < 1_000),
+        "small layer only: {later:?}"
+    );
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_hop_adds_little_delay() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(12), true));
+    let near = Watcher::join(&base(&origin), ROOM, &watcher("near"), 1)
+        .await
+        .unwrap();
+    let far = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let (near, far) = tokio::join!(near.watch_until(end), far.watch_until(end));
+    publisher.await.unwrap();
+    let mut figures = Vec::new();
+    for (name, o) in [("origin", &near), ("relay", &far)] {
+        assert!(o.video_frames > 200, "{name}: {o:?}");
+        let mut d = o.delays.clone();
+        d.sort();
+        let (p50, p99) = (percentile(&d, 50), percentile(&d, 99));
+        println!(
+            "frame send->receive via {name}: p50 {:.2} ms, p99 {:.2} ms, first frame {:?}, \
+             largest gap {:?}, {} frames",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            o.first_frame.unwrap(),
+            o.max_gap,
+            d.len()
+        );
+        figures.push((p50, p99));
+    }
+    let hop = figures[1].0.saturating_sub(figures[0].0);
+    println!("relay hop adds {:.2} ms at p50", hop.as_secs_f64() * 1e3);
+    assert!(
+        hop < Duration::from_millis(30),
+        "one relay hop costs {hop:?}"
+    );
+    assert!(far.max_gap < Duration::from_secs(1), "{far:?}");
+}
+
+#[tokio::test]
+async fn relay_watchers_share_counts_chat_and_moderation_with_the_origin() {
+    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    room.share_policy = SharePolicy::Moderated;
+    let origin = start(room.clone(), Duration::from_secs(1)).await;
+    let relay = start_relay(&origin, room, Duration::from_secs(1)).await;
+
+    // The relay itself is in the origin, hidden (/stats is refreshed a few times a second).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = get(origin.admin, "/stats").await.json();
+    assert_eq!(stats["relays_connected"], 1);
+    assert_eq!(stats["counts"]["watching"], 0, "a relay is not a watcher");
+    assert_eq!(stats["unique_joiners"], 0);
+
+    let mut m = ws(origin.http, &token("mod", |g| g.moderate = true)).await;
+    next_event(&mut m, "welcome").await;
+    let mut near = ws(origin.http, &watcher("near")).await;
+    next_event(&mut near, "welcome").await;
+    let mut far = ws(relay.http, &watcher("far")).await;
+    let welcome = next_event(&mut far, "welcome").await;
+    assert_eq!(welcome["counts"]["watching"], 3, "counted at the origin");
+    let far_id = welcome["you"].clone();
+    watching_reaches(&mut near, 3).await;
+
+    send(
+        &mut far,
+        json!({"type": "chat", "text": "hello from the relay"}),
+    )
+    .await;
+    let chat = next_event(&mut near, "chat").await;
+    assert_eq!(
+        (chat["text"].as_str(), &chat["from"]),
+        (Some("hello from the relay"), &far_id)
+    );
+    send(&mut near, json!({"type": "chat", "text": "hello back"})).await;
+    while next_event(&mut far, "chat").await["text"] != "hello back" {}
+
+    send(&mut far, json!({"type": "request_share"})).await;
+    let req = next_event(&mut m, "share_requested").await;
+    assert_eq!(req["participant"]["id"], far_id);
+    assert_eq!(req["participant"]["profile"]["name"], "Name far");
+    send(
+        &mut m,
+        json!({"type": "approve_share", "participant": far_id}),
+    )
+    .await;
+    next_event(&mut far, "share_approved").await;
+
+    // /stats is refreshed a few times a second.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = get(relay.admin, "/stats").await.json();
+    assert_eq!(stats["relay"], true);
+    assert_eq!(stats["upstream"], "connected");
+    assert_eq!(stats["counts"]["watching"], 1, "watchers on this relay");
+    let metrics = get(relay.admin, "/metrics").await.text();
+    assert_eq!(metric(&metrics, "sfu_relay"), Some(1.0));
+    assert_eq!(metric(&metrics, "sfu_watchers"), Some(1.0));
+    let metrics = get(origin.admin, "/metrics").await.text();
+    assert_eq!(metric(&metrics, "sfu_relays_connected"), Some(1.0));
+    assert_eq!(metric(&metrics, "sfu_relay"), Some(0.0));
+    near.close().await;
+    watching_reaches(&mut far, 2).await;
+    far.close().await;
+    watching_reaches(&mut m, 1).await;
+}
+
+#[tokio::test]
+async fn a_relay_refuses_publishing_and_watchers_beyond_its_capacity() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    room.limits = Limits::new(RoomKind::Session, 10, Some(1)).unwrap();
+    let relay = start_relay(&origin, room, Duration::from_secs(1)).await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let err = ClientPeer::connect(
+        relay.http,
+        &whip,
+        &watcher("p"),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("409") && err.contains("publish_at_origin"),
+        "{err}"
+    );
+    // WHEP needs an events socket on this relay.
+    let whep = format!("/rooms/{ROOM}/whep");
+    let err = ClientPeer::connect(
+        relay.http,
+        &whep,
+        &watcher("w"),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("404") && err.contains("unknown_participant"),
+        "{err}"
+    );
+
+    let _first = Watcher::join(&base(&relay), ROOM, &watcher("w1"), 1)
+        .await
+        .unwrap();
+    let err = Watcher::join(&base(&relay), ROOM, &watcher("w2"), 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("room_full"), "{err}");
+    // The origin still has room.
+    Watcher::join(&base(&origin), ROOM, &watcher("w3"), 1)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
+        .await
+        .unwrap();
+    let watching = tokio::spawn(w.watch_until(Instant::now() + Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.stop.take().unwrap().send(()).unwrap();
+    let left_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(relay.admin, "/readyz").await.status, 503);
+    let err = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("draining"), "{err}");
+
+    let seen = watching.await.unwrap();
+    let (asked_at, reason) = seen.reconnect.clone().expect("asked to reconnect");
+    assert_eq!(reason, "relay_leaving");
+    assert!(asked_at - left_at < Duration::from_millis(500), "{seen:?}");
+    assert!(seen.closed, "socket closed after the notice");
+    assert!(seen.video_frames > 30, "{seen:?}");
+    let result = tokio::time::timeout(Duration::from_secs(3), &mut relay.task).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "the relay exits");
+    assert!(left_at.elapsed() < Duration::from_secs(3));
+    // The origin forgot the watcher.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = get(origin.admin, "/stats").await.json();
+    assert_eq!(stats["counts"]["watching"], 0);
+    assert_eq!(stats["relays_connected"], 0);
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_reconnects_when_its_origin_comes_back() {
+    let mut first = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_millis(100),
+    )
+    .await;
+    let relay = start_relay(
+        &first,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("early"), 1)
+        .await
+        .unwrap();
+    // The origin goes away: the relay is not ready, and its watchers' sockets close.
+    first.stop.take().unwrap().send(()).unwrap();
+    let _ = (&mut first.task).await;
+    let seen = w.watch_until(Instant::now() + Duration::from_secs(2)).await;
+    assert!(seen.closed, "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(relay.admin, "/readyz").await.status, 503);
+    let stats = get(relay.admin, "/stats").await.json();
+    assert_eq!(stats["upstream"], "connecting");
+
+    // It comes back on the same address: the relay links up again and serves media.
+    let http = TcpListener::bind(first.http).await.unwrap();
+    let origin = start_as(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+        None,
+        http,
+    )
+    .await;
+    let back_by = Instant::now() + Duration::from_secs(10);
+    while get(relay.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < back_by, "relay did not link up again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(4), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
+        .await
+        .unwrap();
+    let seen = w.watch_until(Instant::now() + Duration::from_secs(3)).await;
+    assert!(seen.video_frames > 40, "{seen:?}");
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stage_audience_on_a_relay_sees_the_backstage_only_while_broadcasting() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Stage),
+        Duration::from_secs(1),
+    )
+    .await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Stage),
+        Duration::from_secs(1),
+    )
+    .await;
+    let organiser = {
+        let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
+        c.grants.host = true;
+        c.backstage = true;
+        mint(KEY, &c)
+    };
+    let mut org = ws(origin.http, &organiser).await;
+    let me = next_event(&mut org, "welcome").await["you"]
+        .as_u64()
+        .unwrap();
+    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &organiser,
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), true));
+    let w = Watcher::join(&base(&relay), ROOM, &watcher("aud"), 1)
+        .await
+        .unwrap();
+    let mut events = w.events;
+    let viewer = tokio::spawn(view_for(w.peer, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send(&mut org, json!({"type": "broadcast", "live": true})).await;
+    let live_at = Instant::now();
+    assert_eq!(next_event(&mut events, "broadcast").await["live"], true);
+    let (_, frames) = viewer.await.unwrap();
+    publisher.await.unwrap();
+    let before = frames.iter().filter(|(t, _)| *t < live_at).count();
+    assert_eq!(
+        before, 0,
+        "nothing reaches the relay's audience before Broadcast"
+    );
+    let first = frames
+        .iter()
+        .find(|(_, m)| m.params.spec().codec.is_video())
+        .expect("video while broadcasting");
+    assert!(
+        first.0 - live_at < Duration::from_secs(1),
+        "stage video {:?} after Broadcast",
+        first.0 - live_at
+    );
+    assert!(first.1.is_keyframe());
 }

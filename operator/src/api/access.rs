@@ -148,6 +148,7 @@ pub fn session_grants(session: &Session, attendance: &Attendance, email: &str) -
         moderate: moderator,
         host: attendance.organizer,
         recorder: false,
+        relay: false,
     }
 }
 
@@ -161,6 +162,7 @@ pub fn stage_grants(attendance: &Attendance, backstage: bool) -> Grants {
         moderate: backstage && organizer,
         host: organizer,
         recorder: false,
+        relay: false,
     }
 }
 
@@ -220,6 +222,7 @@ pub fn room_grants(room: &Room, attempt: &RoomAttempt) -> Result<Grants, Refusal
         moderate: host,
         host,
         recorder: false,
+        relay: false,
     })
 }
 

@@ -12,6 +12,12 @@
 //! tile size; a layer switch waits for a keyframe on the new layer and keeps RTP time
 //! running forward. Keyframe requests to publishers are throttled per layer.
 //!
+//! Relays: at an origin, a [`PeerRole::Relay`] viewer is fed every layer of every track, one
+//! slot per layer, pinned (no layer switching). At a relay, the [`PeerRole::Upstream`] peer
+//! to the origin owns "virtual" simulcast [`TrackIn`]s whose layers arrive in separate
+//! upstream slots (see [`upstream`]); local viewers are served from them like from a
+//! publisher.
+//!
 //! Invariants: a track's `subscribers` and the slots' `feed`s always point at each other;
 //! a viewer never receives its own participant's media; nothing is written to a viewer
 //! whose gate (`receives`) is closed.
@@ -22,6 +28,7 @@ mod peer;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -38,6 +45,7 @@ pub use keyframe::{KEYFRAME_REQUEST_INTERVAL, KeyframeThrottle};
 pub use layer::{RateMeter, choose_layer, desired_bps, max_layer_for_tile, rank_rids, video_share};
 pub use peer::{Feed, Peer, PeerId, PeerRole, Slot, Source, TrackIn};
 pub use stats::MediaStats;
+pub use upstream::{OriginTrack, Route, Upstream};
 
 use crate::rules::ParticipantId;
 use crate::{Error, Result};
@@ -91,6 +99,9 @@ pub enum MediaEvent {
         publisher: ParticipantId,
         kind: MediaKind,
         source: Source,
+        /// For a relay's pinned slot: the one layer it carries (`Some(None)` without
+        /// simulcast); `None` for a viewer, whose layer follows its bandwidth.
+        rid: Option<Option<Rid>>,
     },
     TrackEnded {
         viewer: ParticipantId,
@@ -189,6 +200,7 @@ impl Media {
                 slots: Vec::new(),
                 receives: true,
                 estimate_bps: None,
+                upstream: None,
             },
         );
         self.drive(now, id);
@@ -333,7 +345,7 @@ impl Media {
         let ids: Vec<PeerId> = self
             .peers
             .values()
-            .filter(|p| p.participant == participant && p.role == PeerRole::View)
+            .filter(|p| p.participant == participant && p.role.receives())
             .map(|p| p.id)
             .collect();
         for id in ids {
@@ -388,7 +400,7 @@ impl Media {
             .values()
             .filter(|p| matches!(p.role, PeerRole::Publish(_)))
             .count() as u64;
-        s.viewers = s.peers - s.publishers;
+        s.viewers = self.peers.values().filter(|p| p.role.receives()).count() as u64;
         s.tracks_in = self.peers.values().map(|p| p.tracks_in.len() as u64).sum();
         s.feeds = self
             .peers
@@ -461,7 +473,7 @@ impl Media {
                     peer: id,
                     participant: peer.participant,
                 });
-                if peer.role == PeerRole::View {
+                if peer.role.receives() {
                     self.request_viewer_keyframes(now, id);
                 }
             }
@@ -516,7 +528,7 @@ impl Media {
         let receiving = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
         let sending = matches!(added.direction, Direction::SendOnly | Direction::SendRecv);
         match peer.role {
-            PeerRole::Publish(_) if receiving => {
+            PeerRole::Publish(source) if receiving => {
                 let rids: Vec<Rid> = added
                     .simulcast
                     .map(|s| {
@@ -527,6 +539,8 @@ impl Media {
                 let layers = rank_rids(&rids);
                 peer.tracks_in.push(TrackIn {
                     mid: added.mid,
+                    participant: peer.participant,
+                    source,
                     kind: added.kind,
                     meters: vec![RateMeter::default(); layers.len().max(1)],
                     layers,
@@ -534,7 +548,7 @@ impl Media {
                     keyframes: KeyframeThrottle::default(),
                 });
             }
-            PeerRole::View if sending => peer.slots.push(Slot {
+            role if role.receives() && sending => peer.slots.push(Slot {
                 mid: added.mid,
                 kind: added.kind,
                 feed: None,
@@ -545,10 +559,16 @@ impl Media {
         self.rebalance(now);
     }
 
-    fn forward(&mut self, now: Instant, from: PeerId, data: MediaData) {
+    fn forward(&mut self, now: Instant, from: PeerId, mut data: MediaData) {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
+        if let Some(up) = &publisher.upstream {
+            let Some(route) = up.route(data.mid) else {
+                return;
+            };
+            (data.mid, data.rid) = (route.track, route.rid);
+        }
         let Some(track) = publisher.tracks_in.iter_mut().find(|t| t.mid == data.mid) else {
             return;
         };
@@ -658,6 +678,14 @@ impl Media {
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
+        // An upstream layer has a slot of its own at the origin, which picks the layer.
+        let (mid, rid) = match &peer.upstream {
+            Some(up) => match up.slot_of(mid, rid) {
+                Some(slot) => (slot, None),
+                None => return,
+            },
+            None => (mid, rid),
+        };
         if let Some(mut writer) = peer.rtc.writer(mid)
             && writer
                 .request_keyframe(rid, KeyframeRequestKind::Pli)
@@ -766,76 +794,86 @@ impl Media {
         }
     }
 
-    /// Place publisher tracks into free viewer slots of the same kind.
+    /// Place the room's tracks into free slots of the same kind: a viewer gets each track
+    /// once, a relay each layer of each track (see [`feeds_wanted`]).
     fn rebalance(&mut self, now: Instant) {
-        let tracks: Vec<(PeerId, ParticipantId, Mid, MediaKind, Source, Option<Rid>)> = self
+        type TrackKey = (PeerId, ParticipantId, Mid, MediaKind, Source, Vec<Rid>);
+        let tracks: Vec<TrackKey> = self
             .peers
             .values()
-            .filter_map(|p| match p.role {
-                PeerRole::Publish(source) => Some((p, source)),
-                PeerRole::View => None,
-            })
-            .flat_map(|(p, source)| {
-                p.tracks_in
-                    .iter()
-                    .map(move |t| (p.id, p.participant, t.mid, t.kind, source, t.layer_rid(0)))
+            .filter(|p| p.role.sends())
+            .flat_map(|p| {
+                p.tracks_in.iter().map(move |t| {
+                    (
+                        p.id,
+                        t.participant,
+                        t.mid,
+                        t.kind,
+                        t.source,
+                        t.layers.clone(),
+                    )
+                })
             })
             .collect();
-        let viewers: Vec<PeerId> = self
+        let viewers: Vec<(PeerId, PeerRole)> = self
             .peers
             .values()
-            .filter(|p| p.role == PeerRole::View)
-            .map(|p| p.id)
+            .filter(|p| p.role.receives())
+            .map(|p| (p.id, p.role))
             .collect();
-        for vid in viewers {
-            for &(pid, participant, mid, kind, source, lowest) in &tracks {
-                let viewer = self.peers.get_mut(&vid).expect("listed");
-                if viewer.participant == participant
-                    || viewer.slots.iter().any(|s| {
-                        s.feed
-                            .as_ref()
-                            .is_some_and(|f| f.publisher == pid && f.track == mid)
-                    })
-                {
-                    continue;
-                }
-                let Some(idx) = viewer
-                    .slots
-                    .iter()
-                    .position(|s| s.kind == kind && s.feed.is_none())
-                else {
-                    continue;
-                };
-                // Start on the lowest layer: its keyframe is small and arrives fast; the
-                // next layer check moves up once bitrates are measured.
-                viewer.slots[idx].feed = Some(Feed {
-                    publisher: pid,
-                    participant,
-                    track: mid,
-                    current: None,
-                    target: lowest,
-                    offset: 0,
-                    last_out: None,
-                    pt: None,
-                });
-                let slot_mid = viewer.slots[idx].mid;
-                let (viewer_participant, connected) = (viewer.participant, viewer.connected);
-                self.events.push_back(MediaEvent::Track {
-                    viewer: viewer_participant,
-                    mid: slot_mid,
-                    publisher: participant,
-                    kind,
-                    source,
-                });
-                if let Some(track) = self
-                    .peers
-                    .get_mut(&pid)
-                    .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == mid))
-                {
-                    track.subscribers.push((vid, idx));
-                }
-                if connected {
-                    self.request_keyframe(now, pid, mid, lowest);
+        for (vid, role) in viewers {
+            let pinned = role == PeerRole::Relay;
+            for (pid, participant, mid, kind, source, layers) in &tracks {
+                for rid in feeds_wanted(role, layers) {
+                    let viewer = self.peers.get_mut(&vid).expect("listed");
+                    if viewer.participant == *participant
+                        || viewer.slots.iter().any(|s| {
+                            s.feed.as_ref().is_some_and(|f| {
+                                f.publisher == *pid
+                                    && f.track == *mid
+                                    && (!pinned || f.target == rid)
+                            })
+                        })
+                    {
+                        continue;
+                    }
+                    let Some(idx) = viewer
+                        .slots
+                        .iter()
+                        .position(|s| s.kind == *kind && s.feed.is_none())
+                    else {
+                        continue;
+                    };
+                    viewer.slots[idx].feed = Some(Feed {
+                        publisher: *pid,
+                        participant: *participant,
+                        track: *mid,
+                        current: None,
+                        target: rid,
+                        offset: 0,
+                        last_out: None,
+                        pt: None,
+                    });
+                    let slot_mid = viewer.slots[idx].mid;
+                    let (viewer_participant, connected) = (viewer.participant, viewer.connected);
+                    self.events.push_back(MediaEvent::Track {
+                        viewer: viewer_participant,
+                        mid: slot_mid,
+                        publisher: *participant,
+                        kind: *kind,
+                        source: *source,
+                        rid: pinned.then_some(rid),
+                    });
+                    if let Some(track) = self
+                        .peers
+                        .get_mut(pid)
+                        .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == *mid))
+                    {
+                        track.subscribers.push((vid, idx));
+                    }
+                    if connected {
+                        self.request_keyframe(now, *pid, *mid, rid);
+                    }
                 }
             }
         }
@@ -880,5 +918,16 @@ impl Media {
         if !peer.tracks_in.is_empty() {
             self.rebalance(now);
         }
+    }
+}
+
+/// The layers of a track (`layers` lowest first, empty without simulcast) one receiving peer
+/// is fed, each into a slot of its own. A viewer gets one slot, starting on the lowest layer
+/// (its keyframe is small and arrives fast; layer checks move up once bitrates are measured).
+/// A relay gets every layer, each slot pinned to its layer, so its own viewers can switch.
+pub fn feeds_wanted(role: PeerRole, layers: &[Rid]) -> Vec<Option<Rid>> {
+    match role {
+        PeerRole::Relay if !layers.is_empty() => layers.iter().copied().map(Some).collect(),
+        _ => vec![layers.first().copied()],
     }
 }

@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use str0m::Rtc;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 
 use super::keyframe::KeyframeThrottle;
 use super::layer::RateMeter;
+use super::upstream::Upstream;
 use crate::rules::ParticipantId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -17,7 +18,7 @@ use crate::rules::ParticipantId;
 pub struct PeerId(pub u64);
 
 /// What a publisher sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Camera,
@@ -33,18 +34,39 @@ impl Source {
     }
 }
 
-/// A peer either publishes (WHIP) or views (WHEP).
+/// A peer publishes (WHIP), views (WHEP), or links an origin and a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "role", content = "source")]
 pub enum PeerRole {
     Publish(Source),
     View,
+    /// At an origin: a relay's WHEP peer, fed every layer of every track, each slot pinned
+    /// to one layer.
+    Relay,
+    /// At a relay: its own peer to the origin, whose slots feed virtual tracks.
+    Upstream,
 }
 
-/// A track a publisher sends into the room.
+impl PeerRole {
+    /// Whether this peer's slots are fed from the room's tracks.
+    pub fn receives(&self) -> bool {
+        matches!(self, PeerRole::View | PeerRole::Relay)
+    }
+
+    /// Whether this peer brings tracks into the room.
+    pub fn sends(&self) -> bool {
+        matches!(self, PeerRole::Publish(_) | PeerRole::Upstream)
+    }
+}
+
+/// A track a publisher sends into the room (at a relay: one origin track, each layer arriving
+/// in its own upstream slot).
 #[derive(Debug)]
 pub struct TrackIn {
     pub mid: Mid,
+    /// Whose track it is (at a relay, the origin's participant id).
+    pub participant: ParticipantId,
+    pub source: Source,
     pub kind: MediaKind,
     /// Simulcast layers, lowest first; empty without simulcast.
     pub layers: Vec<Rid>,
@@ -111,6 +133,8 @@ pub struct Peer {
     pub receives: bool,
     /// Latest TWCC estimate towards this viewer.
     pub estimate_bps: Option<u64>,
+    /// A relay's peer to its origin: the pending offer and what each slot carries.
+    pub upstream: Option<Upstream>,
 }
 
 impl Peer {

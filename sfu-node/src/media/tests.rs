@@ -80,6 +80,8 @@ struct World {
     clients: Vec<Client>,
     to_sfu: Vec<(SocketAddr, Vec<u8>)>,
     sfu_events: Vec<MediaEvent>,
+    /// Datagrams from the SFU to addresses that are not clients (a relay): destination, bytes.
+    elsewhere: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl World {
@@ -96,6 +98,7 @@ impl World {
             clients: Vec::new(),
             to_sfu: Vec::new(),
             sfu_events: Vec::new(),
+            elsewhere: Vec::new(),
         }
     }
 
@@ -173,9 +176,13 @@ impl World {
     }
 
     fn viewer(&mut self, participant: u64, slots: usize) -> usize {
+        self.receiver(participant, slots, PeerRole::View)
+    }
+
+    fn receiver(&mut self, participant: u64, slots: usize, role: PeerRole) -> usize {
         let rtc = self.client_rtc(Codec::Vp8);
         let before = SLOTS.with(|s| s.replace(slots));
-        let (idx, _) = self.add_client(participant, rtc, PeerRole::View, false);
+        let (idx, _) = self.add_client(participant, rtc, role, false);
         SLOTS.with(|s| s.set(before));
         idx
     }
@@ -206,6 +213,7 @@ impl World {
         }
         while let Some(t) = self.sfu.poll_transmit() {
             let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else {
+                self.elsewhere.push((t.destination, t.contents.to_vec()));
                 continue;
             };
             let d = &mut c.down;
@@ -369,7 +377,7 @@ fn build_offer(
                 sim,
             ));
         }
-        PeerRole::View => {
+        PeerRole::View | PeerRole::Relay | PeerRole::Upstream => {
             let slots = SLOTS.with(|s| s.get());
             for _ in 0..slots {
                 mids.push(api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None));
@@ -713,4 +721,285 @@ fn a_viewer_that_closes_is_reported_and_forgotten() {
     assert!(w.sfu_events.iter().any(|e| matches!(e, MediaEvent::Closed { participant, role: PeerRole::View, .. } if *participant == ParticipantId(2))));
     assert_eq!(w.sfu.stats().viewers, 0);
     let _ = w.client(v).participant;
+}
+
+#[test]
+fn a_relay_gets_every_layer_pinned_in_its_own_slot_and_keyframes_per_layer() {
+    let mut w = World::new();
+    let p = w.publisher(1, true, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000;
+    let r = w.receiver(2, 4, PeerRole::Relay);
+    w.run(Duration::from_secs(3));
+    let placed: Vec<(Mid, MediaKind, Option<Option<Rid>>)> = w
+        .sfu_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Track {
+                viewer,
+                mid,
+                kind,
+                rid,
+                ..
+            } if *viewer == ParticipantId(2) => Some((*mid, *kind, *rid)),
+            _ => None,
+        })
+        .collect();
+    let video: Vec<_> = placed
+        .iter()
+        .filter(|(_, k, _)| *k == MediaKind::Video)
+        .collect();
+    let rids: Vec<_> = video.iter().map(|(_, _, r)| *r).collect();
+    let want: Vec<Option<Option<Rid>>> = LAYERS
+        .iter()
+        .map(|(r, _)| Some(Some((*r).into())))
+        .collect();
+    assert_eq!(rids, want, "one slot per layer, lowest first");
+    let audio: Vec<_> = placed
+        .iter()
+        .filter(|(_, k, _)| *k == MediaKind::Audio)
+        .collect();
+    assert_eq!(audio.len(), 1, "audio once: {placed:?}");
+    assert_eq!(audio[0].2, Some(None));
+
+    // Each slot carries its own layer only, from a keyframe on: no switching towards a relay.
+    let relay = w.client(r);
+    for (layer, (mid, _, _)) in video.iter().enumerate() {
+        let frames: Vec<_> = relay
+            .video_frames()
+            .into_iter()
+            .filter(|(_, d)| d.mid == *mid)
+            .collect();
+        assert!(frames.len() > 60, "layer {layer}: {} frames", frames.len());
+        assert!(
+            frames[0].1.is_keyframe(),
+            "layer {layer} starts on a keyframe"
+        );
+        assert!(
+            frames.iter().all(|(_, d)| frame_layer(d) == layer),
+            "slot {layer} stays on its layer"
+        );
+    }
+
+    // A PLI on the relay's top slot is a (throttled) keyframe request for that layer only.
+    let top: Rid = LAYERS[2].0.into();
+    let asked = |w: &World, rid: Rid| {
+        w.client(p)
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::KeyframeRequest(k) if k.rid == Some(rid)))
+            .count()
+    };
+    let (top_before, low_before) = (asked(&w, top), asked(&w, LAYERS[0].0.into()));
+    for _ in 0..5 {
+        w.clients[r]
+            .rtc
+            .writer(video[2].0)
+            .unwrap()
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .unwrap();
+        w.run(Duration::from_millis(20));
+    }
+    w.run(Duration::from_millis(100));
+    assert_eq!(asked(&w, top) - top_before, 1, "five PLIs, one request");
+    assert_eq!(asked(&w, LAYERS[0].0.into()), low_before);
+}
+
+/// A relay: its own [`Media`] with an upstream peer to the World's SFU (the origin) and one
+/// local viewer, all in memory on the World's clock.
+struct RelayHop {
+    addr: SocketAddr,
+    media: Media,
+    upstream: PeerId,
+    viewer: Rtc,
+    viewer_addr: SocketAddr,
+    viewer_timeout: Instant,
+    viewer_events: Vec<Event>,
+    seen_origin_events: usize,
+    local_events: Vec<MediaEvent>,
+}
+
+impl RelayHop {
+    fn new(w: &mut World, relay_participant: u64) -> RelayHop {
+        let addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 2), 5000).into();
+        let mut media = Media::new(MediaConfig {
+            initial_estimate_bps: 3_000_000,
+            ..MediaConfig::new(addr)
+        });
+        let relay_id = ParticipantId(relay_participant);
+        let (upstream, offer) = media.add_upstream(w.now, relay_id, 2, 6).unwrap();
+        let (_, answer) = w
+            .sfu
+            .add_peer(w.now, relay_id, PeerRole::Relay, &offer)
+            .unwrap();
+        media
+            .accept_upstream_answer(w.now, upstream, &answer)
+            .unwrap();
+        let viewer_addr: SocketAddr = (Ipv4Addr::new(10, 2, 0, 1), 40000).into();
+        let mut viewer = w.client_rtc(Codec::Vp8);
+        viewer.add_local_candidate(Candidate::host(viewer_addr, "udp").unwrap());
+        SLOTS.with(|s| s.set(1));
+        let (offer, pending, _) = build_offer(&mut viewer, PeerRole::View, false);
+        let (_, answer) = media
+            .add_peer(
+                w.now,
+                ParticipantId(99),
+                PeerRole::View,
+                &offer.to_sdp_string(),
+            )
+            .unwrap();
+        viewer
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        RelayHop {
+            addr,
+            media,
+            upstream,
+            viewer,
+            viewer_addr,
+            viewer_timeout: w.now,
+            viewer_events: Vec::new(),
+            seen_origin_events: 0,
+            local_events: Vec::new(),
+        }
+    }
+
+    /// One tick of the World, then of the relay and its viewer; the origin's `track`
+    /// events for the relay are what the relay's events socket would carry.
+    fn step(&mut self, w: &mut World, relay_participant: ParticipantId) {
+        w.step();
+        let now = w.now;
+        for e in &w.sfu_events[self.seen_origin_events..] {
+            if let MediaEvent::Track {
+                viewer,
+                mid,
+                publisher,
+                kind,
+                source,
+                rid: Some(rid),
+            } = e
+                && *viewer == relay_participant
+            {
+                let placed = OriginTrack {
+                    slot: *mid,
+                    publisher: *publisher,
+                    source: *source,
+                    kind: *kind,
+                    rid: *rid,
+                };
+                self.media.upstream_track(now, self.upstream, placed);
+            }
+        }
+        self.seen_origin_events = w.sfu_events.len();
+        for (dst, bytes) in std::mem::take(&mut w.elsewhere) {
+            if dst == self.addr {
+                self.media
+                    .handle_receive(now, w.sfu.config().advertise, &bytes);
+            }
+        }
+        if self.media.poll_timeout().is_some_and(|t| t <= now) {
+            self.media.handle_timeout(now);
+        }
+        if self.viewer_timeout <= now {
+            self.viewer.handle_input(Input::Timeout(now)).unwrap();
+        }
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.media.poll_transmit() {
+                moved = true;
+                if t.destination == self.viewer_addr {
+                    let bytes = t.contents.to_vec();
+                    let input = Input::Receive(
+                        now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: self.addr,
+                            destination: self.viewer_addr,
+                            contents: bytes.as_slice().try_into().unwrap(),
+                        },
+                    );
+                    self.viewer.handle_input(input).unwrap();
+                } else {
+                    w.to_sfu.push((self.addr, t.contents.to_vec()));
+                }
+            }
+            loop {
+                match self.viewer.poll_output().unwrap() {
+                    Output::Timeout(t) => {
+                        self.viewer_timeout = t.max(now + TICK);
+                        break;
+                    }
+                    Output::Transmit(t) => {
+                        moved = true;
+                        self.media
+                            .handle_receive(now, self.viewer_addr, &t.contents);
+                    }
+                    Output::Event(e) => self.viewer_events.push(e),
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        while let Some(e) = self.media.poll_event() {
+            self.local_events.push(e);
+        }
+    }
+}
+
+#[test]
+fn a_relays_viewer_is_served_from_virtual_tracks_fed_by_the_origin() {
+    let mut w = World::new();
+    let p = w.publisher(1, true, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000;
+    let mut hop = RelayHop::new(&mut w, 2);
+    let end = w.now + Duration::from_secs(4);
+    while w.now < end {
+        hop.step(&mut w, ParticipantId(2));
+    }
+    // The viewer was told the origin's publisher, as at the origin.
+    let placed: Vec<_> = hop
+        .local_events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Track {
+                publisher,
+                kind,
+                rid,
+                ..
+            } => Some((*publisher, *kind, *rid)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        placed.contains(&(ParticipantId(1), MediaKind::Video, None)),
+        "{placed:?}"
+    );
+    assert!(
+        placed.contains(&(ParticipantId(1), MediaKind::Audio, None)),
+        "{placed:?}"
+    );
+    let video: Vec<&MediaData> = hop
+        .viewer_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MediaData(d) if d.params.spec().codec.is_video() => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        video.len() > 60,
+        "{} video frames through the relay",
+        video.len()
+    );
+    assert!(video[0].is_keyframe(), "starts on a keyframe");
+    assert_eq!(frame_layer(video[0]), 0, "starts on the lowest layer");
+    assert_eq!(
+        frame_layer(video.last().unwrap()),
+        2,
+        "switched up once bitrates were measured"
+    );
+    // The origin feeds the relay one copy of each layer and the relay's viewer from that.
+    let stats = hop.media.stats();
+    assert_eq!((stats.tracks_in, stats.viewers), (2, 1));
 }

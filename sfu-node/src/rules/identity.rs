@@ -35,6 +35,10 @@ pub struct Grants {
     /// A recorder: receives all media, is not counted and never shown.
     #[serde(default)]
     pub recorder: bool,
+    /// A relay sfu-node serving watchers of this room: receives every layer of every track,
+    /// is not counted, not capped and never shown.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 impl Grants {
@@ -44,7 +48,13 @@ impl Grants {
 
     /// Any grant that lets the holder in at all.
     pub fn enters(&self) -> bool {
-        self.watch || self.share || self.moderate || self.host || self.recorder
+        self.watch || self.share || self.moderate || self.host || self.hidden()
+    }
+
+    /// A machine participant (recorder or relay): not counted, not capped, not an attendee,
+    /// never in a lobby, never on camera unless also listed to share.
+    pub fn hidden(&self) -> bool {
+        self.recorder || self.relay
     }
 }
 

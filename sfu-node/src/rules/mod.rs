@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! - at most `limits.max_on_camera` participants are [`ParticipantState::OnCamera`];
-//! - a join is refused once `limits.max_watchers` are watching (hosts and recorders excepted);
+//! - a join is refused once `limits.max_watchers` are watching (hosts, recorders and relays
+//!   excepted);
 //! - counts are pushed to every admitted participant exactly when they change;
 //! - a participant taken off camera yields [`RulesOutput::StopMedia`] in the same call.
 
@@ -87,7 +88,7 @@ impl Participant {
     }
 
     fn hidden(&self) -> bool {
-        self.identity.grants.recorder
+        self.identity.grants.hidden()
     }
 
     fn area(&self) -> Area {
@@ -235,7 +236,7 @@ impl Rules {
 
     /// Whether a join by `identity` would wait in the lobby of a locked room.
     pub fn joins_lobby(&self, identity: &Identity) -> bool {
-        self.config.locked && !identity.grants.host && !identity.grants.recorder
+        self.config.locked && !identity.grants.host && !identity.grants.hidden()
     }
 
     /// Enter the room as a watcher (or into the lobby of a locked room).
@@ -247,7 +248,7 @@ impl Rules {
             return Err(Refusal::NotAllowed);
         }
         let grants = identity.grants;
-        let exempt = grants.host || grants.recorder;
+        let exempt = grants.host || grants.hidden();
         if !exempt && self.counts().watching >= self.config.limits.max_watchers {
             return Err(Refusal::RoomFull {
                 max: self.config.limits.max_watchers,
@@ -502,7 +503,7 @@ impl Rules {
     /// Rules that no approval overrides.
     fn may_share(&self, p: &Participant) -> Result<(), Refusal> {
         let g = p.identity.grants;
-        if g.recorder && !(g.share || g.moderates()) {
+        if g.hidden() && !(g.share || g.moderates()) {
             return Err(Refusal::NotAllowed);
         }
         if self.config.kind == RoomKind::Stage && p.area() != Area::Backstage {

@@ -8,6 +8,8 @@ use super::chat::ChatMessage;
 use super::identity::Profile;
 use super::{Counts, ParticipantId, ParticipantState};
 use crate::config::{RoomKind, SharePolicy, Theme};
+use crate::media::Source;
+use str0m::media::{MediaKind, Mid, Rid};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -134,9 +136,40 @@ pub enum ServerEvent {
         participant: ParticipantId,
         kind: String,
         source: String,
+        /// To a relay only: the one layer this slot carries (`null` without simulcast).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<Option<String>>,
     },
     /// Nothing flows in `mid` any more.
     TrackEnded {
         mid: String,
     },
+    /// From a relay leaving the room's pool: join again (through the control plane), which
+    /// picks another relay.
+    Reconnect {
+        reason: String,
+    },
+}
+
+impl ServerEvent {
+    /// A [`ServerEvent::Track`] for media placed in a viewer's (or relay's) slot.
+    pub fn track(
+        mid: Mid,
+        participant: ParticipantId,
+        kind: MediaKind,
+        source: Source,
+        rid: Option<Option<Rid>>,
+    ) -> Self {
+        ServerEvent::Track {
+            mid: mid.to_string(),
+            participant,
+            kind: match kind {
+                MediaKind::Audio => "audio",
+                MediaKind::Video => "video",
+            }
+            .to_string(),
+            source: source.as_str().to_string(),
+            rid: rid.map(|r| r.map(|r| r.to_string())),
+        }
+    }
 }

@@ -759,3 +759,35 @@ fn attendance_reports_unique_joiners_and_peaks_without_recorders_or_refused_join
         }
     );
 }
+
+#[test]
+fn a_relay_is_hidden_like_a_recorder_not_counted_capped_shown_or_an_attendee() {
+    let mut r = with(RoomKind::Room, |c| {
+        c.locked = true;
+        c.limits = Limits::new(RoomKind::Room, 2, Some(2)).unwrap();
+    });
+    let h = r.join(host(1)).unwrap();
+    let a = r.join(watcher(2)).unwrap();
+    r.command(h, ClientCommand::Admit { participant: a }, 0)
+        .unwrap();
+    assert_eq!(r.counts().watching, 2);
+    let relay = |n| {
+        watcher(n).with_grants(|g| {
+            g.watch = false;
+            g.relay = true
+        })
+    };
+    // Past the cap, past the lock, and nobody sees a count change or a join request.
+    drain(&mut r);
+    let r1 = r.join(relay(3)).unwrap();
+    let r2 = r.join(relay(4)).unwrap();
+    let out = drain(&mut r);
+    assert!(last_counts(&out, h).is_none(), "{out:?}");
+    assert!(matches!(
+        events_for(&out, r1)[0],
+        ServerEvent::Welcome { .. }
+    ));
+    assert_eq!(r.counts().watching, 2);
+    assert_eq!(r.attendance().unique_joiners, 2);
+    assert_eq!(r.check_on_camera(r2), Err(Refusal::NotAllowed));
+}
