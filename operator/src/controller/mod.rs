@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod live;
 pub mod observe;
 pub mod recording;
+pub mod relays;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
