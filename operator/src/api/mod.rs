@@ -20,6 +20,7 @@ pub mod limiter;
 pub mod mail;
 mod pages;
 mod people;
+pub mod relays;
 mod rooms;
 mod stages;
 pub mod store;
@@ -97,6 +98,8 @@ pub struct Inner {
     pub recordings_dir: Option<std::path::PathBuf>,
     /// Live event-wide chats, by event key.
     chats: Mutex<HashMap<String, broadcast::Sender<store::ChatEntry>>>,
+    /// Joins sent to each relay since its last report.
+    relay_joins: Mutex<relays::Ledger>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +155,7 @@ impl ApiState {
             clock: settings.clock,
             recordings_dir: settings.recordings_dir,
             chats: Mutex::new(HashMap::new()),
+            relay_joins: Mutex::new(relays::Ledger::default()),
         })))
     }
 
@@ -183,11 +187,13 @@ impl ApiState {
         Ok(Some(person))
     }
 
-    /// A join token for `room` with `grants`, and where to use it.
+    /// A join token for `room` with `grants`, and where to use it: the origin's endpoint,
+    /// and where to watch (the least loaded ready relay of `relays`, else the origin).
     pub fn join(
         &self,
         room: &LiveRoom,
         endpoint: Option<&str>,
+        relays: Relays<'_>,
         subject: &str,
         label: &store::Label,
         grants: Grants,
@@ -195,6 +201,12 @@ impl ApiState {
     ) -> ApiResult<Joined> {
         let endpoint = endpoint.ok_or_else(|| ApiError::from(access::Refusal::NotLive))?;
         let now = self.clock.now();
+        let watch_at = self
+            .relay_joins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pick(&room.room_id(), relays.pods, relays.per_relay, now)
+            .and_then(|relay| relay.endpoint);
         let room_id = room.room_id();
         let mut claims = Claims::new(
             subject,
@@ -209,7 +221,8 @@ impl ApiState {
         claims.grants = grants;
         claims.backstage = backstage;
         Ok(Joined {
-            sfu: sfu_url(endpoint),
+            sfu: sfu_url(watch_at.as_deref().unwrap_or(endpoint)),
+            origin: sfu_url(endpoint),
             room: room_id,
             token: sfu_node::auth::mint(self.keys.join_key(), &claims),
             role: Role {
@@ -239,12 +252,32 @@ pub fn sfu_url(endpoint: &str) -> String {
     }
 }
 
+/// The relays a join may be sent to: a session's or stage's `status.relayPods` and
+/// `status.watchersPerPod`.
+#[derive(Debug, Clone, Copy)]
+pub struct Relays<'a> {
+    pub pods: &'a [roundtable_crds::RelayPod],
+    pub per_relay: i32,
+}
+
+impl Relays<'_> {
+    /// No relays: everyone joins at the origin (rooms, backstages).
+    pub const NONE: Relays<'static> = Relays {
+        pods: &[],
+        per_relay: 0,
+    };
+}
+
 /// What a successful join returns.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Joined {
-    /// Base URL of the SFU's signalling (`{sfu}/rooms/{room}/whip` …).
+    /// Base URL of the signalling where the page watches and opens its events socket
+    /// (`{sfu}/rooms/{room}/whep`, `/events`): a relay when the room has one with room, else
+    /// the origin.
     pub sfu: String,
+    /// Base URL of the origin's signalling, where the page publishes (`{origin}/rooms/{room}/whip`).
+    pub origin: String,
     pub room: String,
     /// The sfu-node join token.
     pub token: String,

@@ -277,6 +277,7 @@ pub async fn join(
     let joined = state.join(
         &LiveRoom::from(&*room),
         Some(&endpoint),
+        super::Relays::NONE,
         &subject,
         &label,
         grants,

@@ -72,9 +72,19 @@ pub async fn join(
         name: person.name.clone(),
         ..Label::default()
     };
+    // Relays carry what stage watchers see; the backstage stays on the origin.
+    let relays = if request.backstage {
+        super::Relays::NONE
+    } else {
+        super::Relays {
+            pods: &status.relay_pods,
+            per_relay: status.watchers_per_pod.unwrap_or(0),
+        }
+    };
     Ok(Json(state.join(
         &LiveRoom::from(&*stage),
         status.endpoint.as_deref(),
+        relays,
         &person.email,
         &label,
         grants,
