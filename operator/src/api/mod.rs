@@ -188,24 +188,25 @@ impl ApiState {
     }
 
     /// A join token for `room` with `grants`, and where to use it: the origin's endpoint,
-    /// and where to watch (the least loaded ready relay of `relays`, else the origin).
+    /// and where to watch (the least loaded ready relay of `servers`, else the origin).
     pub fn join(
         &self,
         room: &LiveRoom,
-        endpoint: Option<&str>,
-        relays: Relays<'_>,
+        servers: Servers<'_>,
         subject: &str,
         label: &store::Label,
         grants: Grants,
         backstage: bool,
     ) -> ApiResult<Joined> {
-        let endpoint = endpoint.ok_or_else(|| ApiError::from(access::Refusal::NotLive))?;
+        let endpoint = servers
+            .origin
+            .ok_or_else(|| ApiError::from(access::Refusal::NotLive))?;
         let now = self.clock.now();
         let watch_at = self
             .relay_joins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pick(&room.room_id(), relays.pods, relays.per_relay, now)
+            .pick(&room.room_id(), servers.relays, servers.per_relay, now)
             .and_then(|relay| relay.endpoint);
         let room_id = room.room_id();
         let mut claims = Claims::new(
@@ -252,20 +253,24 @@ pub fn sfu_url(endpoint: &str) -> String {
     }
 }
 
-/// The relays a join may be sent to: a session's or stage's `status.relayPods` and
-/// `status.watchersPerPod`.
+/// Where a room's SFUs are, from its status: the origin's `endpoint` (None: not live) and
+/// the relays a join may be sent to (`relayPods`, each taking `watchersPerPod`).
 #[derive(Debug, Clone, Copy)]
-pub struct Relays<'a> {
-    pub pods: &'a [roundtable_crds::RelayPod],
+pub struct Servers<'a> {
+    pub origin: Option<&'a str>,
+    pub relays: &'a [roundtable_crds::RelayPod],
     pub per_relay: i32,
 }
 
-impl Relays<'_> {
-    /// No relays: everyone joins at the origin (rooms, backstages).
-    pub const NONE: Relays<'static> = Relays {
-        pods: &[],
-        per_relay: 0,
-    };
+impl<'a> Servers<'a> {
+    /// The origin alone: everyone joins there (rooms, backstages).
+    pub fn origin_only(origin: Option<&'a str>) -> Self {
+        Servers {
+            origin,
+            relays: &[],
+            per_relay: 0,
+        }
+    }
 }
 
 /// What a successful join returns.

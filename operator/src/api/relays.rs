@@ -25,11 +25,11 @@ pub struct Load {
 /// The relay a new watcher goes to: the ready relay with an endpoint and the fewest
 /// (reported + sent) watchers below `per_relay`; the first by name on a tie. None: no ready
 /// relay has room, the origin takes the watcher.
-pub fn least_loaded<'a>(
-    relays: &'a [RelayPod],
+pub fn least_loaded(
+    relays: &[RelayPod],
     load: impl Fn(&RelayPod) -> Load,
     per_relay: i32,
-) -> Option<&'a RelayPod> {
+) -> Option<&RelayPod> {
     relays
         .iter()
         .filter(|r| r.ready && r.endpoint.is_some())

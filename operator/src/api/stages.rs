@@ -73,18 +73,18 @@ pub async fn join(
         ..Label::default()
     };
     // Relays carry what stage watchers see; the backstage stays on the origin.
-    let relays = if request.backstage {
-        super::Relays::NONE
+    let servers = if request.backstage {
+        super::Servers::origin_only(status.endpoint.as_deref())
     } else {
-        super::Relays {
-            pods: &status.relay_pods,
+        super::Servers {
+            origin: status.endpoint.as_deref(),
+            relays: &status.relay_pods,
             per_relay: status.watchers_per_pod.unwrap_or(0),
         }
     };
     Ok(Json(state.join(
         &LiveRoom::from(&*stage),
-        status.endpoint.as_deref(),
-        relays,
+        servers,
         &person.email,
         &label,
         grants,
