@@ -765,3 +765,119 @@ async fn kubectl_scale_runs_relay_pods_pointed_at_the_origin_and_scaling_to_zero
     assert!(pods.get_opt("session-big").await.unwrap().is_some());
     operator.stop().await;
 }
+
+/// A stand-in for the origin's sfu-node admin port: `/stats` reports `watching` people.
+async fn fake_stats(watching: std::sync::Arc<std::sync::atomic::AtomicI32>) -> u16 {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().route(
+        "/stats",
+        axum::routing::get(move || {
+            let watching = watching.load(Ordering::Relaxed);
+            async move {
+                axum::Json(serde_json::json!({"counts": {"on_camera": 1, "watching": watching}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test]
+async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subresource() {
+    use std::sync::atomic::Ordering;
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-autoscale").await.unwrap();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let admin_port = fake_stats(watching.clone()).await;
+    roundtable_e2e::init_test_logs();
+    let operator = RunningOperator::start(
+        ns.client.clone(),
+        &ns.name,
+        "replica-a",
+        OperatorConfig {
+            sfu_admin_port: admin_port,
+            ..test_config()
+        },
+    );
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml(
+            "surge",
+            "  lifecycle: Started\n  maxWatchers: 800\n  autoscaling: {enabled: true, maxRelays: 4, watchersPerRelay: 200, headroom: 50, scaleDownDelaySeconds: 3}\n",
+        ),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the origin pod", || async {
+        pods.get_opt("session-surge").await.unwrap()
+    })
+    .await;
+    run_pod(&pods, "session-surge", "127.0.0.1", "127.0.0.1").await;
+    let selector =
+        "roundtable.dev/kind=session,roundtable.dev/room=surge,roundtable.dev/role=relay";
+    let relay_pods = || async {
+        let mut names: Vec<String> = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Nobody yet: the headroom alone asks for one relay.
+    eventually("one relay for the headroom", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(1) && relay_pods().await.len() == 1).then_some(())
+    })
+    .await;
+    // A surge: ceil((500 + 50) / 200) = 3, at once.
+    watching.store(500, Ordering::Relaxed);
+    eventually("three relays for 500 watching", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(3) && relay_pods().await.len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        event_reasons(&ns, "surge")
+            .await
+            .contains(&"ScaledOut".to_string())
+    );
+    assert_eq!(
+        session(&ns, "surge").await.status.unwrap().watching,
+        Some(500)
+    );
+
+    // They leave: the scale-in waits for the delay, remembered in the status, then the
+    // highest relays go.
+    watching.store(100, Ordering::Relaxed);
+    let pending = eventually("a pending scale-in", || async {
+        session(&ns, "surge").await.status?.lower_since
+    })
+    .await;
+    assert_eq!(session(&ns, "surge").await.spec.relays, Some(3), "not yet");
+    eventually("one relay after the delay", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(1)
+            && s.status.as_ref()?.lower_since.is_none()
+            && relay_pods().await == ["session-surge-relay-0"])
+        .then_some(())
+    })
+    .await;
+    let waited = jiff::Timestamp::now().duration_since(pending.0);
+    assert!(waited.as_secs() >= 3, "scaled in after {waited:?}");
+    assert!(
+        event_reasons(&ns, "surge")
+            .await
+            .contains(&"ScaledIn".to_string())
+    );
+    operator.stop().await;
+}
