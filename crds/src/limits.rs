@@ -36,9 +36,17 @@ pub fn effective_watchers(max_on_camera: i32, requested: Option<i32>) -> i32 {
     requested.map_or(cap, |w| w.clamp(0, cap))
 }
 
+/// Watchers one relay takes: as many as asked, never more than one pod may serve with
+/// `max_on_camera` people on camera.
+pub fn relay_watchers(max_on_camera: i32, watchers_per_relay: i32) -> i32 {
+    watchers_per_relay.clamp(0, watcher_cap(max_on_camera))
+}
+
 /// The watcher cap of a room whose watchers relays serve: the sum of the relays' capacity.
-pub fn relay_cap(max_relays: i32, watchers_per_relay: i32) -> i32 {
-    max_relays.max(0).saturating_mul(watchers_per_relay.max(0))
+pub fn relay_cap(max_on_camera: i32, max_relays: i32, watchers_per_relay: i32) -> i32 {
+    max_relays
+        .max(0)
+        .saturating_mul(relay_watchers(max_on_camera, watchers_per_relay))
 }
 
 /// The watcher limit in force when relays may raise the cap (`relay_cap`, with autoscaling
@@ -89,7 +97,9 @@ pub(crate) const SESSION_WATCHER_CAP_CEL: &str = concat!(
 pub(crate) const RELAY_CAP_CEL: &str = concat!(
     "!has(self.maxWatchers) || !",
     autoscaled!(),
-    " || self.maxWatchers <= self.autoscaling.maxRelays * self.autoscaling.watchersPerRelay"
+    " || self.maxWatchers <= self.autoscaling.maxRelays * ",
+    "(self.autoscaling.watchersPerRelay <= (self.maxParticipants <= 10 ? 500 : 150) ",
+    "? self.autoscaling.watchersPerRelay : (self.maxParticipants <= 10 ? 500 : 150))"
 );
 
 /// The backstage's watcher cap as CEL on a Stage spec; it applies without autoscaling.
@@ -128,7 +138,13 @@ mod tests {
 
     #[test]
     fn relays_raise_the_cap_only_when_asked() {
-        assert_eq!(relay_cap(10, 500), 5_000);
+        assert_eq!(relay_cap(10, 10, 500), 5_000);
+        assert_eq!(
+            relay_cap(20, 10, 500),
+            1_500,
+            "a relay serves 150 with 20 on camera"
+        );
+        assert_eq!(relay_watchers(20, 100), 100);
         assert_eq!(
             effective_watchers_with_relays(10, Some(4_000), Some(5_000)),
             4_000
@@ -166,5 +182,6 @@ mod tests {
         assert!(WATCHER_CAP_CEL.contains(&SMALL_ROOM_WATCHERS.to_string()));
         assert!(WATCHER_CAP_CEL.contains(&LARGE_ROOM_WATCHERS.to_string()));
         assert!(BACKSTAGE_CAP_CEL.contains(&BACKSTAGE_WATCHERS.to_string()));
+        assert!(RELAY_CAP_CEL.contains(&LARGE_ROOM_WATCHERS.to_string()));
     }
 }

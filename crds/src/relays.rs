@@ -33,7 +33,8 @@ pub struct Autoscaling {
     #[serde(default = "default_max_relays")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("autoscaling.maxRelays must be between 1 and 1000"))]
     pub max_relays: i32,
-    /// Watchers one relay pod carries (default 500, at most 500).
+    /// Watchers one relay pod carries (default 500, at most 500; with more than 10 on camera
+    /// a relay takes at most 150).
     #[serde(default = "default_watchers_per_relay")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 500").message("autoscaling.watchersPerRelay must be between 1 and 500"))]
     pub watchers_per_relay: i32,
@@ -61,10 +62,11 @@ impl Default for Autoscaling {
 }
 
 impl Autoscaling {
-    /// The watcher cap the relays allow, when autoscaling is on.
-    pub fn relay_cap(&self) -> Option<i32> {
+    /// The watcher cap the relays allow with `max_on_camera` people on camera, when
+    /// autoscaling is on.
+    pub fn relay_cap(&self, max_on_camera: i32) -> Option<i32> {
         self.enabled
-            .then(|| limits::relay_cap(self.max_relays, self.watchers_per_relay))
+            .then(|| limits::relay_cap(max_on_camera, self.max_relays, self.watchers_per_relay))
     }
 }
 

@@ -126,7 +126,9 @@ impl SessionSpec {
         limits::effective_watchers_with_relays(
             self.max_participants,
             self.max_watchers,
-            self.autoscaling.as_ref().and_then(Autoscaling::relay_cap),
+            self.autoscaling
+                .as_ref()
+                .and_then(|a| a.relay_cap(self.max_participants)),
         )
     }
 }

@@ -99,7 +99,10 @@ pub struct StageSpec {
 impl StageSpec {
     /// The watcher limit in force: relays raise the backstage's cap only with autoscaling on.
     pub fn effective_watchers(&self) -> i32 {
-        let relay_cap = self.autoscaling.as_ref().and_then(Autoscaling::relay_cap);
+        let relay_cap = self
+            .autoscaling
+            .as_ref()
+            .and_then(|a| a.relay_cap(self.backstage.max_speakers));
         let cap = relay_cap.map_or(limits::BACKSTAGE_WATCHERS, |relays| {
             relays.max(limits::BACKSTAGE_WATCHERS)
         });

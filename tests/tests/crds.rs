@@ -160,6 +160,14 @@ async fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
             "maxWatchers is too high: with autoscaling at most autoscaling.maxRelays × autoscaling.watchersPerRelay may watch",
         ),
         (
+            "relays of a 20-on-camera session counted at 500 each",
+            session(
+                "w20x",
+                "  maxParticipants: 20\n  maxWatchers: 2000\n  autoscaling:\n    enabled: true\n",
+            ),
+            "maxWatchers is too high: with autoscaling",
+        ),
+        (
             "fewest relays above the most",
             session(
                 "minmax",
@@ -622,6 +630,10 @@ async fn autoscaling_lifts_the_watcher_cap_to_the_relays_capacity_with_defaults_
         session(
             "huge",
             "  maxWatchers: 5000\n  autoscaling:\n    enabled: true\n",
+        ),
+        session(
+            "wide",
+            "  maxParticipants: 20\n  maxWatchers: 1500\n  autoscaling:\n    enabled: true\n",
         ),
         stage(
             "keynote",

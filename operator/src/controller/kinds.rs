@@ -245,14 +245,14 @@ impl LiveKind for Session {
     }
 
     fn relay_spec(&self) -> Option<RelaySpec> {
-        Some(RelaySpec {
-            replicas: self.spec.relays.unwrap_or(0),
-            autoscaling: self.spec.autoscaling.clone(),
-            lower_since: self
-                .status
+        Some(RelaySpec::new(
+            self.spec.relays,
+            self.spec.autoscaling.as_ref(),
+            self.spec.max_participants,
+            self.status
                 .as_ref()
                 .and_then(|s| Some(s.lower_since.as_ref()?.0)),
-        })
+        ))
     }
 
     fn previous_recordings(&self) -> Vec<RecordingSummary> {
@@ -289,14 +289,14 @@ impl LiveKind for Stage {
     }
 
     fn relay_spec(&self) -> Option<RelaySpec> {
-        Some(RelaySpec {
-            replicas: self.spec.relays.unwrap_or(0),
-            autoscaling: self.spec.autoscaling.clone(),
-            lower_since: self
-                .status
+        Some(RelaySpec::new(
+            self.spec.relays,
+            self.spec.autoscaling.as_ref(),
+            self.spec.backstage.max_speakers,
+            self.status
                 .as_ref()
                 .and_then(|s| Some(s.lower_since.as_ref()?.0)),
-        })
+        ))
     }
 }
 

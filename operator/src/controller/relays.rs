@@ -158,7 +158,7 @@ pub async fn reconcile<K: LiveKind>(
                 index: *index,
                 host_port: port,
                 origin_url: url,
-                watchers_per_relay: spec.watchers_per_relay(),
+                watchers_per_relay: spec.watchers_per_relay,
             };
             let pod = relay_pod(room, settings, &ctx.config, &input, owner.clone());
             let params = PostParams {
@@ -207,7 +207,7 @@ pub async fn reconcile<K: LiveKind>(
         ready,
         selector: relay::selector(room),
         pods: relay_pods,
-        watchers_per_pod: spec.watchers_per_relay(),
+        watchers_per_pod: spec.watchers_per_relay,
         lower_since,
         recheck_at,
     }))

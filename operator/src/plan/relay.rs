@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use roundtable_crds::{Autoscaling, RelayPod, SfuPodSettings};
+use roundtable_crds::{Autoscaling, RelayPod, SfuPodSettings, limits};
 
 use super::autoscale::{self, Policy, State};
 use super::decide::{EventPlan, PodState};
@@ -30,17 +30,28 @@ pub struct RelaySpec {
     /// `spec.relays` (the scale subresource's replicas).
     pub replicas: i32,
     pub autoscaling: Option<Autoscaling>,
+    /// Watchers one relay takes: `autoscaling.watchersPerRelay`, never above what one pod
+    /// may serve with the room's people on camera (150 with more than 10).
+    pub watchers_per_relay: i32,
     /// `status.lowerSince`: the autoscaler's pending scale-in.
     pub lower_since: Option<Timestamp>,
 }
 
 impl RelaySpec {
-    /// Watchers one relay takes: `autoscaling.watchersPerRelay`, or its default.
-    pub fn watchers_per_relay(&self) -> i32 {
-        self.autoscaling
-            .clone()
-            .unwrap_or_default()
-            .watchers_per_relay
+    /// The relay spec of a room with `max_on_camera` people on camera.
+    pub fn new(
+        replicas: Option<i32>,
+        autoscaling: Option<&Autoscaling>,
+        max_on_camera: i32,
+        lower_since: Option<Timestamp>,
+    ) -> Self {
+        let asked = autoscaling.cloned().unwrap_or_default().watchers_per_relay;
+        RelaySpec {
+            replicas: replicas.unwrap_or(0),
+            autoscaling: autoscaling.cloned(),
+            watchers_per_relay: limits::relay_watchers(max_on_camera, asked),
+            lower_since,
+        }
     }
 
     /// The autoscaler's policy, when autoscaling is on.
@@ -50,7 +61,7 @@ impl RelaySpec {
         Some(Policy {
             min_relays: unsigned(a.min_relays),
             max_relays: unsigned(a.max_relays),
-            watchers_per_relay: unsigned(a.watchers_per_relay),
+            watchers_per_relay: unsigned(self.watchers_per_relay),
             headroom: unsigned(a.headroom),
             scale_down_delay: SignedDuration::from_secs(a.scale_down_delay_seconds.into()),
         })
@@ -290,14 +301,11 @@ mod tests {
     }
 
     fn spec(replicas: i32, enabled: bool) -> RelaySpec {
-        RelaySpec {
-            replicas,
-            autoscaling: Some(Autoscaling {
-                enabled,
-                ..Default::default()
-            }),
-            lower_since: None,
-        }
+        let autoscaling = Autoscaling {
+            enabled,
+            ..Default::default()
+        };
+        RelaySpec::new(Some(replicas), Some(&autoscaling), 10, None)
     }
 
     fn relay(index: u32, state: PodState, origin: &str) -> ExistingRelay {
@@ -447,6 +455,36 @@ mod tests {
         let steady = autoscale(&spec(3, true), 1_200, at(0)).unwrap();
         assert_eq!(steady.replicas, None);
         assert_eq!(steady.event, None);
+    }
+
+    #[test]
+    fn a_relay_takes_no_more_than_one_pod_may_serve() {
+        let asked = Autoscaling {
+            enabled: true,
+            watchers_per_relay: 400,
+            ..Default::default()
+        };
+        assert_eq!(
+            RelaySpec::new(None, Some(&asked), 10, None).watchers_per_relay,
+            400
+        );
+        assert_eq!(
+            RelaySpec::new(None, Some(&asked), 20, None).watchers_per_relay,
+            150,
+            "more than 10 on camera"
+        );
+        assert_eq!(
+            RelaySpec::new(None, None, 5, None).watchers_per_relay,
+            500,
+            "default"
+        );
+        let policy = RelaySpec::new(Some(2), Some(&asked), 20, None)
+            .policy()
+            .unwrap();
+        assert_eq!(
+            policy.watchers_per_relay, 150,
+            "the autoscaler counts what relays take"
+        );
     }
 
     #[test]
