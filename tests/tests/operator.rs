@@ -881,3 +881,85 @@ async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subres
     );
     operator.stop().await;
 }
+
+#[tokio::test]
+async fn in_node_port_mode_each_relay_gets_its_own_service_and_announces_it() {
+    use k8s_openapi::api::core::v1::Service;
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-relay-np").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml("  sfu:\n    network:\n      mode: NodePort\n"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("np", "  lifecycle: Started\n  relays: 1\n"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the origin pod", || async {
+        pods.get_opt("session-np").await.unwrap()
+    })
+    .await;
+    run_pod(&pods, "session-np", "127.0.0.1", "127.0.0.1").await;
+
+    let relay = eventually("the relay pod", || async {
+        pods.get_opt("session-np-relay-0").await.unwrap()
+    })
+    .await;
+    let service = services.get("session-np-relay-0").await.unwrap();
+    let spec = service.spec.clone().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(
+        spec.selector.unwrap()["roundtable.dev/relay"],
+        "0",
+        "the Service selects this relay alone"
+    );
+    let node_port = |name: &str| {
+        spec.ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .unwrap()
+            .node_port
+            .unwrap()
+    };
+    assert_eq!(
+        env_value(&relay, "SFU_ADVERTISE_ADDR"),
+        Some(format!("$(HOST_IP):{}", node_port("media")))
+    );
+    run_pod(&pods, "session-np-relay-0", "127.0.0.1", "10.0.0.8").await;
+    let endpoint = eventually("the relay's endpoint in the status", || async {
+        let status = session(&ns, "np").await.status?;
+        let relay = status.relay_pods.first()?;
+        relay.ready.then(|| relay.endpoint.clone())?
+    })
+    .await;
+    assert_eq!(endpoint, format!("10.0.0.8:{}", node_port("signal")));
+
+    let out = cluster
+        .kubectl(&["scale", "session", "np", "-n", &ns.name, "--replicas=0"])
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    eventually("the relay's Service removed", || async {
+        services
+            .get_opt("session-np-relay-0")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        services.get_opt("session-np").await.unwrap().is_some(),
+        "the origin's stays"
+    );
+    operator.stop().await;
+}

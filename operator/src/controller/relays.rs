@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, ResourceExt};
 use roundtable_crds::{LivePhase, NetworkMode, RelayPod, SfuPodSettings};
@@ -98,15 +98,11 @@ pub async fn reconcile<K: LiveKind>(
         recheck_at = scaling.recheck_at;
     }
 
-    // Relay pods: only while the origin is live, and (for now) only in HostPort mode, where
-    // each relay gets its own hostPort and endpoint without a Service.
-    let origin_url = origin
-        .pod
-        .filter(|_| live && service::mode(settings) == NetworkMode::HostPort)
-        .and_then(|pod| {
-            let ip = pod.status.as_ref()?.pod_ip.clone()?;
-            Some(origin_url(&ip, host_port_of(pod)?))
-        });
+    // Relay pods: only while the origin is live.
+    let origin_url = origin.pod.filter(|_| live).and_then(|pod| {
+        let ip = pod.status.as_ref()?.pod_ip.clone()?;
+        Some(origin_url(&ip, host_port_of(pod)?))
+    });
     let uid = obj.meta().uid.clone();
     let existing: Vec<Pod> = ctx
         .sfu_pods
@@ -143,6 +139,30 @@ pub async fn reconcile<K: LiveKind>(
             Err(e) => return Err(e.into()),
         }
     }
+
+    // In the Service modes each relay has its own Service; those of relays that are no
+    // longer wanted go (a load balancer costs money while it exists).
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &room.namespace);
+    let mut relay_services = Vec::new();
+    if service::mode(settings) != NetworkMode::HostPort {
+        let running = if origin_url.is_some() { want } else { 0 };
+        let listed = services
+            .list(&ListParams::default().labels(&relay::selector(room)))
+            .await?
+            .items;
+        for svc in listed {
+            let name = svc.name_any();
+            if index_of(room, &name).is_some_and(|i| i < running) {
+                relay_services.push(svc);
+                continue;
+            }
+            match services.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => info!(service = %name, "removed relay Service"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     if let Some(url) = &origin_url {
         let mut in_use: Vec<u16> = ctx
             .sfu_pods
@@ -150,15 +170,40 @@ pub async fn reconcile<K: LiveKind>(
             .into_iter()
             .filter_map(|p| host_port_of(&p))
             .collect();
+        let apply = PatchParams::apply(crate::FIELD_MANAGER).force();
         for index in &todo.create {
-            let port = pick_host_port(ctx.config.host_ports.clone(), in_use.clone())
+            let mut port = pick_host_port(ctx.config.host_ports.clone(), in_use.clone())
                 .ok_or_else(|| crate::Error::NoHostPort(format!("{:?}", ctx.config.host_ports)))?;
             in_use.push(port);
+            // The Service comes first: the relay announces its address.
+            let mut advertise = None;
+            if let Some(desired) =
+                service::relay_service(room, settings, port, owner.clone(), *index)
+            {
+                let name = desired.name_any();
+                let current = match relay_services.iter().find(|s| s.name_any() == name) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let created = services
+                            .patch(&name, &apply, &Patch::Apply(&desired))
+                            .await?;
+                        relay_services.push(created.clone());
+                        created
+                    }
+                };
+                port = service::port_of(&current).unwrap_or(port);
+                advertise = service::advertise(settings, &current);
+                if advertise.is_none() {
+                    // A load balancer without an address yet: its Service change wakes us.
+                    continue;
+                }
+            }
             let input = RelayPodInput {
                 index: *index,
                 host_port: port,
                 origin_url: url,
                 watchers_per_relay: spec.watchers_per_relay,
+                advertise,
             };
             let pod = relay_pod(room, settings, &ctx.config, &input, owner.clone());
             let params = PostParams {
@@ -184,8 +229,13 @@ pub async fn reconcile<K: LiveKind>(
         };
         let state = observe::pod_state(pod);
         let host_ip = pod.status.as_ref().and_then(|s| s.host_ip.clone());
-        let endpoint =
-            host_port_of(pod).and_then(|port| endpoint(settings, host_ip.as_deref(), port));
+        let endpoint = match relay_services
+            .iter()
+            .find(|s| s.name_any() == pod.name_any())
+        {
+            Some(svc) => service::endpoint(settings, svc, host_ip.as_deref()),
+            None => host_port_of(pod).and_then(|port| endpoint(settings, host_ip.as_deref(), port)),
+        };
         let watching = match state {
             PodState::Running { ready: true } => {
                 observe::counts(&ctx.http, pod, ctx.config.sfu_admin_port)

@@ -6,7 +6,8 @@
 //! settings plus `--origin http://<origin pod IP>:<signalling port>` and
 //! `--max-watchers <watchersPerRelay>` (its own capacity). Relays exist only while the origin is
 //! live (ready, with an address); scaling in removes the highest indexes first, so the
-//! remaining names stay `0..relays`.
+//! remaining names stay `0..relays`. In the LoadBalancer and NodePort network modes each relay
+//! has its own Service, like the origin ([`super::service::relay_service`]).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,8 @@ use crate::config::OperatorConfig;
 
 /// `roundtable.dev/role` of relay pods.
 pub const ROLE: &str = "relay";
+/// The label carrying a relay pod's index (its own Service selects it by that).
+pub const LABEL_INDEX: &str = "roundtable.dev/relay";
 
 /// What a room asks of its relays.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -121,10 +124,11 @@ pub fn index_of(room: &LiveRoom, name: &str) -> Option<u32> {
         .ok()
 }
 
-/// Labels of a room's relay pods.
-pub fn relay_labels(room: &LiveRoom) -> BTreeMap<String, String> {
+/// Labels of relay `index` of a room.
+pub fn relay_labels(room: &LiveRoom, index: u32) -> BTreeMap<String, String> {
     let mut labels = labels(room);
     labels.insert(LABEL_ROLE.to_string(), ROLE.to_string());
+    labels.insert(LABEL_INDEX.to_string(), index.to_string());
     labels
 }
 
@@ -150,6 +154,9 @@ pub struct RelayPodInput<'a> {
     pub host_port: u16,
     pub origin_url: &'a str,
     pub watchers_per_relay: i32,
+    /// What it announces in its ICE candidates (its Service's address in the Service modes;
+    /// None: its node's).
+    pub advertise: Option<String>,
 }
 
 /// Relay pod `input.index` of `room`: the origin's pod with the relay's name, labels and
@@ -165,9 +172,16 @@ pub fn relay_pod(
         max_watchers: input.watchers_per_relay,
         ..room.clone()
     };
-    let mut pod = sfu_pod(&sized, settings, config, input.host_port, None, owner);
+    let mut pod = sfu_pod(
+        &sized,
+        settings,
+        config,
+        input.host_port,
+        input.advertise.clone(),
+        owner,
+    );
     pod.metadata.name = Some(relay_name(room, input.index));
-    pod.metadata.labels = Some(relay_labels(room));
+    pod.metadata.labels = Some(relay_labels(room, input.index));
     if let Some(spec) = pod.spec.as_mut() {
         spec.containers[0].args = Some(vec![
             "--origin".into(),
@@ -328,6 +342,7 @@ mod tests {
             host_port: 31007,
             origin_url: ORIGIN,
             watchers_per_relay: 500,
+            advertise: None,
         };
         let pod = relay_pod(
             &room,
