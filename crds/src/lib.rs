@@ -7,6 +7,9 @@
 //! - [`Stage`]: the event's main stage with its private backstage.
 //! - [`Room`]: a standalone meeting room owned by a host, at `/<host>/<slug>`.
 //!
+//! Sessions and stages scale their watchers out over relay pods ([`relays`]) through the
+//! `scale` subresource (`spec.relays`, `status.relays`, `status.selector`).
+//!
 //! Every rule that concerns one object alone lives in the schema (bounds, enums and CEL
 //! `x-kubernetes-validations`), so the API server refuses a bad spec with a message that says
 //! what to fix; cross-object rules (a ticket type missing from the event) are the operator's.
@@ -22,6 +25,7 @@ pub mod common;
 pub mod generate;
 pub mod limits;
 pub mod live_event;
+pub mod relays;
 pub mod room;
 pub mod session;
 pub mod stage;
@@ -31,9 +35,10 @@ pub use common::{
     WatchPolicy,
 };
 pub use live_event::{LiveEvent, LiveEventPhase, LiveEventSpec, LiveEventStatus, TicketType};
+pub use relays::{Autoscaling, RelayPod};
 pub use room::{Room, RoomPhase, RoomSpec, RoomStatus, RoomTheme};
 pub use session::{
-    Autoscaling, LivePhase, RecordingState, RecordingSummary, Session, SessionSpec, SessionStatus,
+    LivePhase, RecordingState, RecordingSummary, Session, SessionSpec, SessionStatus,
 };
 pub use stage::{Backstage, Stage, StageSpec, StageStatus};
 

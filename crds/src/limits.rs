@@ -36,14 +36,85 @@ pub fn effective_watchers(max_on_camera: i32, requested: Option<i32>) -> i32 {
     requested.map_or(cap, |w| w.clamp(0, cap))
 }
 
+/// Watchers one relay takes: as many as asked, never more than one pod may serve with
+/// `max_on_camera` people on camera.
+pub fn relay_watchers(max_on_camera: i32, watchers_per_relay: i32) -> i32 {
+    watchers_per_relay.clamp(0, watcher_cap(max_on_camera))
+}
+
+/// The watcher cap of a room whose watchers relays serve: the sum of the relays' capacity.
+pub fn relay_cap(max_on_camera: i32, max_relays: i32, watchers_per_relay: i32) -> i32 {
+    max_relays
+        .max(0)
+        .saturating_mul(relay_watchers(max_on_camera, watchers_per_relay))
+}
+
+/// The watcher limit in force when relays may raise the cap (`relay_cap`, with autoscaling
+/// on): the one asked for, never above the larger of the two caps. Unset, it stays the
+/// single-pod cap.
+pub fn effective_watchers_with_relays(
+    max_on_camera: i32,
+    requested: Option<i32>,
+    relay_cap: Option<i32>,
+) -> i32 {
+    let cap = watcher_cap(max_on_camera);
+    let most = relay_cap.map_or(cap, |relays| relays.max(cap));
+    requested.map_or(cap, |w| w.clamp(0, most))
+}
+
 /// Whether a backstage with `speakers` on screen may start a screen share.
 pub fn screen_share_allowed(speakers: i32) -> bool {
     speakers < BACKSTAGE_SPEAKERS
 }
 
+/// CEL: whether a spec has autoscaling on (then relays raise the watcher cap).
+macro_rules! autoscaled {
+    () => {
+        "(has(self.autoscaling) && self.autoscaling.enabled)"
+    };
+}
+
 /// The CEL expression for [`watcher_cap`], so the schema states the same rule.
-pub(crate) const WATCHER_CAP_CEL: &str =
-    "!has(self.maxWatchers) || self.maxWatchers <= (self.maxParticipants <= 10 ? 500 : 150)";
+macro_rules! watcher_cap_cel {
+    () => {
+        "self.maxWatchers <= (self.maxParticipants <= 10 ? 500 : 150)"
+    };
+}
+
+/// [`watcher_cap`] as CEL on a spec with `maxParticipants` and `maxWatchers` (rooms).
+pub(crate) const WATCHER_CAP_CEL: &str = concat!("!has(self.maxWatchers) || ", watcher_cap_cel!());
+
+/// [`watcher_cap`] as CEL on a session's spec: it applies without autoscaling.
+pub(crate) const SESSION_WATCHER_CAP_CEL: &str = concat!(
+    "!has(self.maxWatchers) || ",
+    autoscaled!(),
+    " || ",
+    watcher_cap_cel!()
+);
+
+/// The CEL expression for [`relay_cap`]: with autoscaling on, `maxWatchers` may reach the
+/// relays' capacity.
+pub(crate) const RELAY_CAP_CEL: &str = concat!(
+    "!has(self.maxWatchers) || !",
+    autoscaled!(),
+    " || self.maxWatchers <= self.autoscaling.maxRelays * ",
+    "(self.autoscaling.watchersPerRelay <= (self.maxParticipants <= 10 ? 500 : 150) ",
+    "? self.autoscaling.watchersPerRelay : (self.maxParticipants <= 10 ? 500 : 150))"
+);
+
+/// The backstage's watcher cap as CEL on a Stage spec; it applies without autoscaling.
+pub(crate) const BACKSTAGE_CAP_CEL: &str = concat!(
+    "!has(self.backstage) || ",
+    autoscaled!(),
+    " || self.backstage.maxWatchers <= 500"
+);
+
+/// [`RELAY_CAP_CEL`] for a stage's backstage watchers.
+pub(crate) const BACKSTAGE_RELAY_CAP_CEL: &str = concat!(
+    "!has(self.backstage) || !",
+    autoscaled!(),
+    " || self.backstage.maxWatchers <= self.autoscaling.maxRelays * self.autoscaling.watchersPerRelay"
+);
 
 #[cfg(test)]
 mod tests {
@@ -66,6 +137,40 @@ mod tests {
     }
 
     #[test]
+    fn relays_raise_the_cap_only_when_asked() {
+        assert_eq!(relay_cap(10, 10, 500), 5_000);
+        assert_eq!(
+            relay_cap(20, 10, 500),
+            1_500,
+            "a relay serves 150 with 20 on camera"
+        );
+        assert_eq!(relay_watchers(20, 100), 100);
+        assert_eq!(
+            effective_watchers_with_relays(10, Some(4_000), Some(5_000)),
+            4_000
+        );
+        assert_eq!(
+            effective_watchers_with_relays(10, Some(9_000), Some(5_000)),
+            5_000
+        );
+        assert_eq!(
+            effective_watchers_with_relays(10, None, Some(5_000)),
+            500,
+            "unset: one pod"
+        );
+        assert_eq!(
+            effective_watchers_with_relays(10, Some(4_000), None),
+            500,
+            "no autoscaling"
+        );
+        assert_eq!(
+            effective_watchers_with_relays(10, Some(400), Some(100)),
+            400,
+            "the larger cap"
+        );
+    }
+
+    #[test]
     fn screen_share_greyed_out_at_five_speakers() {
         assert!(screen_share_allowed(4));
         assert!(!screen_share_allowed(5));
@@ -76,5 +181,7 @@ mod tests {
         assert!(WATCHER_CAP_CEL.contains(&SMALL_ROOM_ON_CAMERA.to_string()));
         assert!(WATCHER_CAP_CEL.contains(&SMALL_ROOM_WATCHERS.to_string()));
         assert!(WATCHER_CAP_CEL.contains(&LARGE_ROOM_WATCHERS.to_string()));
+        assert!(BACKSTAGE_CAP_CEL.contains(&BACKSTAGE_WATCHERS.to_string()));
+        assert!(RELAY_CAP_CEL.contains(&LARGE_ROOM_WATCHERS.to_string()));
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Lifecycle, SharePolicy, WatchPolicy};
 use crate::limits;
+use crate::relays::{Autoscaling, RelayPod};
 
 /// A roundtable: a live video room inside an event, with its own chat, rules for who goes on
 /// camera and who watches, and optional recording.
@@ -34,6 +35,12 @@ use crate::limits;
     printcolumn(name = "Watching", type_ = "integer", json_path = ".status.watching"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(
+        name = "Relays",
+        type_ = "integer",
+        json_path = ".status.relays",
+        priority = 1
+    ),
+    printcolumn(
         name = "Share",
         type_ = "string",
         json_path = ".spec.share.policy",
@@ -52,7 +59,8 @@ use crate::limits;
     )
 )]
 #[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("end must be after start").field_path(".end"))]
-#[x_kube(validation = Rule::new(limits::WATCHER_CAP_CEL).message("maxWatchers is too high: with up to 10 on camera (maxParticipants) at most 500 may watch, with 11 to 20 on camera at most 150").field_path(".maxWatchers"))]
+#[x_kube(validation = Rule::new(limits::SESSION_WATCHER_CAP_CEL).message("maxWatchers is too high: with up to 10 on camera (maxParticipants) at most 500 may watch, with 11 to 20 on camera at most 150").field_path(".maxWatchers"))]
+#[x_kube(validation = Rule::new(limits::RELAY_CAP_CEL).message("maxWatchers is too high: with autoscaling at most autoscaling.maxRelays × autoscaling.watchersPerRelay may watch").field_path(".maxWatchers"))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSpec {
     /// Name of the LiveEvent (in the same namespace) this session belongs to. Cannot change.
@@ -88,7 +96,8 @@ pub struct SessionSpec {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 20").message("maxParticipants must be between 1 and 20 people on camera"))]
     pub max_participants: i32,
     /// Most people watching at once. Defaults to the cap: 500 with up to 10 on camera, 150
-    /// with 11 to 20. Cannot be set above the cap.
+    /// with 11 to 20. Cannot be set above the cap, except with autoscaling on: then up to
+    /// `autoscaling.maxRelays × autoscaling.watchersPerRelay`, served by relay pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("maxWatchers cannot be negative"))]
     pub max_watchers: Option<i32>,
@@ -109,6 +118,19 @@ pub struct SessionSpec {
     /// Viewer-count autoscaling of relay pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+}
+
+impl SessionSpec {
+    /// The watcher limit in force: relays raise the cap only with autoscaling on.
+    pub fn effective_watchers(&self) -> i32 {
+        limits::effective_watchers_with_relays(
+            self.max_participants,
+            self.max_watchers,
+            self.autoscaling
+                .as_ref()
+                .and_then(|a| a.relay_cap(self.max_participants)),
+        )
+    }
 }
 
 fn default_max_participants() -> i32 {
@@ -155,25 +177,6 @@ pub struct Watch {
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[schemars(length(max = 50), inner(length(min = 1, max = 63)))]
     pub ticket_types: Vec<String>,
-}
-
-/// Viewer-count autoscaling of a session's relay pods.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("!has(self.minRelays) || !has(self.maxRelays) || self.minRelays <= self.maxRelays").message("autoscaling.minRelays must not exceed autoscaling.maxRelays"))]
-#[serde(rename_all = "camelCase")]
-pub struct Autoscaling {
-    /// Whether the operator scales relays from the live watching count. Turn it off to drive
-    /// `spec.relays` from a HorizontalPodAutoscaler or KEDA instead.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Fewest relay pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0").message("autoscaling.minRelays cannot be negative"))]
-    pub min_relays: Option<i32>,
-    /// Most relay pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("autoscaling.maxRelays must be between 1 and 1000"))]
-    pub max_relays: Option<i32>,
 }
 
 /// Phase of a session or stage.
@@ -266,12 +269,22 @@ pub struct SessionStatus {
     /// When the session ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Time>,
-    /// Relay SFU pods running (scale subresource).
+    /// Relay SFU pods that are ready (scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relays: Option<i32>,
     /// Label selector of the session's relay pods (scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The relay pods, with their endpoint and the watchers each serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_pods: Vec<RelayPod>,
+    /// Watchers one relay pod takes (`autoscaling.watchersPerRelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchers_per_pod: Option<i32>,
+    /// Since when fewer relays would have been enough: the autoscaler removes a relay once
+    /// this is `autoscaling.scaleDownDelaySeconds` old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_since: Option<Time>,
     /// The session's recordings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<RecordingSummary>,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::Lifecycle;
 use crate::limits;
+use crate::relays::{Autoscaling, RelayPod};
 use crate::session::{LivePhase, RecordingSummary};
 
 /// The main stage of an event, with its backstage.
@@ -40,12 +41,20 @@ use crate::session::{LivePhase, RecordingSummary};
     printcolumn(name = "Watching", type_ = "integer", json_path = ".status.watching"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(
+        name = "Relays",
+        type_ = "integer",
+        json_path = ".status.relays",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
 )]
 #[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("end must be after start").field_path(".end"))]
+#[x_kube(validation = Rule::new(limits::BACKSTAGE_CAP_CEL).message("at most 500 may watch the backstage (backstage.maxWatchers)").field_path(".backstage.maxWatchers"))]
+#[x_kube(validation = Rule::new(limits::BACKSTAGE_RELAY_CAP_CEL).message("backstage.maxWatchers is too high: with autoscaling at most autoscaling.maxRelays × autoscaling.watchersPerRelay may watch").field_path(".backstage.maxWatchers"))]
 #[serde(rename_all = "camelCase")]
 pub struct StageSpec {
     /// Name of the LiveEvent (in the same namespace) this stage belongs to. Cannot change.
@@ -82,6 +91,23 @@ pub struct StageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("relays must be between 0 and 1000"))]
     pub relays: Option<i32>,
+    /// Viewer-count autoscaling of relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+impl StageSpec {
+    /// The watcher limit in force: relays raise the backstage's cap only with autoscaling on.
+    pub fn effective_watchers(&self) -> i32 {
+        let relay_cap = self
+            .autoscaling
+            .as_ref()
+            .and_then(|a| a.relay_cap(self.backstage.max_speakers));
+        let cap = relay_cap.map_or(limits::BACKSTAGE_WATCHERS, |relays| {
+            relays.max(limits::BACKSTAGE_WATCHERS)
+        });
+        self.backstage.max_watchers.clamp(0, cap)
+    }
 }
 
 /// The backstage: a private room where speakers and organisers rehearse.
@@ -93,9 +119,10 @@ pub struct Backstage {
     #[serde(default = "default_speakers")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 5").message("a backstage holds 1 to 5 speakers on screen (backstage.maxSpeakers)"))]
     pub max_speakers: i32,
-    /// Most people watching the backstage preparation, up to 500 (default 500).
+    /// Most people watching the backstage preparation, up to 500 (default 500); with
+    /// autoscaling on, up to `autoscaling.maxRelays × autoscaling.watchersPerRelay`.
     #[serde(default = "default_watchers")]
-    #[x_kube(validation = Rule::new("self >= 0 && self <= 500").message("at most 500 may watch the backstage (backstage.maxWatchers)"))]
+    #[x_kube(validation = Rule::new("self >= 0").message("backstage.maxWatchers cannot be negative"))]
     pub max_watchers: i32,
 }
 
@@ -144,12 +171,22 @@ pub struct StageStatus {
     /// Most people watching at once so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_watching: Option<i32>,
-    /// Relay SFU pods running (scale subresource).
+    /// Relay SFU pods that are ready (scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relays: Option<i32>,
     /// Label selector of the stage's relay pods (scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The relay pods, with their endpoint and the watchers each serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_pods: Vec<RelayPod>,
+    /// Watchers one relay pod takes (`autoscaling.watchersPerRelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchers_per_pod: Option<i32>,
+    /// Since when fewer relays would have been enough: the autoscaler removes a relay once
+    /// this is `autoscaling.scaleDownDelaySeconds` old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_since: Option<Time>,
     /// Recordings of the stage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<RecordingSummary>,

@@ -1,8 +1,12 @@
 //! Prometheus metrics under the names operators already graph (controller-runtime's), plus
 //! Roundtable's own gauges.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::controller::relays::RelayFacts;
+use crate::plan::room::LiveRoom;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -19,6 +23,11 @@ pub struct Metrics {
     watching: IntGaugeVec,
     on_camera: IntGaugeVec,
     leader: IntGaugeVec,
+    session_watching: IntGaugeVec,
+    session_relays: IntGaugeVec,
+    pod_watching: IntGaugeVec,
+    /// The pods last recorded per room, so that a removed relay's series goes with it.
+    pods_of: Arc<Mutex<HashMap<[String; 3], Vec<String>>>>,
 }
 
 impl Default for Metrics {
@@ -88,6 +97,31 @@ impl Default for Metrics {
             &["identity"],
         )
         .expect("valid metric");
+        let room_labels = ["namespace", "name", "kind"];
+        let session_watching = IntGaugeVec::new(
+            Opts::new(
+                "roundtable_session_watching",
+                "People watching a live session or stage now, over its origin and relays",
+            ),
+            &room_labels,
+        )
+        .expect("valid metric");
+        let session_relays = IntGaugeVec::new(
+            Opts::new(
+                "roundtable_session_relays",
+                "Ready relay SFU pods of a live session or stage",
+            ),
+            &room_labels,
+        )
+        .expect("valid metric");
+        let pod_watching = IntGaugeVec::new(
+            Opts::new(
+                "roundtable_pod_watching",
+                "People watching through one SFU pod (origin: those connected to it directly)",
+            ),
+            &["namespace", "name", "kind", "pod"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -97,6 +131,9 @@ impl Default for Metrics {
             Box::new(watching.clone()),
             Box::new(on_camera.clone()),
             Box::new(leader.clone()),
+            Box::new(session_watching.clone()),
+            Box::new(session_relays.clone()),
+            Box::new(pod_watching.clone()),
         ] {
             registry.register(metric).expect("metric registered once");
         }
@@ -110,6 +147,10 @@ impl Default for Metrics {
             watching,
             on_camera,
             leader,
+            session_watching,
+            session_relays,
+            pod_watching,
+            pods_of: Arc::default(),
         }
     }
 }
@@ -178,6 +219,57 @@ impl Metrics {
         }
     }
 
+    /// Records a live session's or stage's watchers per pod and ready relays (`relays` None:
+    /// not live, its series go away). `watching` is everyone the origin counts.
+    pub fn relays(
+        &self,
+        room: &LiveRoom,
+        origin_pod: &str,
+        relays: Option<&RelayFacts>,
+        watching: i32,
+    ) {
+        let key = [
+            room.namespace.clone(),
+            room.name.clone(),
+            room.kind.as_str().to_string(),
+        ];
+        let mut pods_of = self.pods_of.lock().expect("not poisoned");
+        let before = pods_of.remove(&key).unwrap_or_default();
+        let mut now: Vec<(String, i32)> = Vec::new();
+        match relays {
+            Some(relays) => {
+                self.session_watching
+                    .with_label_values(&key)
+                    .set(watching.into());
+                self.session_relays
+                    .with_label_values(&key)
+                    .set(relays.ready.into());
+                now.push((
+                    origin_pod.to_string(),
+                    crate::plan::relay::origin_watching(watching, &relays.pods),
+                ));
+                now.extend(relays.pods.iter().map(|p| (p.name.clone(), p.watching)));
+            }
+            None => {
+                let _ = self.session_watching.remove_label_values(&key);
+                let _ = self.session_relays.remove_label_values(&key);
+            }
+        }
+        for pod in before.iter().filter(|p| !now.iter().any(|(n, _)| n == *p)) {
+            let _ = self
+                .pod_watching
+                .remove_label_values(&[&key[0], &key[1], &key[2], pod]);
+        }
+        for (pod, count) in &now {
+            self.pod_watching
+                .with_label_values(&[&key[0], &key[1], &key[2], pod])
+                .set((*count).into());
+        }
+        if !now.is_empty() {
+            pods_of.insert(key, now.into_iter().map(|(p, _)| p).collect());
+        }
+    }
+
     pub fn live_rooms(&self, kind: &str, count: i64) {
         self.live_rooms.with_label_values(&[kind]).set(count);
     }
@@ -193,5 +285,63 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roundtable_crds::{RelayPod, Session};
+
+    use super::*;
+
+    fn relay(name: &str, watching: i32) -> RelayPod {
+        RelayPod {
+            name: name.into(),
+            endpoint: Some("10.0.0.1:31001".into()),
+            ready: true,
+            watching,
+        }
+    }
+
+    #[test]
+    fn watching_per_pod_follows_the_relays_and_goes_with_them() {
+        let metrics = Metrics::default();
+        let spec = serde_yaml::from_str("{event: gala, title: S}").unwrap();
+        let mut session = Session::new("big", spec);
+        session.metadata.namespace = Some("events".into());
+        let room = LiveRoom::from(&session);
+        let mut facts = RelayFacts {
+            ready: 2,
+            selector: String::new(),
+            pods: vec![
+                relay("session-big-relay-0", 400),
+                relay("session-big-relay-1", 300),
+            ],
+            watchers_per_pod: 500,
+            lower_since: None,
+            recheck_at: None,
+        };
+        metrics.relays(&room, "session-big", Some(&facts), 750);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"roundtable_session_watching{kind="session",name="big",namespace="events"} 750"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"roundtable_session_relays{kind="session",name="big",namespace="events"} 2"#
+        ));
+        assert!(text.contains(r#"roundtable_pod_watching{kind="session",name="big",namespace="events",pod="session-big"} 50"#));
+        assert!(text.contains(r#"pod="session-big-relay-1"} 300"#));
+        facts.pods.pop();
+        metrics.relays(&room, "session-big", Some(&facts), 400);
+        assert!(
+            !metrics.render().contains("session-big-relay-1"),
+            "a removed relay's series goes"
+        );
+        metrics.relays(&room, "session-big", None, 0);
+        assert!(!metrics.render().contains("roundtable_pod_watching{"));
+        assert!(!metrics.render().contains("roundtable_session_watching{"));
     }
 }

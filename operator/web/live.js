@@ -2,7 +2,10 @@
 // broadcast, which participant's track is in which slot), WHEP to watch through a fixed set
 // of receive-only slots, and WHIP to go on camera or share a screen.
 //
-// The join answer from the control plane gives `{sfu, room, token}`; nothing else is needed.
+// The join answer from the control plane gives `{sfu, origin, room, token}`: the page watches
+// and opens its events at `sfu` (a relay of a big session, or the origin) and publishes at
+// `origin`. A relay that is leaving sends `reconnect`; the page joins again through the
+// control plane and `move`s to where the new answer says.
 
 import { errorFrom } from "./api.js";
 
@@ -14,9 +17,8 @@ const SIMULCAST = [
 ];
 
 export class LiveRoom {
-  constructor({ sfu, room, token }, { slots = 10 } = {}) {
-    this.base = `${sfu.replace(/\/$/, "")}/rooms/${encodeURIComponent(room)}`;
-    this.token = token;
+  constructor(join, { slots = 10 } = {}) {
+    this.setJoin(join);
     this.slots = slots;
     this.you = null;
     this.handlers = new Map();
@@ -28,6 +30,13 @@ export class LiveRoom {
     this.localStream = null;
     this.screenStream = null;
     this.closed = false;
+  }
+
+  setJoin({ sfu, origin, room, token }) {
+    const base = (url) => `${url.replace(/\/$/, "")}/rooms/${encodeURIComponent(room)}`;
+    this.base = base(sfu);
+    this.originBase = base(origin || sfu);
+    this.token = token;
   }
 
   on(type, fn) {
@@ -98,14 +107,17 @@ export class LiveRoom {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     const q = new URLSearchParams(params);
-    const res = await fetch(`${this.base}/${kind}?${q}`, {
+    // Publishing happens at the origin, watching where the join answer sent us.
+    const base = kind === "whip" ? this.originBase : this.base;
+    const res = await fetch(`${base}/${kind}?${q}`, {
       method: "POST",
       headers: { "content-type": "application/sdp", authorization: `Bearer ${this.token}` },
       body: pc.localDescription.sdp,
     });
     if (res.status !== 201) throw await errorFrom(res);
-    const location = res.headers.get("location");
-    if (location) this.peers.push(new URL(location, this.base).href);
+    const header = res.headers.get("location");
+    const location = header ? new URL(header, base).href : null;
+    if (location) this.peers.push(location);
     await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
     return location;
   }
@@ -115,6 +127,7 @@ export class LiveRoom {
   async watch() {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     this.viewPc = pc;
+    pc._location = null;
     for (let i = 0; i < this.slots; i++) {
       pc.addTransceiver("video", { direction: "recvonly" });
       pc.addTransceiver("audio", { direction: "recvonly" });
@@ -122,7 +135,7 @@ export class LiveRoom {
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed") this.emit("media_failed", { what: "watch" });
     };
-    await this.negotiate(pc, "whep", { participant: this.you });
+    pc._location = await this.negotiate(pc, "whep", { participant: this.you });
     // Tracks placed before the answer arrived.
     for (const [mid, info] of this.slotInfo) this.emit("slot", { mid, info, track: this.slotTrack(mid) });
   }
@@ -221,6 +234,27 @@ export class LiveRoom {
       this.peers = this.peers.filter((p) => p !== url);
       fetch(url, { method: "DELETE", headers: { authorization: `Bearer ${this.token}` } }).catch(() => {});
     }
+  }
+
+  // Moves to where a new join answer says (the relay we watched through is leaving):
+  // leaves the old events socket and watching peer without a "disconnected", then connects
+  // and watches again. Someone on camera leaves the screen: their place in the room was the
+  // old socket's.
+  async move(join) {
+    const old = this.ws;
+    if (old) {
+      old.onclose = null;
+      old.onmessage = null;
+      old.close();
+    }
+    this.closePeer(this.viewPc);
+    this.viewPc = null;
+    for (const mid of [...this.slotInfo.keys()]) this.endTrack({ mid });
+    if (this.publishPc) this.stopPublishing({ tell: false });
+    this.setJoin(join);
+    const first = await this.connect();
+    if (first.type === "welcome") await this.watch();
+    return first;
   }
 
   // Video frames decoded across all watched slots (for the page's own diagnostics).

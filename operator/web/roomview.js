@@ -27,7 +27,8 @@ export function labels(kind) {
 
 export class RoomView {
   // join: the control plane's join answer; opts: {kind, policy, theme, maxOnCamera,
-  // chatTitle, emptyText, profile, stream (already-checked camera), share}
+  // chatTitle, emptyText, profile, stream (already-checked camera), share, rejoin (asks the
+  // control plane for a new join answer when a relay sends `reconnect`)}
   constructor(join, opts) {
     this.join = join;
     this.opts = opts;
@@ -122,6 +123,30 @@ export class RoomView {
     live.on("disconnected", () => notice("The connection to the live room was lost. Reload the page to rejoin."));
     live.on("media_failed", () => notice("Media could not connect (network or firewall). Reload the page to try again."));
     live.on("screen_stopped", () => this.renderShare());
+    live.on("reconnect", () => this.reconnect());
+  }
+
+  // The relay serving this page is leaving: join again and carry on where the control plane
+  // says, with the same page.
+  async reconnect() {
+    if (!this.opts.rejoin) {
+      notice("The connection to the live room was lost. Reload the page to rejoin.");
+      return;
+    }
+    const wasOnCamera = this.state === "on_camera";
+    try {
+      await this.live.move(await this.opts.rejoin());
+    } catch (e) {
+      notice(e.message || "The connection to the live room was lost. Reload the page to rejoin.");
+      return;
+    }
+    if (wasOnCamera) {
+      this.tiles.hideLocal();
+      this.setState("watching");
+      notice("You were moved to another server and left the screen. Share again to go back on camera.", "info");
+    } else if (this.state === "requested") {
+      this.setState("watching");
+    }
   }
 
   async start() {

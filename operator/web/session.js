@@ -83,6 +83,7 @@ async function run() {
     chatTitle: "Session chat",
     emptyText: "Nobody is on camera yet. You are watching.",
     profile: profileOf(me),
+    rejoin: () => post(`/api/sessions/${enc(ns)}/${enc(name)}/join`),
   });
   onLeave(() => view.close());
 

@@ -32,6 +32,7 @@ async function run() {
     chatTitle: "Stage chat",
     emptyText: "Nobody is on the stage yet.",
     profile: profileOf(me),
+    rejoin: () => post(`/api/stages/${enc(ns)}/${enc(name)}/join`, { backstage: false }),
   });
   onLeave(() => view.close());
   const badge = h("span", { class: "live-badge", id: "live-indicator", role: "status" }, "Off air");

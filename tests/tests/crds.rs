@@ -144,6 +144,54 @@ async fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
             "with up to 10 on camera (maxParticipants) at most 500 may watch",
         ),
         (
+            "600 watchers with autoscaling written down but off",
+            session(
+                "w600off",
+                "  maxWatchers: 600\n  autoscaling:\n    enabled: false\n",
+            ),
+            "with up to 10 on camera (maxParticipants) at most 500 may watch",
+        ),
+        (
+            "more watchers than the relays hold",
+            session(
+                "w2000",
+                "  maxWatchers: 2000\n  autoscaling:\n    enabled: true\n    maxRelays: 3\n",
+            ),
+            "maxWatchers is too high: with autoscaling at most autoscaling.maxRelays × autoscaling.watchersPerRelay may watch",
+        ),
+        (
+            "relays of a 20-on-camera session counted at 500 each",
+            session(
+                "w20x",
+                "  maxParticipants: 20\n  maxWatchers: 2000\n  autoscaling:\n    enabled: true\n",
+            ),
+            "maxWatchers is too high: with autoscaling",
+        ),
+        (
+            "fewest relays above the most",
+            session(
+                "minmax",
+                "  autoscaling:\n    enabled: true\n    minRelays: 4\n    maxRelays: 2\n",
+            ),
+            "autoscaling.minRelays must not exceed autoscaling.maxRelays",
+        ),
+        (
+            "a relay taking more than one pod's watchers",
+            session(
+                "per900",
+                "  autoscaling:\n    enabled: true\n    watchersPerRelay: 900\n",
+            ),
+            "autoscaling.watchersPerRelay must be between 1 and 500",
+        ),
+        (
+            "a backstage above the relays' capacity",
+            stage(
+                "s6000",
+                "  backstage:\n    maxWatchers: 6000\n  autoscaling:\n    enabled: true\n",
+            ),
+            "backstage.maxWatchers is too high: with autoscaling",
+        ),
+        (
             "negative watchers",
             session("wneg", "  maxWatchers: -1\n"),
             "maxWatchers cannot be negative",
@@ -572,6 +620,50 @@ async fn sessions_scale_by_relays_through_the_scale_subresource() {
     .await;
     assert!(ok, "{out}");
     assert_eq!(out.trim(), "3");
+}
+
+#[tokio::test]
+async fn autoscaling_lifts_the_watcher_cap_to_the_relays_capacity_with_defaults_filled_in() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("crd-autoscale").await.unwrap();
+    for manifest in [
+        session(
+            "huge",
+            "  maxWatchers: 5000\n  autoscaling:\n    enabled: true\n",
+        ),
+        session(
+            "wide",
+            "  maxParticipants: 20\n  maxWatchers: 1500\n  autoscaling:\n    enabled: true\n",
+        ),
+        stage(
+            "keynote",
+            "  backstage:\n    maxWatchers: 2000\n  autoscaling:\n    enabled: true\n    maxRelays: 4\n",
+        ),
+    ] {
+        let (ok, out) = kubectl(
+            cluster,
+            &["create", "-n", &ns.name, "-f", "-"],
+            Some(&manifest),
+        )
+        .await;
+        assert!(ok, "{manifest}: {out}");
+    }
+    let (ok, out) = kubectl(
+        cluster,
+        &[
+            "get",
+            "session",
+            "huge",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.spec.autoscaling.minRelays} {.spec.autoscaling.maxRelays} {.spec.autoscaling.watchersPerRelay} {.spec.autoscaling.headroom} {.spec.autoscaling.scaleDownDelaySeconds}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "0 10 500 50 300", "defaults a reader sees");
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 //!   ServiceAccount, so the API server enforces the chart's RBAC; an example session goes
 //!   Live and its SFU accepts a join token signed with the chart's generated key;
 //! - negative RBAC checks: SFU pods have no API credentials and their ServiceAccount cannot
-//!   read Secrets; the operator cannot read Secrets, delete Deployments or change specs; a
+//!   read Secrets; the operator cannot read Secrets, delete Deployments or change specs (only
+//!   sessions' and stages' relays, through the scale subresource); a
 //!   namespaced install grants nothing outside its namespace.
 
 use std::path::{Path, PathBuf};
@@ -901,6 +902,40 @@ operator:
         (
             operator,
             &["patch", "sessions.roundtable.dev", "-n", home],
+            false,
+        ),
+        // The autoscaler sets relays through the scale subresource, like an HPA.
+        (
+            operator,
+            &[
+                "patch",
+                "sessions.roundtable.dev",
+                "--subresource=scale",
+                "-n",
+                home,
+            ],
+            true,
+        ),
+        (
+            operator,
+            &[
+                "patch",
+                "stages.roundtable.dev",
+                "--subresource=scale",
+                "-n",
+                home,
+            ],
+            true,
+        ),
+        (
+            operator,
+            &[
+                "patch",
+                "rooms.roundtable.dev",
+                "--subresource=scale",
+                "-n",
+                home,
+            ],
             false,
         ),
         (operator, &["get", "secrets", "-n", home], false),

@@ -583,3 +583,383 @@ async fn load_balancer_and_node_port_modes_announce_the_services_address() {
     );
     operator.stop().await;
 }
+
+/// Plays the kubelet for a pod: binds it to a node and reports it running and ready at
+/// `pod_ip` on a node at `host_ip` (nothing runs it: this file needs no SFU).
+async fn run_pod(pods: &Api<Pod>, name: &str, pod_ip: &str, host_ip: &str) {
+    let binding = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "e2e-node"},
+    });
+    let _: serde_json::Value = pods
+        .create_subresource("binding", name, &kube::api::PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let status = serde_json::json!({"status": {
+        "phase": "Running",
+        "podIP": pod_ip,
+        "hostIP": host_ip,
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+fn args(pod: &Pod) -> Vec<String> {
+    pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn kubectl_scale_runs_relay_pods_pointed_at_the_origin_and_scaling_to_zero_removes_them() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-relays").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml(
+            "big",
+            "  lifecycle: Started\n  maxWatchers: 400\n  autoscaling: {watchersPerRelay: 200}\n",
+        ),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let origin = eventually("the origin pod", || async {
+        pods.get_opt("session-big").await.unwrap()
+    })
+    .await;
+    let origin_port = roundtable_operator::plan::pod::host_port_of(&origin).unwrap();
+    // Nothing listens on loopback's admin port: the origin's /stats is refused at once.
+    run_pod(&pods, "session-big", "127.0.0.1", "127.0.0.1").await;
+    let selector = "roundtable.dev/kind=session,roundtable.dev/room=big,roundtable.dev/role=relay";
+    eventually("Live with the relay selector and no relays", || async {
+        let status = session(&ns, "big").await.status?;
+        (status.phase == Some(roundtable_crds::LivePhase::Live)
+            && status.selector.as_deref() == Some(selector)
+            && status.relays == Some(0)
+            && status.watchers_per_pod == Some(200))
+        .then_some(())
+    })
+    .await;
+
+    let scale = |replicas: u32| {
+        let ns = &ns;
+        async move {
+            let replicas = format!("--replicas={replicas}");
+            let out = cluster
+                .kubectl(&["scale", "session", "big", "-n", &ns.name, &replicas])
+                .await
+                .unwrap();
+            assert!(out.success(), "kubectl scale: {}", out.stderr);
+        }
+    };
+    scale(2).await;
+    let relays = eventually("two relay pods", || async {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items;
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    let mut names: Vec<String> = relays
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["session-big-relay-0", "session-big-relay-1"]);
+    let mut relay_ports = Vec::new();
+    for relay in &relays {
+        assert_eq!(
+            args(relay),
+            [
+                "--origin".to_string(),
+                format!("http://127.0.0.1:{origin_port}"),
+                "--max-watchers".into(),
+                "200".into(),
+            ],
+            "{:?}",
+            relay.metadata.name
+        );
+        assert_eq!(env_value(relay, "SFU_ROOM"), env_value(&origin, "SFU_ROOM"));
+        assert_eq!(
+            env_value(relay, "SFU_SHARE_POLICY"),
+            env_value(&origin, "SFU_SHARE_POLICY")
+        );
+        let owner = &relay.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("Session", "big")
+        );
+        relay_ports.push(roundtable_operator::plan::pod::host_port_of(relay).unwrap());
+    }
+    relay_ports.push(origin_port);
+    relay_ports.sort();
+    relay_ports.dedup();
+    assert_eq!(relay_ports.len(), 3, "every pod has its own hostPort");
+    assert!(
+        pods.get_opt("session-big").await.unwrap().is_some(),
+        "the origin stays"
+    );
+
+    // A relay that comes up is counted ready, with its own endpoint; the scale subresource
+    // reports it to an HPA.
+    run_pod(&pods, "session-big-relay-0", "127.0.0.1", "10.0.0.7").await;
+    let port0 = roundtable_operator::plan::pod::host_port_of(
+        &pods.get("session-big-relay-0").await.unwrap(),
+    )
+    .unwrap();
+    let status = eventually("one ready relay in the status", || async {
+        let status = session(&ns, "big").await.status?;
+        (status.relays == Some(1) && status.relay_pods.len() == 2).then_some(status)
+    })
+    .await;
+    let first = &status.relay_pods[0];
+    assert_eq!(first.name, "session-big-relay-0");
+    assert!(first.ready);
+    assert_eq!(first.endpoint, Some(format!("10.0.0.7:{port0}")));
+    assert!(!status.relay_pods[1].ready, "relay 1 is not running");
+    let out = cluster
+        .kubectl(&[
+            "get",
+            "session",
+            "big",
+            "-n",
+            &ns.name,
+            "--subresource=scale",
+            "-o",
+            "jsonpath={.spec.replicas} {.status.replicas} {.status.selector}",
+        ])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert_eq!(out.trim(), format!("2 1 {selector}"));
+
+    // Scaling to zero removes them (a pod on a node waits for its kubelet, which this test
+    // has none of, so being deleted is enough).
+    scale(0).await;
+    eventually("no relay pods", || async {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items;
+        list.iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+    eventually("no ready relays in the status", || async {
+        (session(&ns, "big").await.status?.relays == Some(0)).then_some(())
+    })
+    .await;
+    assert!(pods.get_opt("session-big").await.unwrap().is_some());
+    operator.stop().await;
+}
+
+/// A stand-in for the origin's sfu-node admin port: `/stats` reports `watching` people.
+async fn fake_stats(watching: std::sync::Arc<std::sync::atomic::AtomicI32>) -> u16 {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().route(
+        "/stats",
+        axum::routing::get(move || {
+            let watching = watching.load(Ordering::Relaxed);
+            async move {
+                axum::Json(serde_json::json!({"counts": {"on_camera": 1, "watching": watching}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test]
+async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subresource() {
+    use std::sync::atomic::Ordering;
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-autoscale").await.unwrap();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let admin_port = fake_stats(watching.clone()).await;
+    roundtable_e2e::init_test_logs();
+    let operator = RunningOperator::start(
+        ns.client.clone(),
+        &ns.name,
+        "replica-a",
+        OperatorConfig {
+            sfu_admin_port: admin_port,
+            ..test_config()
+        },
+    );
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml(
+            "surge",
+            "  lifecycle: Started\n  maxWatchers: 800\n  autoscaling: {enabled: true, maxRelays: 4, watchersPerRelay: 200, headroom: 50, scaleDownDelaySeconds: 3}\n",
+        ),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the origin pod", || async {
+        pods.get_opt("session-surge").await.unwrap()
+    })
+    .await;
+    run_pod(&pods, "session-surge", "127.0.0.1", "127.0.0.1").await;
+    let selector =
+        "roundtable.dev/kind=session,roundtable.dev/room=surge,roundtable.dev/role=relay";
+    let relay_pods = || async {
+        let mut names: Vec<String> = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Nobody yet: the headroom alone asks for one relay.
+    eventually("one relay for the headroom", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(1) && relay_pods().await.len() == 1).then_some(())
+    })
+    .await;
+    // A surge: ceil((500 + 50) / 200) = 3, at once.
+    watching.store(500, Ordering::Relaxed);
+    eventually("three relays for 500 watching", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(3) && relay_pods().await.len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        event_reasons(&ns, "surge")
+            .await
+            .contains(&"ScaledOut".to_string())
+    );
+    assert_eq!(
+        session(&ns, "surge").await.status.unwrap().watching,
+        Some(500)
+    );
+
+    // They leave: the scale-in waits for the delay, remembered in the status, then the
+    // highest relays go.
+    watching.store(100, Ordering::Relaxed);
+    let pending = eventually("a pending scale-in", || async {
+        session(&ns, "surge").await.status?.lower_since
+    })
+    .await;
+    assert_eq!(session(&ns, "surge").await.spec.relays, Some(3), "not yet");
+    eventually("one relay after the delay", || async {
+        let s = session(&ns, "surge").await;
+        (s.spec.relays == Some(1)
+            && s.status.as_ref()?.lower_since.is_none()
+            && relay_pods().await == ["session-surge-relay-0"])
+        .then_some(())
+    })
+    .await;
+    let waited = jiff::Timestamp::now().duration_since(pending.0);
+    assert!(waited.as_secs() >= 3, "scaled in after {waited:?}");
+    assert!(
+        event_reasons(&ns, "surge")
+            .await
+            .contains(&"ScaledIn".to_string())
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn in_node_port_mode_each_relay_gets_its_own_service_and_announces_it() {
+    use k8s_openapi::api::core::v1::Service;
+    let cluster = cluster().await;
+    let ns = cluster.namespace("op-relay-np").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml("  sfu:\n    network:\n      mode: NodePort\n"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("np", "  lifecycle: Started\n  relays: 1\n"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the origin pod", || async {
+        pods.get_opt("session-np").await.unwrap()
+    })
+    .await;
+    run_pod(&pods, "session-np", "127.0.0.1", "127.0.0.1").await;
+
+    let relay = eventually("the relay pod", || async {
+        pods.get_opt("session-np-relay-0").await.unwrap()
+    })
+    .await;
+    let service = services.get("session-np-relay-0").await.unwrap();
+    let spec = service.spec.clone().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(
+        spec.selector.unwrap()["roundtable.dev/relay"],
+        "0",
+        "the Service selects this relay alone"
+    );
+    let node_port = |name: &str| {
+        spec.ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .unwrap()
+            .node_port
+            .unwrap()
+    };
+    assert_eq!(
+        env_value(&relay, "SFU_ADVERTISE_ADDR"),
+        Some(format!("$(HOST_IP):{}", node_port("media")))
+    );
+    run_pod(&pods, "session-np-relay-0", "127.0.0.1", "10.0.0.8").await;
+    let endpoint = eventually("the relay's endpoint in the status", || async {
+        let status = session(&ns, "np").await.status?;
+        let relay = status.relay_pods.first()?;
+        relay.ready.then(|| relay.endpoint.clone())?
+    })
+    .await;
+    assert_eq!(endpoint, format!("10.0.0.8:{}", node_port("signal")));
+
+    let out = cluster
+        .kubectl(&["scale", "session", "np", "-n", &ns.name, "--replicas=0"])
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    eventually("the relay's Service removed", || async {
+        services
+            .get_opt("session-np-relay-0")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        services.get_opt("session-np").await.unwrap().is_some(),
+        "the origin's stays"
+    );
+    operator.stop().await;
+}

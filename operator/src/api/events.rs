@@ -322,9 +322,14 @@ pub async fn join_session(
         ..Label::default()
     };
     let room = LiveRoom::from(&*session);
+    let servers = super::Servers {
+        origin: status.endpoint.as_deref(),
+        relays: &status.relay_pods,
+        per_relay: status.watchers_per_pod.unwrap_or(0),
+    };
     Ok(Json(state.join(
         &room,
-        status.endpoint.as_deref(),
+        servers,
         &person.email,
         &label,
         grants,

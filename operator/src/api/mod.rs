@@ -20,6 +20,7 @@ pub mod limiter;
 pub mod mail;
 mod pages;
 mod people;
+pub mod relays;
 mod rooms;
 mod stages;
 pub mod store;
@@ -97,6 +98,8 @@ pub struct Inner {
     pub recordings_dir: Option<std::path::PathBuf>,
     /// Live event-wide chats, by event key.
     chats: Mutex<HashMap<String, broadcast::Sender<store::ChatEntry>>>,
+    /// Joins sent to each relay since its last report.
+    relay_joins: Mutex<relays::Ledger>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +155,7 @@ impl ApiState {
             clock: settings.clock,
             recordings_dir: settings.recordings_dir,
             chats: Mutex::new(HashMap::new()),
+            relay_joins: Mutex::new(relays::Ledger::default()),
         })))
     }
 
@@ -183,18 +187,27 @@ impl ApiState {
         Ok(Some(person))
     }
 
-    /// A join token for `room` with `grants`, and where to use it.
+    /// A join token for `room` with `grants`, and where to use it: the origin's endpoint,
+    /// and where to watch (the least loaded ready relay of `servers`, else the origin).
     pub fn join(
         &self,
         room: &LiveRoom,
-        endpoint: Option<&str>,
+        servers: Servers<'_>,
         subject: &str,
         label: &store::Label,
         grants: Grants,
         backstage: bool,
     ) -> ApiResult<Joined> {
-        let endpoint = endpoint.ok_or_else(|| ApiError::from(access::Refusal::NotLive))?;
+        let endpoint = servers
+            .origin
+            .ok_or_else(|| ApiError::from(access::Refusal::NotLive))?;
         let now = self.clock.now();
+        let watch_at = self
+            .relay_joins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pick(&room.room_id(), servers.relays, servers.per_relay, now)
+            .and_then(|relay| relay.endpoint);
         let room_id = room.room_id();
         let mut claims = Claims::new(
             subject,
@@ -209,7 +222,8 @@ impl ApiState {
         claims.grants = grants;
         claims.backstage = backstage;
         Ok(Joined {
-            sfu: sfu_url(endpoint),
+            sfu: sfu_url(watch_at.as_deref().unwrap_or(endpoint)),
+            origin: sfu_url(endpoint),
             room: room_id,
             token: sfu_node::auth::mint(self.keys.join_key(), &claims),
             role: Role {
@@ -239,12 +253,36 @@ pub fn sfu_url(endpoint: &str) -> String {
     }
 }
 
+/// Where a room's SFUs are, from its status: the origin's `endpoint` (None: not live) and
+/// the relays a join may be sent to (`relayPods`, each taking `watchersPerPod`).
+#[derive(Debug, Clone, Copy)]
+pub struct Servers<'a> {
+    pub origin: Option<&'a str>,
+    pub relays: &'a [roundtable_crds::RelayPod],
+    pub per_relay: i32,
+}
+
+impl<'a> Servers<'a> {
+    /// The origin alone: everyone joins there (rooms, backstages).
+    pub fn origin_only(origin: Option<&'a str>) -> Self {
+        Servers {
+            origin,
+            relays: &[],
+            per_relay: 0,
+        }
+    }
+}
+
 /// What a successful join returns.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Joined {
-    /// Base URL of the SFU's signalling (`{sfu}/rooms/{room}/whip` …).
+    /// Base URL of the signalling where the page watches and opens its events socket
+    /// (`{sfu}/rooms/{room}/whep`, `/events`): a relay when the room has one with room, else
+    /// the origin.
     pub sfu: String,
+    /// Base URL of the origin's signalling, where the page publishes (`{origin}/rooms/{room}/whip`).
+    pub origin: String,
     pub room: String,
     /// The sfu-node join token.
     pub token: String,

@@ -276,7 +276,7 @@ pub async fn join(
         .unwrap_or_else(|| format!("guest-{}", &new_code()[..12]));
     let joined = state.join(
         &LiveRoom::from(&*room),
-        Some(&endpoint),
+        super::Servers::origin_only(Some(&endpoint)),
         &subject,
         &label,
         grants,

@@ -72,9 +72,19 @@ pub async fn join(
         name: person.name.clone(),
         ..Label::default()
     };
+    // Relays carry what stage watchers see; the backstage stays on the origin.
+    let servers = if request.backstage {
+        super::Servers::origin_only(status.endpoint.as_deref())
+    } else {
+        super::Servers {
+            origin: status.endpoint.as_deref(),
+            relays: &status.relay_pods,
+            per_relay: status.watchers_per_pod.unwrap_or(0),
+        }
+    };
     Ok(Json(state.join(
         &LiveRoom::from(&*stage),
-        status.endpoint.as_deref(),
+        servers,
         &person.email,
         &label,
         grants,

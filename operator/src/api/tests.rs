@@ -486,6 +486,10 @@ async fn joining_a_session_gives_the_grants_its_policy_allows() {
                 answer.body
             );
             assert_eq!(answer.body["sfu"], "http://127.0.0.1:47000");
+            assert_eq!(
+                answer.body["origin"], "http://127.0.0.1:47000",
+                "without relays people watch and publish at the origin"
+            );
             assert_eq!(answer.body["room"], format!("session:default:{session}"));
             h.claims(&answer.body)
         }

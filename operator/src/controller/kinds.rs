@@ -8,8 +8,10 @@ use roundtable_crds::{LiveEvent, LivePhase, RecordingSummary, Room, RoomPhase, S
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::relays::RelayFacts;
 use crate::config::OperatorConfig;
 use crate::plan::decide::{Plan, Problem, room_desired};
+use crate::plan::relay::RelaySpec;
 use crate::plan::room::LiveRoom;
 use crate::plan::schedule::{Desired, desired};
 
@@ -42,6 +44,8 @@ pub struct StatusFacts<'a> {
     pub last_active: Option<Timestamp>,
     /// The recordings to list (sessions with recording on, or that had recordings).
     pub recordings: Option<Vec<RecordingSummary>>,
+    /// The relays (sessions and stages).
+    pub relays: Option<RelayFacts>,
 }
 
 /// A kind that gets an SFU pod.
@@ -88,6 +92,11 @@ pub trait LiveKind:
     fn previous_recordings(&self) -> Vec<RecordingSummary> {
         Vec::new()
     }
+
+    /// What it asks of relay pods; None for kinds that have none (rooms).
+    fn relay_spec(&self) -> Option<RelaySpec> {
+        None
+    }
 }
 
 fn live_previous(
@@ -116,6 +125,21 @@ fn common_status(facts: &StatusFacts<'_>) -> Value {
         "endpoint": facts.endpoint,
         "onCamera": counts.on_camera,
         "watching": counts.watching,
+    })
+}
+
+/// The relay fields of a session's or stage's status (the scale subresource reads `relays`
+/// and `selector`).
+fn relay_status(facts: &StatusFacts<'_>) -> Value {
+    let Some(relays) = &facts.relays else {
+        return json!({});
+    };
+    json!({
+        "relays": relays.ready,
+        "selector": relays.selector,
+        "relayPods": (!relays.pods.is_empty()).then_some(&relays.pods),
+        "watchersPerPod": relays.watchers_per_pod,
+        "lowerSince": time(relays.lower_since),
     })
 }
 
@@ -201,7 +225,7 @@ impl LiveKind for Session {
 
     fn status(&self, facts: &StatusFacts<'_>) -> Value {
         let counts = facts.plan.counts.unwrap_or_default();
-        merge(
+        let status = merge(
             common_status(facts),
             json!({
                 "phase": facts.plan.phase,
@@ -212,11 +236,23 @@ impl LiveKind for Session {
                 "endedAt": time(facts.ended_at),
                 "recordings": facts.recordings,
             }),
-        )
+        );
+        merge(status, relay_status(facts))
     }
 
     fn recording(&self) -> bool {
         self.spec.recording
+    }
+
+    fn relay_spec(&self) -> Option<RelaySpec> {
+        Some(RelaySpec::new(
+            self.spec.relays,
+            self.spec.autoscaling.as_ref(),
+            self.spec.max_participants,
+            self.status
+                .as_ref()
+                .and_then(|s| Some(s.lower_since.as_ref()?.0)),
+        ))
     }
 
     fn previous_recordings(&self) -> Vec<RecordingSummary> {
@@ -240,7 +276,7 @@ impl LiveKind for Stage {
     }
 
     fn status(&self, facts: &StatusFacts<'_>) -> Value {
-        merge(
+        let status = merge(
             common_status(facts),
             json!({
                 "phase": facts.plan.phase,
@@ -248,7 +284,19 @@ impl LiveKind for Stage {
                 // What the SFU does, not what was asked: the live indicator must not lie.
                 "live": stage_live(facts.plan),
             }),
-        )
+        );
+        merge(status, relay_status(facts))
+    }
+
+    fn relay_spec(&self) -> Option<RelaySpec> {
+        Some(RelaySpec::new(
+            self.spec.relays,
+            self.spec.autoscaling.as_ref(),
+            self.spec.backstage.max_speakers,
+            self.status
+                .as_ref()
+                .and_then(|s| Some(s.lower_since.as_ref()?.0)),
+        ))
     }
 }
 

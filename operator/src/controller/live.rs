@@ -270,6 +270,22 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     };
     let recorder_active = recordings.as_ref().is_some_and(|r| r.active);
 
+    // Relays: the autoscaler, the relay pods and what they report.
+    let relays = super::relays::reconcile(
+        ctx,
+        obj,
+        &room,
+        &settings,
+        super::relays::Origin {
+            pod: pod.as_ref(),
+            phase: plan.phase,
+            counts: plan.counts.filter(|_| observed.counts.is_some()),
+        },
+        &owner,
+        now,
+    )
+    .await?;
+
     // Status.
     let counts = plan.counts.unwrap_or_default();
     let live = plan.phase == LivePhase::Live;
@@ -318,6 +334,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
             previous.last_active
         },
         recordings: recordings.map(|r| r.summaries),
+        relays: relays.clone(),
     };
     let status = json!({
         "apiVersion": K::api_version(&()),
@@ -328,12 +345,27 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         .patch_status(&obj.name_any(), &params, &Patch::Apply(&status))
         .await?;
     ctx.record_room(&room, live.then_some((counts.on_camera, counts.watching)));
+    ctx.metrics.relays(
+        &room,
+        &pod_name(&room),
+        relays.as_ref().filter(|_| live),
+        counts.watching,
+    );
 
-    // A running recorder is read as often as a live pod's counts.
+    // A running recorder is read as often as a live pod's counts; a pending scale-in is
+    // looked at when it is due.
     let requeue = match (plan.requeue_after, recorder_active) {
         (Some(after), true) => Some(after.min(ctx.config.stats_interval)),
         (None, true) => Some(ctx.config.stats_interval),
         (after, false) => after,
+    };
+    let due = relays
+        .as_ref()
+        .and_then(|r| r.recheck_at)
+        .map(|at| super::relays::until(at, now));
+    let requeue = match (requeue, due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }

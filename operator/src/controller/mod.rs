@@ -1,16 +1,17 @@
 //! The controllers: thin I/O around [`crate::plan`].
 //!
 //! One controller per kind. Sessions, stages and rooms share one reconcile ([`live`]); each
-//! owns its SFU pod and disruption budget (watched with `.owns()`), and is reconciled again
-//! when its LiveEvent changes. Reconciles are triggered by spec (generation) and annotation
-//! changes, never by the operator's own status writes, and requeue themselves while live to
-//! read the pod's counts.
+//! owns its SFU pod and disruption budget (watched with `.owns()`) — sessions and stages also
+//! their relay pods ([`relays`]) — and is reconciled again when its LiveEvent changes.
+//! Reconciles are triggered by spec (generation) and annotation changes, never by the
+//! operator's own status writes, and requeue themselves while live to read the pods' counts.
 
 pub mod event;
 pub mod kinds;
 pub mod live;
 pub mod observe;
 pub mod recording;
+pub mod relays;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

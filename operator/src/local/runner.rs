@@ -36,7 +36,9 @@ const ROOM_IDLE: SignedDuration = SignedDuration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
 
 /// The sfu-node settings of a room: the same values the operator passes to a pod's sfu-node
-/// (`SFU_KIND`, `SFU_SHARE_POLICY`, `SFU_THEME`, …), parsed as sfu-node parses them.
+/// (`SFU_KIND`, `SFU_SHARE_POLICY`, `SFU_THEME`, …), parsed as sfu-node parses them. Local
+/// mode runs one process per room and no relays, so the watcher limit is one pod's cap even
+/// when autoscaling would let relays take more.
 pub fn room_config(room: &LiveRoom) -> Result<RoomConfig, sfu_node::Error> {
     let kind: RoomKind = room.kind.as_str().parse()?;
     let mut config = RoomConfig::new(room.room_id(), kind);
@@ -46,7 +48,11 @@ pub fn room_config(room: &LiveRoom) -> Result<RoomConfig, sfu_node::Error> {
     config.limits = Limits::new(
         kind,
         room.max_on_camera.max(1) as u32,
-        Some(room.max_watchers.max(1) as u32),
+        Some(
+            room.max_watchers
+                .min(roundtable_crds::limits::watcher_cap(room.max_on_camera))
+                .max(1) as u32,
+        ),
     )?;
     Ok(config)
 }
@@ -424,5 +430,29 @@ impl Drop for Runner {
                 let _ = stop.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roundtable_crds::Session;
+
+    use super::*;
+
+    #[test]
+    fn without_relays_a_local_room_keeps_one_pods_watcher_cap() {
+        let spec = serde_yaml::from_str(
+            "{event: gala, title: S, maxWatchers: 4000, autoscaling: {enabled: true}}",
+        )
+        .unwrap();
+        let mut session = Session::new("big", spec);
+        session.metadata.namespace = Some("default".into());
+        let room = LiveRoom::from(&session);
+        assert_eq!(
+            room.max_watchers, 4000,
+            "what the cluster's origin would take"
+        );
+        let config = room_config(&room).unwrap();
+        assert_eq!(config.limits.max_watchers, 500);
     }
 }

@@ -3,8 +3,8 @@
 //! `relays = ceil((watching + headroom) / watchers_per_relay)`, within `[min, max]`. Growing
 //! happens at once (a surge must not wait); shrinking only after the smaller number has been
 //! enough for the whole `scale_down_delay`, so an audience that dips and comes back (between
-//! talks, a reconnect wave) does not make relays come and go. Nothing here is wired into the
-//! controllers yet: the relay pods themselves are the rest of that work.
+//! talks, a reconnect wave) does not make relays come and go. [`super::relay::autoscale`]
+//! applies it to a session's or stage's `spec.autoscaling`.
 
 use jiff::{SignedDuration, Timestamp};
 

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod pod;
 pub mod ports;
 pub mod recording;
+pub mod relay;
 pub mod rollup;
 pub mod room;
 pub mod schedule;

@@ -77,7 +77,12 @@ pub fn sfu_pod(
     advertise: Option<String>,
     owner: OwnerReference,
 ) -> Pod {
-    let size = pod_size(room.max_on_camera as u64, room.max_watchers as u64);
+    // Above one pod's cap (autoscaling on) relays serve the extra watchers: the origin is sized
+    // for what one pod carries.
+    let direct = room
+        .max_watchers
+        .min(roundtable_crds::limits::watcher_cap(room.max_on_camera));
+    let size = pod_size(room.max_on_camera as u64, direct as u64);
     let resources = settings.resources.clone().unwrap_or_else(|| {
         let amounts = BTreeMap::from([
             ("cpu".to_string(), Quantity(size.cpu_quantity())),

@@ -95,7 +95,7 @@ impl From<&Session> for LiveRoom {
             start: spec.start.as_ref().map(|t| t.0),
             end: spec.end.as_ref().map(|t| t.0),
             max_on_camera: spec.max_participants,
-            max_watchers: limits::effective_watchers(spec.max_participants, spec.max_watchers),
+            max_watchers: spec.effective_watchers(),
             share_policy: spec.share.policy,
             theme: RoomTheme::Meeting,
             locked: false,
@@ -117,7 +117,7 @@ impl From<&Stage> for LiveRoom {
             start: spec.start.as_ref().map(|t| t.0),
             end: spec.end.as_ref().map(|t| t.0),
             max_on_camera: spec.backstage.max_speakers,
-            max_watchers: spec.backstage.max_watchers,
+            max_watchers: stage.spec.effective_watchers(),
             // Backstage: registered people ask to share; an organiser accepts.
             share_policy: SharePolicy::Moderated,
             theme: RoomTheme::Meeting,

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use roundtable_crds::{NetworkMode, SfuPodSettings};
 
 use super::pod::{LABEL_KIND, LABEL_ROLE, LABEL_ROOM, labels, pod_name};
+use super::relay;
 use super::room::LiveRoom;
 
 /// The media network mode in force.
@@ -31,6 +32,53 @@ pub fn media_service(
     port: u16,
     owner: OwnerReference,
 ) -> Option<Service> {
+    let selector = BTreeMap::from([
+        (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
+        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROLE.to_string(), "origin".to_string()),
+    ]);
+    service_for(
+        room,
+        settings,
+        port,
+        owner,
+        (pod_name(room), labels(room), selector),
+    )
+}
+
+/// The Service for relay `index` of a room, or None in HostPort mode.
+pub fn relay_service(
+    room: &LiveRoom,
+    settings: &SfuPodSettings,
+    port: u16,
+    owner: OwnerReference,
+    index: u32,
+) -> Option<Service> {
+    let pod_labels = relay::relay_labels(room, index);
+    let selector = pod_labels
+        .iter()
+        .filter(|(k, _)| {
+            [LABEL_KIND, LABEL_ROOM, LABEL_ROLE, relay::LABEL_INDEX].contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    service_for(
+        room,
+        settings,
+        port,
+        owner,
+        (relay::relay_name(room, index), pod_labels, selector),
+    )
+}
+
+/// A media Service named `name` with `labels`, selecting the pods with `selector`.
+fn service_for(
+    room: &LiveRoom,
+    settings: &SfuPodSettings,
+    port: u16,
+    owner: OwnerReference,
+    (name, labels, selector): (String, BTreeMap<String, String>, BTreeMap<String, String>),
+) -> Option<Service> {
     let type_ = match mode(settings) {
         NetworkMode::HostPort => return None,
         NetworkMode::LoadBalancer => "LoadBalancer",
@@ -46,9 +94,9 @@ pub fn media_service(
     };
     Some(Service {
         metadata: ObjectMeta {
-            name: Some(pod_name(room)),
+            name: Some(name),
             namespace: Some(room.namespace.clone()),
-            labels: Some(labels(room)),
+            labels: Some(labels),
             annotations: settings
                 .network
                 .as_ref()
@@ -58,11 +106,7 @@ pub fn media_service(
         },
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
-            selector: Some(BTreeMap::from([
-                (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
-                (LABEL_ROOM.to_string(), room.name.clone()),
-                (LABEL_ROLE.to_string(), "origin".to_string()),
-            ])),
+            selector: Some(selector),
             // Keep the client's address (no SNAT) and send traffic only to the pod's node.
             external_traffic_policy: Some("Local".into()),
             ports: Some(vec![
@@ -73,6 +117,12 @@ pub fn media_service(
         }),
         status: None,
     })
+}
+
+/// The port a media Service serves on (the pod's port), read back from it.
+pub fn port_of(service: &Service) -> Option<u16> {
+    let port = service.spec.as_ref()?.ports.as_ref()?.first()?.port;
+    u16::try_from(port).ok()
 }
 
 /// What sfu-node announces in its ICE candidates (`IP` or `IP:PORT`), from the Service; None
@@ -204,6 +254,20 @@ mod tests {
             endpoint(&s, &service, None).as_deref(),
             Some("203.0.113.9:31000")
         );
+    }
+
+    #[test]
+    fn each_relay_gets_its_own_service_selecting_only_it() {
+        let s = settings(NetworkMode::NodePort);
+        let service = relay_service(&room(), &s, 31002, owner(), 2).unwrap();
+        assert_eq!(service.metadata.name.as_deref(), Some("session-s-relay-2"));
+        let selector = service.spec.as_ref().unwrap().selector.clone().unwrap();
+        assert_eq!(selector[relay::LABEL_INDEX], "2");
+        assert_eq!(selector[LABEL_ROLE], "relay");
+        let pod_labels = relay::relay_labels(&room(), 2);
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        assert_eq!(port_of(&service), Some(31002));
+        assert!(relay_service(&room(), &SfuPodSettings::default(), 31002, owner(), 0).is_none());
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! Where a joiner watches: the least loaded ready relay of a session or stage, else its origin.
+//!
+//! The operator reports each relay's `watching` in `status.relayPods` every few seconds; joins
+//! sent to a relay since that report are not in it yet, so the control plane counts them
+//! itself ([`Ledger`]) and adds them to the report. A relay is full at `watchersPerPod`. The
+//! count starts again when the relay reports a new figure, or after [`SENT_TTL_SECONDS`]
+//! (a join that never connected must not fill a relay for good).
+
+use std::collections::HashMap;
+
+use roundtable_crds::RelayPod;
+
+/// How long a join sent to a relay counts towards its load without showing in a report.
+pub const SENT_TTL_SECONDS: i64 = 30;
+
+/// A relay's load as the control plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// `watching` from the last report.
+    pub reported: i32,
+    /// Joins sent there since that report.
+    pub sent: i32,
+}
+
+/// The relay a new watcher goes to: the ready relay with an endpoint and the fewest
+/// (reported + sent) watchers below `per_relay`; the first by name on a tie. None: no ready
+/// relay has room, the origin takes the watcher.
+pub fn least_loaded(
+    relays: &[RelayPod],
+    load: impl Fn(&RelayPod) -> Load,
+    per_relay: i32,
+) -> Option<&RelayPod> {
+    relays
+        .iter()
+        .filter(|r| r.ready && r.endpoint.is_some())
+        .map(|r| {
+            let l = load(r);
+            (r, l.reported + l.sent)
+        })
+        .filter(|(_, total)| *total < per_relay)
+        .min_by(|(a, x), (b, y)| x.cmp(y).then_with(|| a.name.cmp(&b.name)))
+        .map(|(r, _)| r)
+}
+
+/// Joins sent to each relay since its last report, per room.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// `(room id, relay pod)` → (the report they count on top of, joins sent, since when).
+    sent: HashMap<(String, String), Sent>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    reported: i32,
+    count: i32,
+    since: i64,
+}
+
+impl Ledger {
+    /// Picks the relay for a new watcher of `room` at `now` (unix seconds) and counts the join
+    /// there; None when no ready relay has room.
+    pub fn pick(
+        &mut self,
+        room: &str,
+        relays: &[RelayPod],
+        per_relay: i32,
+        now: i64,
+    ) -> Option<RelayPod> {
+        self.sent
+            .retain(|(r, pod), _| r != room || relays.iter().any(|relay| &relay.name == pod));
+        let load = |relay: &RelayPod| Load {
+            reported: relay.watching,
+            sent: self
+                .sent
+                .get(&(room.to_string(), relay.name.clone()))
+                .filter(|s| s.reported == relay.watching && now - s.since < SENT_TTL_SECONDS)
+                .map_or(0, |s| s.count),
+        };
+        let chosen = least_loaded(relays, load, per_relay)?.clone();
+        let entry = self
+            .sent
+            .entry((room.to_string(), chosen.name.clone()))
+            .or_insert(Sent {
+                reported: chosen.watching,
+                count: 0,
+                since: now,
+            });
+        if entry.reported != chosen.watching || now - entry.since >= SENT_TTL_SECONDS {
+            *entry = Sent {
+                reported: chosen.watching,
+                count: 0,
+                since: now,
+            };
+        }
+        entry.count += 1;
+        Some(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(i: u32, ready: bool, watching: i32) -> RelayPod {
+        RelayPod {
+            name: format!("session-big-relay-{i}"),
+            endpoint: Some(format!("10.0.0.{i}:3100{i}")),
+            ready,
+            watching,
+        }
+    }
+
+    fn reported(r: &RelayPod) -> Load {
+        Load {
+            reported: r.watching,
+            sent: 0,
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_ready_relay_with_room_is_chosen() {
+        let relays = [relay(0, true, 300), relay(1, true, 120), relay(2, false, 0)];
+        let chosen = least_loaded(&relays, reported, 500).unwrap();
+        assert_eq!(chosen.name, "session-big-relay-1", "relay 2 is not ready");
+        let full = [relay(0, true, 500), relay(1, true, 499)];
+        assert_eq!(
+            least_loaded(&full, reported, 500).unwrap().name,
+            "session-big-relay-1"
+        );
+        let all_full = [relay(0, true, 500)];
+        assert_eq!(
+            least_loaded(&all_full, reported, 500),
+            None,
+            "the origin takes it"
+        );
+        assert_eq!(least_loaded(&[], reported, 500), None);
+        let no_endpoint = [RelayPod {
+            endpoint: None,
+            ..relay(0, true, 0)
+        }];
+        assert_eq!(least_loaded(&no_endpoint, reported, 500), None);
+    }
+
+    #[test]
+    fn joins_sent_since_the_report_count_until_a_new_report() {
+        let mut ledger = Ledger::default();
+        let relays = [relay(0, true, 10), relay(1, true, 12)];
+        let picks: Vec<String> = (0..6)
+            .map(|_| ledger.pick("r", &relays, 500, 0).unwrap().name)
+            .collect();
+        // 10 vs 12: relay 0 takes three (ties go to the first), then they alternate.
+        let zero = picks.iter().filter(|p| p.ends_with("-0")).count();
+        assert_eq!(zero, 4, "{picks:?}");
+        // Relay 0 reports 13: that replaces its four sent joins (13, not 17). Relay 1's report
+        // is unchanged: its two sent joins still count (14, not 12).
+        let relays = [relay(0, true, 13), relay(1, true, 12)];
+        assert_eq!(
+            ledger.pick("r", &relays, 500, 1).unwrap().name,
+            "session-big-relay-0"
+        );
+    }
+
+    #[test]
+    fn sent_joins_fill_a_relay_and_expire() {
+        let mut ledger = Ledger::default();
+        let relays = [relay(0, true, 0)];
+        for _ in 0..3 {
+            assert!(ledger.pick("r", &relays, 3, 0).is_some());
+        }
+        assert_eq!(
+            ledger.pick("r", &relays, 3, 1),
+            None,
+            "full with joins in flight"
+        );
+        assert!(
+            ledger.pick("r", &relays, 3, SENT_TTL_SECONDS).is_some(),
+            "joins that never showed up stop counting"
+        );
+        assert!(
+            ledger.pick("other", &relays, 3, 1).is_some(),
+            "rooms count apart"
+        );
+    }
+}
