@@ -98,7 +98,10 @@ pub const SCREEN_SHARE_BELOW: u32 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
     pub max_on_camera: u32,
+    /// Watchers of the room, those served by relay pods included.
     pub max_watchers: u32,
+    /// Watchers this pod sends media to itself: the product's per-pod cap at most.
+    pub pod_watchers: u32,
 }
 
 impl Limits {
@@ -132,6 +135,18 @@ impl Limits {
         Ok(Limits {
             max_on_camera: on_camera,
             max_watchers,
+            pod_watchers: max_watchers,
+        })
+    }
+
+    /// Limits of an origin whose watchers relay pods may serve: the room takes
+    /// `room_watchers` (which may exceed one pod's cap), this pod itself serves at most the cap.
+    pub fn relayed(kind: RoomKind, max_on_camera: u32, room_watchers: u32) -> Result<Self> {
+        let pod = Limits::new(kind, max_on_camera, None)?;
+        Ok(Limits {
+            max_watchers: room_watchers,
+            pod_watchers: pod.pod_watchers.min(room_watchers),
+            ..pod
         })
     }
 }
@@ -179,6 +194,20 @@ mod tests {
         assert_eq!(l.max_watchers, 150);
         let l = Limits::new(RoomKind::Session, 1, Some(40)).unwrap();
         assert_eq!(l.max_watchers, 40);
+    }
+
+    #[test]
+    fn a_relayed_room_takes_more_watchers_than_its_origin_serves_itself() {
+        let l = Limits::relayed(RoomKind::Session, 10, 2000).unwrap();
+        assert_eq!((l.max_watchers, l.pod_watchers), (2000, 500));
+        let l = Limits::relayed(RoomKind::Session, 12, 600).unwrap();
+        assert_eq!((l.max_watchers, l.pod_watchers), (600, 150));
+        let l = Limits::relayed(RoomKind::Stage, 5, 80).unwrap();
+        assert_eq!((l.max_watchers, l.pod_watchers), (80, 80));
+        assert!(
+            Limits::new(RoomKind::Session, 10, Some(2000)).is_err(),
+            "not without relays"
+        );
     }
 
     #[test]

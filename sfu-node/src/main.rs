@@ -38,6 +38,10 @@ struct Args {
     /// this relay serves.
     #[arg(long, env = "SFU_MAX_WATCHERS")]
     max_watchers: Option<u32>,
+    /// Relay pods serve this room's watchers beyond one pod's cap: `--max-watchers` is then
+    /// the whole room's and may exceed the cap; this pod itself still serves at most the cap.
+    #[arg(long, env = "SFU_RELAYED_WATCHERS", default_value_t = false)]
+    relayed_watchers: bool,
     /// Chat messages kept for late joiners.
     #[arg(long, env = "SFU_CHAT_HISTORY", default_value_t = 100)]
     chat_history: usize,
@@ -117,7 +121,12 @@ async fn main() -> anyhow::Result<()> {
     room.theme = args.theme;
     room.locked = args.locked;
     room.chat_history = args.chat_history;
-    room.limits = Limits::new(args.kind, args.max_on_camera, args.max_watchers)?;
+    room.limits = match (args.relayed_watchers, args.max_watchers) {
+        (true, Some(room_watchers)) => {
+            Limits::relayed(args.kind, args.max_on_camera, room_watchers)?
+        }
+        _ => Limits::new(args.kind, args.max_on_camera, args.max_watchers)?,
+    };
 
     let udp = UdpSocket::bind((args.udp_bind, args.udp_port))
         .await

@@ -177,6 +177,9 @@ impl Room {
         } else {
             PeerRole::View
         };
+        if role == PeerRole::View && !identity.grants.hidden() {
+            self.check_pod_watchers()?;
+        }
         let (id, implicit) = self.resolve(identity, participant)?;
         match self.media.add_peer(now, id, role, offer) {
             Ok((peer, answer)) => {
@@ -191,6 +194,26 @@ impl Room {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses one more watcher's media once this pod serves its own share of the room
+    /// (`limits.pod_watchers`; with relays the room may hold more, served by them).
+    fn check_pod_watchers(&self) -> Result<()> {
+        let max = self.rules.config().limits.pod_watchers;
+        let served = self
+            .media
+            .peers()
+            .filter(|p| p.role == PeerRole::View)
+            .filter(|p| {
+                self.rules
+                    .participant(p.participant)
+                    .is_some_and(|q| !q.identity.grants.hidden())
+            })
+            .count();
+        if served as u64 >= u64::from(max) {
+            return Err(Refusal::RoomFull { max }.into());
+        }
+        Ok(())
     }
 
     /// WHIP/WHEP `DELETE`: the holder of `user`'s token ends one peer connection.

@@ -952,6 +952,46 @@ async fn a_relay_refuses_publishing_and_watchers_beyond_its_capacity() {
 }
 
 #[tokio::test]
+async fn a_relayed_origin_serves_its_own_share_of_watchers_and_the_relays_the_rest() {
+    // The room takes 3 watchers; the origin itself sends media to 1 (one pod's share).
+    let mut config = RoomConfig::new(ROOM, RoomKind::Session);
+    config.limits = Limits {
+        max_on_camera: 10,
+        max_watchers: 3,
+        pod_watchers: 1,
+    };
+    let origin = start(config, Duration::from_secs(1)).await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let _direct = Watcher::join(&base(&origin), ROOM, &watcher("d1"), 1)
+        .await
+        .unwrap();
+    let err = Watcher::join(&base(&origin), ROOM, &watcher("d2"), 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("room_full"),
+        "the origin's own share is taken: {err}"
+    );
+    let _r1 = Watcher::join(&base(&relay), ROOM, &watcher("r1"), 1)
+        .await
+        .unwrap();
+    let _r2 = Watcher::join(&base(&relay), ROOM, &watcher("r2"), 1)
+        .await
+        .unwrap();
+    let err = Watcher::join(&base(&relay), ROOM, &watcher("r3"), 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("room_full"), "the room's 3 are in: {err}");
+}
+
+#[tokio::test]
 async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
     let origin = start(
         RoomConfig::new(ROOM, RoomKind::Session),

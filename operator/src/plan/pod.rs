@@ -120,6 +120,10 @@ pub fn sfu_pod(
         plain_env("SFU_LOCKED", &room.locked.to_string()),
         plain_env("SFU_MAX_ON_CAMERA", &room.max_on_camera.to_string()),
         plain_env("SFU_MAX_WATCHERS", &room.max_watchers.to_string()),
+        plain_env(
+            "SFU_RELAYED_WATCHERS",
+            &(room.max_watchers > direct).to_string(),
+        ),
         plain_env("SFU_UDP_BIND", "$(POD_IP)"),
         plain_env("SFU_UDP_PORT", &port.to_string()),
         plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),

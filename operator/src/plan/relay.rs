@@ -378,10 +378,32 @@ mod tests {
         };
         assert_eq!(env("SFU_ROOM").as_deref(), Some("session:events:big"));
         assert_eq!(env("SFU_MAX_WATCHERS").as_deref(), Some("500"));
+        assert_eq!(env("SFU_RELAYED_WATCHERS").as_deref(), Some("false"));
         assert_eq!(super::super::pod::host_port_of(&pod), Some(31007));
         assert_eq!(origin_of(&pod).as_deref(), Some(ORIGIN));
         assert_eq!(index_of(&room, "session-big-relay-1"), Some(1));
         assert_eq!(index_of(&room, "session-big"), None);
+    }
+
+    #[test]
+    fn the_origin_of_an_autoscaled_room_takes_the_rooms_watchers_and_serves_one_pods_share() {
+        let room = room();
+        let origin = super::super::pod::sfu_pod(
+            &room,
+            &SfuPodSettings::default(),
+            &OperatorConfig::default(),
+            31000,
+            None,
+            owner(),
+        );
+        let env = origin.spec.unwrap().containers[0].env.clone().unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value("SFU_MAX_WATCHERS").as_deref(), Some("2000"));
+        assert_eq!(value("SFU_RELAYED_WATCHERS").as_deref(), Some("true"));
     }
 
     #[test]
