@@ -952,6 +952,122 @@ async fn a_relay_refuses_publishing_and_watchers_beyond_its_capacity() {
 }
 
 #[tokio::test]
+async fn a_relay_serves_a_watcher_who_arrives_after_the_first_ones_left() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let relay = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(26), true));
+    let first = Watcher::join(&base(&relay), ROOM, &watcher("first"), 2)
+        .await
+        .unwrap()
+        .watch_until(Instant::now() + Duration::from_secs(2))
+        .await;
+    assert!(first.video_frames > 20, "{first:?}");
+    // Longer than a peer's silence timeout and the keyframe interval.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let later = Watcher::join(&base(&relay), ROOM, &watcher("later"), 2)
+        .await
+        .unwrap()
+        .watch_until(Instant::now() + Duration::from_secs(3))
+        .await;
+    assert!(later.video_frames > 20, "{later:?}");
+    assert!(
+        later.first_frame.unwrap() < Duration::from_millis(1500),
+        "{later:?}"
+    );
+    publisher.abort();
+}
+
+#[tokio::test]
+async fn a_watcher_asked_to_move_watches_on_from_another_relay() {
+    let origin = start(
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let staying = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut leaving = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        origin.http,
+        &whip,
+        &watcher("pub"),
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    let mut empty = start_relay(
+        &origin,
+        RoomConfig::new(ROOM, RoomKind::Session),
+        Duration::from_secs(1),
+    )
+    .await;
+    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(16), true));
+    let token = watcher("mover");
+    let before = Watcher::join(&base(&leaving), ROOM, &token, 2)
+        .await
+        .unwrap();
+    let watching = tokio::spawn(before.watch_until(Instant::now() + Duration::from_secs(12)));
+    // People watched from the staying relay earlier and left.
+    let mut earlier = Vec::new();
+    for who in ["e1", "e2", "e3"] {
+        let w = Watcher::join(&base(&staying), ROOM, &watcher(who), 2)
+            .await
+            .unwrap();
+        earlier.push(tokio::spawn(
+            w.watch_until(Instant::now() + Duration::from_secs(2)),
+        ));
+    }
+    for w in earlier {
+        let seen = w.await.unwrap();
+        assert!(seen.video_frames > 5, "{seen:?}");
+    }
+    // An empty relay goes first, then the mover's.
+    empty.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    leaving.stop.take().unwrap().send(()).unwrap();
+    let before = watching.await.unwrap();
+    assert!(
+        before.reconnect.is_some() && before.video_frames > 20,
+        "{before:?}"
+    );
+    let after = Watcher::join(&base(&staying), ROOM, &token, 2)
+        .await
+        .unwrap()
+        .watch_until(Instant::now() + Duration::from_secs(3))
+        .await;
+    assert!(after.video_frames > 20, "{after:?}");
+    publisher.abort();
+}
+
+#[tokio::test]
 async fn a_relayed_origin_serves_its_own_share_of_watchers_and_the_relays_the_rest() {
     // The room takes 3 watchers; the origin itself sends media to 1 (one pod's share).
     let mut config = RoomConfig::new(ROOM, RoomKind::Session);

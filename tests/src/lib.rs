@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod autoscale;
 pub mod binaries;
 mod cluster;
 mod components;
