@@ -56,9 +56,9 @@ pub struct WatcherLog {
     pub email: String,
     /// Pods (signalling URLs) it watched from, in order.
     pub pods: Vec<String>,
-    /// What each stay on a pod brought: video frames, first frame (ms after joining), and
-    /// how it ended (`left`, `moved`, `broken`).
-    pub stays: Vec<(u64, Option<u64>, &'static str)>,
+    /// What each stay on a pod brought: video frames, first frame (ms after joining), its
+    /// length (ms), and how it ended (`left`, `moved`, `broken`).
+    pub stays: Vec<(u64, Option<u64>, u64, &'static str)>,
     /// Joins the control plane refused (status and error code).
     pub refused: Vec<String>,
     pub frames: u64,
@@ -522,25 +522,31 @@ async fn watch_stay(
         }
         log.longest_gap_ms = log.longest_gap_ms.max(seen.max_gap.as_millis() as u64);
         let first_ms = seen.first_frame.map(|f| f.as_millis() as u64);
+        let stayed_ms = started.elapsed().as_millis() as u64;
         if seen.reconnect.is_some() && Instant::now() < leave_at {
-            log.stays.push((seen.video_frames, first_ms, "moved"));
+            log.stays
+                .push((seen.video_frames, first_ms, stayed_ms, "moved"));
             log.moves += 1;
             moved_at = Some(Instant::now());
             continue;
         }
-        if seen.video_frames == 0 || Instant::now() + Duration::from_secs(1) < leave_at {
-            // Ended early without being asked to move, or no video at all: media broke.
+        // Ended early without being asked to move, or no video for 2 s: media broke. (A move
+        // right before leaving may end before the first frame: too short to tell.)
+        let ended_early = Instant::now() + Duration::from_secs(1) < leave_at;
+        if ended_early || (seen.video_frames == 0 && stayed_ms >= 2_000) {
             eprintln!(
                 "autoscale: {} lost media on {} after {:.1?}: {seen:?}",
                 log.email,
                 joined.sfu,
                 started.elapsed()
             );
-            log.stays.push((seen.video_frames, first_ms, "broken"));
+            log.stays
+                .push((seen.video_frames, first_ms, stayed_ms, "broken"));
             log.dropped = true;
             return log;
         }
-        log.stays.push((seen.video_frames, first_ms, "left"));
+        log.stays
+            .push((seen.video_frames, first_ms, stayed_ms, "left"));
         break;
     }
     log.dropped |= log.frames == 0;

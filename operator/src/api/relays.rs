@@ -1,16 +1,18 @@
 //! Where a joiner watches: the least loaded ready relay of a session or stage, else its origin.
 //!
 //! The operator reports each relay's `watching` in `status.relayPods` every few seconds; joins
-//! sent to a relay since that report are not in it yet, so the control plane counts them
-//! itself ([`Ledger`]) and adds them to the report. A relay is full at `watchersPerPod`. The
-//! count starts again when the relay reports a new figure, or after [`SENT_TTL_SECONDS`]
-//! (a join that never connected must not fill a relay for good).
+//! sent to a relay may not be in that report yet (it was read before they connected, or is
+//! still on its way), so the control plane keeps the joins it sent as pending ([`Ledger`]) and
+//! adds them to the report. A report that rose by `d` since the last one seen has taken in the
+//! `d` oldest pending joins; a report that fell (people left) takes in none. Pending joins
+//! expire after [`SENT_TTL_SECONDS`] (a join that never connected must not fill a relay for
+//! good). A relay is full at `watchersPerPod`.
 
 use std::collections::HashMap;
 
 use roundtable_crds::RelayPod;
 
-/// How long a join sent to a relay counts towards its load without showing in a report.
+/// How long a join sent to a relay counts on top of its reports at most.
 pub const SENT_TTL_SECONDS: i64 = 30;
 
 /// A relay's load as the control plane sees it.
@@ -18,7 +20,7 @@ pub const SENT_TTL_SECONDS: i64 = 30;
 pub struct Load {
     /// `watching` from the last report.
     pub reported: i32,
-    /// Joins sent there since that report.
+    /// Joins sent there that its reports have not taken in yet.
     pub sent: i32,
 }
 
@@ -42,18 +44,29 @@ pub fn least_loaded(
         .map(|(r, _)| r)
 }
 
-/// Joins sent to each relay since its last report, per room.
+/// Joins sent to each relay that its reports have not taken in yet, per room.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// `(room id, relay pod)` → (the report they count on top of, joins sent, since when).
-    sent: HashMap<(String, String), Sent>,
+    sent: HashMap<(String, String), Pending>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sent {
+/// One relay's pending joins.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The last report seen.
     reported: i32,
-    count: i32,
-    since: i64,
+    /// When each pending join was sent (unix seconds), oldest first.
+    times: Vec<i64>,
+}
+
+impl Pending {
+    /// Takes in a report seen at `now`: a rise settles that many of the oldest pending joins.
+    fn observe(&mut self, reported: i32, now: i64) {
+        let rise = usize::try_from(reported - self.reported).unwrap_or(0);
+        self.times.drain(..rise.min(self.times.len()));
+        self.times.retain(|t| now - t < SENT_TTL_SECONDS);
+        self.reported = reported;
+    }
 }
 
 impl Ledger {
@@ -68,31 +81,27 @@ impl Ledger {
     ) -> Option<RelayPod> {
         self.sent
             .retain(|(r, pod), _| r != room || relays.iter().any(|relay| &relay.name == pod));
+        for relay in relays {
+            if let Some(pending) = self.sent.get_mut(&(room.to_string(), relay.name.clone())) {
+                pending.observe(relay.watching, now);
+            }
+        }
         let load = |relay: &RelayPod| Load {
             reported: relay.watching,
             sent: self
                 .sent
                 .get(&(room.to_string(), relay.name.clone()))
-                .filter(|s| s.reported == relay.watching && now - s.since < SENT_TTL_SECONDS)
-                .map_or(0, |s| s.count),
+                .map_or(0, |p| p.times.len() as i32),
         };
         let chosen = least_loaded(relays, load, per_relay)?.clone();
-        let entry = self
-            .sent
+        self.sent
             .entry((room.to_string(), chosen.name.clone()))
-            .or_insert(Sent {
+            .or_insert_with(|| Pending {
                 reported: chosen.watching,
-                count: 0,
-                since: now,
-            });
-        if entry.reported != chosen.watching || now - entry.since >= SENT_TTL_SECONDS {
-            *entry = Sent {
-                reported: chosen.watching,
-                count: 0,
-                since: now,
-            };
-        }
-        entry.count += 1;
+                times: Vec::new(),
+            })
+            .times
+            .push(now);
         Some(chosen)
     }
 }
@@ -142,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn joins_sent_since_the_report_count_until_a_new_report() {
+    fn joins_count_on_top_of_reports_until_a_report_takes_them_in() {
         let mut ledger = Ledger::default();
         let relays = [relay(0, true, 10), relay(1, true, 12)];
         let picks: Vec<String> = (0..6)
@@ -151,12 +160,30 @@ mod tests {
         // 10 vs 12: relay 0 takes three (ties go to the first), then they alternate.
         let zero = picks.iter().filter(|p| p.ends_with("-0")).count();
         assert_eq!(zero, 4, "{picks:?}");
-        // Relay 0 reports 13: that replaces its four sent joins (13, not 17). Relay 1's report
-        // is unchanged: its two sent joins still count (14, not 12).
+        // Relay 0 reports 13: three of its four joins arrived (13 + 1 = 14); relay 1 still
+        // reports 12 with two on their way (14): a tie, the first by name.
         let relays = [relay(0, true, 13), relay(1, true, 12)];
         assert_eq!(
             ledger.pick("r", &relays, 500, 1).unwrap().name,
             "session-big-relay-0"
+        );
+        // Relay 0 falls to 9 (people left): its pending join stays pending (9 + 2 = 11 < 14).
+        let relays = [relay(0, true, 9), relay(1, true, 12)];
+        assert_eq!(
+            ledger.pick("r", &relays, 500, 2).unwrap().name,
+            "session-big-relay-0"
+        );
+        // A surge against stale reports: relay 0 reports 5 of 10 while 5 more are on their way.
+        let mut ledger = Ledger::default();
+        let relays = [relay(0, true, 0)];
+        for _ in 0..10 {
+            assert!(ledger.pick("s", &relays, 10, 0).is_some());
+        }
+        let relays = [relay(0, true, 5)];
+        assert_eq!(
+            ledger.pick("s", &relays, 10, 1),
+            None,
+            "the origin takes it"
         );
     }
 
