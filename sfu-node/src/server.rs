@@ -46,6 +46,46 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let (media, kind) = start_up(&config, &listeners)?;
+    let room_name = config.room.room.clone();
+    let room = Room::new(config.room, media);
+    let status = Arc::new(StatusCell::new(room.status()));
+    let accepting = Arc::new(AtomicBool::new(true));
+    let (requests, requests_rx) = mpsc::channel(1024);
+    let room_task = tokio::spawn(run_room(room, listeners.udp, requests_rx, status.clone()));
+
+    let app = http::router(AppState {
+        room: room_name.clone(),
+        verifier: Arc::new(TokenVerifier::new(&room_name, &config.token_key)),
+        requests: requests.clone(),
+        accepting: accepting.clone(),
+    });
+    let admin_app = admin::router(AdminState {
+        status,
+        metrics: Arc::new(Metrics::new(&room_name, &kind)),
+        accepting: accepting.clone(),
+    });
+    let servers = HttpServers::start(listeners.http, app, listeners.admin, admin_app);
+    let grace = config.drain_grace;
+    let drain_task = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(grace_s = grace.as_secs(), "draining: no new joins");
+        accepting.store(false, Ordering::Relaxed);
+        let _ = requests.send(RoomRequest::Drain { grace }).await;
+    });
+
+    let result = room_task.await;
+    drain_task.abort();
+    servers.stop().await;
+    result.map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// What an origin and a relay both need first: the media config (ICE candidates announce
+/// `config.advertise`, or the UDP socket's own address) and the room kind's metrics label.
+pub(crate) fn start_up(
+    config: &ServerConfig,
+    listeners: &Listeners,
+) -> Result<(MediaConfig, String)> {
     let advertise = match config.advertise {
         Some(a) => a,
         None => listeners.udp.local_addr()?,
@@ -59,60 +99,49 @@ pub async fn serve(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let room_name = config.room.room.clone();
-    let room = Room::new(
-        config.room,
-        MediaConfig {
-            initial_estimate_bps: config.initial_estimate_bps,
-            twcc: config.twcc,
-            ..MediaConfig::new(advertise)
-        },
-    );
-    let status = Arc::new(StatusCell::new(room.status()));
-    let accepting = Arc::new(AtomicBool::new(true));
-    let (requests, requests_rx) = mpsc::channel(1024);
-    let room_task = tokio::spawn(run_room(room, listeners.udp, requests_rx, status.clone()));
-
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
+    let media = MediaConfig {
+        initial_estimate_bps: config.initial_estimate_bps,
+        twcc: config.twcc,
+        ..MediaConfig::new(advertise)
     };
-    let app = http::router(AppState {
-        room: room_name.clone(),
-        verifier: Arc::new(TokenVerifier::new(&room_name, &config.token_key)),
-        requests: requests.clone(),
-        accepting: accepting.clone(),
-    });
-    let admin_app = admin::router(AdminState {
-        status,
-        metrics: Arc::new(Metrics::new(&room_name, &kind)),
-        accepting: accepting.clone(),
-    });
-    let http_task = tokio::spawn(
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
-    let admin_task = tokio::spawn(
-        axum::serve(listeners.admin, admin_app)
-            .with_graceful_shutdown(until_stopped(stopped))
-            .into_future(),
-    );
-    let grace = config.drain_grace;
-    let drain_task = tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!(grace_s = grace.as_secs(), "draining: no new joins");
-        accepting.store(false, Ordering::Relaxed);
-        let _ = requests.send(RoomRequest::Drain { grace }).await;
-    });
+    Ok((media, kind))
+}
 
-    let result = room_task.await;
-    drain_task.abort();
-    let _ = stop.send(true);
-    let _ = http_task.await;
-    let _ = admin_task.await;
-    match result {
-        Ok(r) => r,
-        Err(e) => Err(Error::Io(std::io::Error::other(e))),
+/// The public signalling and admin HTTP servers, until [`HttpServers::stop`].
+pub(crate) struct HttpServers {
+    stop: watch::Sender<bool>,
+    tasks: [tokio::task::JoinHandle<std::io::Result<()>>; 2],
+}
+
+impl HttpServers {
+    pub(crate) fn start(
+        http: TcpListener,
+        app: axum::Router,
+        admin: TcpListener,
+        admin_app: axum::Router,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let serve = |listener: TcpListener, app: axum::Router| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .into_future(),
+            )
+        };
+        HttpServers {
+            tasks: [serve(http, app), serve(admin, admin_app)],
+            stop,
+        }
+    }
+
+    /// Stops taking connections and waits for both servers to finish.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }

@@ -45,6 +45,27 @@ async fn start_relay(origin: &Server, room: RoomConfig, grace: Duration) -> Serv
     relay
 }
 
+/// An origin of `kind` and one relay of it, default limits, 1 s drain grace.
+async fn origin_and_relay(kind: RoomKind) -> (Server, Server) {
+    let origin = start(RoomConfig::new(ROOM, kind), Duration::from_secs(1)).await;
+    let relay = start_relay(&origin, RoomConfig::new(ROOM, kind), Duration::from_secs(1)).await;
+    (origin, relay)
+}
+
+/// A simulcast publisher with `token` on camera at `server` for `d`.
+async fn publishing(server: &Server, token: &str, d: Duration) -> JoinHandle<ClientPeer> {
+    let whip = format!("/rooms/{ROOM}/whip");
+    let (p, _) = ClientPeer::connect(
+        server.http,
+        &whip,
+        token,
+        ClientRole::Publish { simulcast: true },
+    )
+    .await
+    .unwrap();
+    tokio::spawn(publish_for(p, d, true))
+}
+
 async fn start_as(
     room: RoomConfig,
     grace: Duration,
@@ -703,27 +724,8 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 #[tokio::test]
 async fn a_relay_serves_origin_media_and_switches_its_watchers_layers() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(9), true));
+    let (origin, relay) = origin_and_relay(RoomKind::Session).await;
+    let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(9)).await;
     let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
         .await
         .unwrap();
@@ -775,27 +777,8 @@ async fn a_relay_serves_origin_media_and_switches_its_watchers_layers() {
 
 #[tokio::test]
 async fn a_relay_hop_adds_little_delay() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(12), true));
+    let (origin, relay) = origin_and_relay(RoomKind::Session).await;
+    let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(12)).await;
     let near = Watcher::join(&base(&origin), ROOM, &watcher("near"), 1)
         .await
         .unwrap();
@@ -953,27 +936,8 @@ async fn a_relay_refuses_publishing_and_watchers_beyond_its_capacity() {
 
 #[tokio::test]
 async fn a_relay_serves_a_watcher_who_arrives_after_the_first_ones_left() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(26), true));
+    let (origin, relay) = origin_and_relay(RoomKind::Session).await;
+    let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(26)).await;
     let first = Watcher::join(&base(&relay), ROOM, &watcher("first"), 2)
         .await
         .unwrap()
@@ -1109,27 +1073,8 @@ async fn a_relayed_origin_serves_its_own_share_of_watchers_and_the_relays_the_re
 
 #[tokio::test]
 async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let mut relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), true));
+    let (origin, mut relay) = origin_and_relay(RoomKind::Session).await;
+    let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(6)).await;
     let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
         .await
         .unwrap();
@@ -1202,16 +1147,7 @@ async fn a_relay_reconnects_when_its_origin_comes_back() {
         assert!(Instant::now() < back_by, "relay did not link up again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let publisher = tokio::spawn(publish_for(p, Duration::from_secs(4), true));
+    let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(4)).await;
     let w = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
         .await
         .unwrap();
@@ -1222,17 +1158,7 @@ async fn a_relay_reconnects_when_its_origin_comes_back() {
 
 #[tokio::test]
 async fn a_stage_audience_on_a_relay_sees_the_backstage_only_while_broadcasting() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Stage),
-        Duration::from_secs(1),
-    )
-    .await;
-    let relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Stage),
-        Duration::from_secs(1),
-    )
-    .await;
+    let (origin, relay) = origin_and_relay(RoomKind::Stage).await;
     let organiser = {
         let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
         c.grants.host = true;

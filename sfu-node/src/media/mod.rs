@@ -124,6 +124,16 @@ pub struct Media {
     next_layer_check: Option<Instant>,
 }
 
+/// What every peer of the room speaks: Opus, VP8 and H.264, stats each second.
+fn peer_config() -> str0m::RtcConfig {
+    Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        .set_stats_interval(Some(Duration::from_secs(1)))
+}
+
 fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
@@ -151,38 +161,24 @@ impl Media {
         &self.config
     }
 
-    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
-        self.peers.get(&id)
-    }
-
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values()
-    }
-
-    /// Accept an SDP offer from a publisher (WHIP) or viewer (WHEP); returns the answer.
-    pub fn add_peer(
-        &mut self,
-        now: Instant,
-        participant: ParticipantId,
-        role: PeerRole,
-        offer_sdp: &str,
-    ) -> Result<(PeerId, String)> {
-        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| Error::Sdp(e.to_string()))?;
-        let mut builder = Rtc::builder()
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(1)));
-        if role == PeerRole::View && self.config.twcc {
-            builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
-        }
+    /// An Rtc from `builder` announcing this room's one host candidate.
+    fn with_host_candidate(&self, builder: str0m::RtcConfig, now: Instant) -> Result<Rtc> {
         let mut rtc = builder.build(now);
         let candidate = Candidate::host(self.config.advertise, "udp")
             .map_err(|e| Error::Config(format!("advertised address: {e}")))?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc.sdp_api().accept_offer(offer)?;
+        Ok(rtc)
+    }
+
+    /// Adds a new peer (nothing received, no tracks or slots yet) and lets it start.
+    fn insert_peer(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        role: PeerRole,
+        rtc: Rtc,
+        upstream: Option<upstream::Upstream>,
+    ) -> PeerId {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         self.peers.insert(
@@ -200,11 +196,58 @@ impl Media {
                 slots: Vec::new(),
                 receives: true,
                 estimate_bps: None,
-                upstream: None,
+                upstream,
             },
         );
         self.drive(now, id);
         self.flush(now);
+        id
+    }
+
+    /// `publisher`'s track `track` stops feeding its `subscribers`: their slots are freed and
+    /// each viewer is told.
+    fn end_feeds(&mut self, publisher: PeerId, track: Mid, subscribers: &[(PeerId, usize)]) {
+        for &(vid, idx) in subscribers {
+            if let Some(viewer) = self.peers.get_mut(&vid)
+                && let Some(slot) = viewer.slots.get_mut(idx)
+                && slot
+                    .feed
+                    .as_ref()
+                    .is_some_and(|f| f.publisher == publisher && f.track == track)
+            {
+                slot.feed = None;
+                self.events.push_back(MediaEvent::TrackEnded {
+                    viewer: viewer.participant,
+                    mid: slot.mid,
+                });
+            }
+        }
+    }
+
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    /// Accept an SDP offer from a publisher (WHIP) or viewer (WHEP); returns the answer.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        role: PeerRole,
+        offer_sdp: &str,
+    ) -> Result<(PeerId, String)> {
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| Error::Sdp(e.to_string()))?;
+        let mut builder = peer_config().set_ice_lite(true);
+        if role == PeerRole::View && self.config.twcc {
+            builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
+        }
+        let mut rtc = self.with_host_candidate(builder, now)?;
+        let answer = rtc.sdp_api().accept_offer(offer)?;
+        let id = self.insert_peer(now, participant, role, rtc, None);
         Ok((id, answer.to_sdp_string()))
     }
 
@@ -887,18 +930,7 @@ impl Media {
         self.ingress_loss.remove(&id);
         self.stat_marks.retain(|k, _| k.0 != id);
         for track in &peer.tracks_in {
-            for &(vid, idx) in &track.subscribers {
-                if let Some(viewer) = self.peers.get_mut(&vid)
-                    && let Some(slot) = viewer.slots.get_mut(idx)
-                    && slot.feed.as_ref().is_some_and(|f| f.publisher == id)
-                {
-                    slot.feed = None;
-                    self.events.push_back(MediaEvent::TrackEnded {
-                        viewer: viewer.participant,
-                        mid: slot.mid,
-                    });
-                }
-            }
+            self.end_feeds(id, track.mid, &track.subscribers);
         }
         for slot in &peer.slots {
             if let Some(feed) = &slot.feed

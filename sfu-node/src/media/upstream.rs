@@ -8,16 +8,12 @@
 //! request for a layer goes to the origin as a PLI on that layer's slot.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid, Rid};
-use str0m::{Candidate, Rtc};
 
-use super::{
-    KeyframeThrottle, Media, MediaEvent, Peer, PeerId, PeerRole, RateMeter, Source, TrackIn,
-    rank_rids,
-};
+use super::{KeyframeThrottle, Media, PeerId, PeerRole, RateMeter, Source, TrackIn, rank_rids};
 use crate::rules::ParticipantId;
 use crate::{Error, Result};
 
@@ -84,16 +80,8 @@ impl Media {
         audio: usize,
         video: usize,
     ) -> Result<(PeerId, String)> {
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
-        let candidate = Candidate::host(self.config.advertise, "udp")
-            .map_err(|e| Error::Config(format!("advertised address: {e}")))?;
-        rtc.add_local_candidate(candidate);
+        // Full ICE: the origin is ICE-lite.
+        let mut rtc = self.with_host_candidate(super::peer_config(), now)?;
         let mut api = rtc.sdp_api();
         for (kind, n) in [(MediaKind::Audio, audio), (MediaKind::Video, video)] {
             for _ in 0..n {
@@ -103,31 +91,11 @@ impl Media {
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| Error::Sdp("an upstream needs at least one slot".into()))?;
-        let id = PeerId(self.next_peer);
-        self.next_peer += 1;
-        self.peers.insert(
-            id,
-            Peer {
-                id,
-                participant,
-                role: PeerRole::Upstream,
-                rtc,
-                timeout: now,
-                connected: false,
-                remote: None,
-                last_rx: now,
-                tracks_in: Vec::new(),
-                slots: Vec::new(),
-                receives: true,
-                estimate_bps: None,
-                upstream: Some(Upstream {
-                    pending: Some(pending),
-                    routes: BTreeMap::new(),
-                }),
-            },
-        );
-        self.drive(now, id);
-        self.flush(now);
+        let upstream = Upstream {
+            pending: Some(pending),
+            routes: BTreeMap::new(),
+        };
+        let id = self.insert_peer(now, participant, PeerRole::Upstream, rtc, Some(upstream));
         Ok((id, offer.to_sdp_string()))
     }
 
@@ -218,21 +186,7 @@ impl Media {
             return;
         };
         let ended = p.tracks_in.remove(pos);
-        for (vid, idx) in ended.subscribers {
-            if let Some(viewer) = self.peers.get_mut(&vid)
-                && let Some(slot) = viewer.slots.get_mut(idx)
-                && slot
-                    .feed
-                    .as_ref()
-                    .is_some_and(|f| f.publisher == peer && f.track == ended.mid)
-            {
-                slot.feed = None;
-                self.events.push_back(MediaEvent::TrackEnded {
-                    viewer: viewer.participant,
-                    mid: slot.mid,
-                });
-            }
-        }
+        self.end_feeds(peer, ended.mid, &ended.subscribers);
         self.rebalance(now);
         self.flush(now);
     }

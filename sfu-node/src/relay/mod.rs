@@ -21,18 +21,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use str0m::net::Transmit;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 pub use self::core::{LEAVE_NOTICE, Relay, RelayOutput};
 pub use self::link::Origin;
 
 use crate::admin::{self, AdminState};
 use crate::auth::TokenVerifier;
-use crate::media::{MediaConfig, PeerId};
+use crate::media::PeerId;
 use crate::metrics::Metrics;
 use crate::room::RoomStatus;
 use crate::rules::{ParticipantId, Refusal};
-use crate::server::{Listeners, ServerConfig};
+use crate::server::{HttpServers, Listeners, ServerConfig};
 use crate::shell::{Driven, MediaReply, Outgoing, StatusCell, run};
 use crate::{Error, Result};
 
@@ -199,29 +199,10 @@ pub async fn serve_relay(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let advertise = match config.advertise {
-        Some(a) => a,
-        None => listeners.udp.local_addr()?,
-    };
-    if advertise.ip().is_unspecified() {
-        return Err(Error::Config(
-            "advertise a concrete address: peers cannot send to 0.0.0.0".into(),
-        ));
-    }
-    let kind = serde_json::to_value(config.room.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let (media, kind) = crate::server::start_up(&config, &listeners)?;
     let room_name = config.room.room.clone();
     let capacity = config.room.limits.max_watchers;
-    let relay = Relay::new(
-        config.room,
-        MediaConfig {
-            initial_estimate_bps: config.initial_estimate_bps,
-            twcc: config.twcc,
-            ..MediaConfig::new(advertise)
-        },
-    );
+    let relay = Relay::new(config.room, media);
     let status = Arc::new(StatusCell::new(relay.status()));
     let accepting = Arc::new(AtomicBool::new(true));
     let (requests, requests_rx) = mpsc::channel(1024);
@@ -232,10 +213,6 @@ pub async fn serve_relay(
     };
     let relay_task = tokio::spawn(run(shell, listeners.udp, requests_rx, status.clone()));
 
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let link_task = tokio::spawn(link::run_link(
         origin.clone(),
         room_name.clone(),
@@ -256,16 +233,7 @@ pub async fn serve_relay(
         metrics: Arc::new(Metrics::new(&room_name, &kind)),
         accepting: accepting.clone(),
     });
-    let http_task = tokio::spawn(
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
-    let admin_task = tokio::spawn(
-        axum::serve(listeners.admin, admin_app)
-            .with_graceful_shutdown(until_stopped(stopped))
-            .into_future(),
-    );
+    let servers = HttpServers::start(listeners.http, app, listeners.admin, admin_app);
     let leave_task = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("leaving: no new joins, watchers asked to reconnect");
@@ -276,11 +244,6 @@ pub async fn serve_relay(
     let result = relay_task.await;
     leave_task.abort();
     link_task.abort();
-    let _ = stop.send(true);
-    let _ = http_task.await;
-    let _ = admin_task.await;
-    match result {
-        Ok(r) => r,
-        Err(e) => Err(Error::Io(std::io::Error::other(e))),
-    }
+    servers.stop().await;
+    result.map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
