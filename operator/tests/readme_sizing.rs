@@ -25,9 +25,10 @@ fn readme_sizing_table_matches_the_formula() {
             size.cpu_quantity(),
             size.memory_quantity(),
             size.egress_mbps.to_string(),
+            format!("{}m", size.needed_millicores),
         ];
         assert_eq!(
-            &row[2..6],
+            &row[2..7],
             &computed.each_ref().map(String::as_str)[..],
             "row {on_camera} on camera, {watching} watching"
         );

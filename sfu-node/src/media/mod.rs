@@ -456,8 +456,11 @@ impl Media {
     }
 
     /// Poll one peer until it wants a timeout, handling what it emits. A timeout already due
-    /// (str0m's pacer asks for one after every packet it releases) is handled right here, so
-    /// a frame's packets leave in one go instead of one room wake-up per packet.
+    /// (str0m asks for one at once to packetize what was just written) is handled right here.
+    /// str0m's pacer asks for one 1 µs after each packet it releases; that one waits for the
+    /// room's next wake-up, where one pass serves every peer due. (Handling it here instead
+    /// was measured with `bench/sfu 4 100`: more full str0m timeouts per packet, ~2 instead of
+    /// ~1.4, and no lower forwarding delay.)
     fn drive(&mut self, now: Instant, id: PeerId) {
         let mut immediate = 0;
         loop {

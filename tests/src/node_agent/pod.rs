@@ -4,6 +4,7 @@
 //! Each pod has its own task. It wakes on every change of the pod object, on agent
 //! shutdown, and every [`TICK`] to look at processes and probes.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -288,7 +289,19 @@ async fn start(ctx: &PodContext, names: &Names, pod: &Pod, run: &mut Run) {
         );
         return;
     };
-    let sources = match fetch_sources(&ctx.client, &names.namespace, &run.spec).await {
+    // Each Secret once, whether the container reads it as env, as a volume, or both.
+    let refs = env::references(&run.spec);
+    let secret_names: BTreeSet<String> = refs
+        .secrets
+        .iter()
+        .cloned()
+        .chain(volume::secret_names(pod, &run.spec))
+        .collect();
+    let secrets = match fetch_secrets(&ctx.client, &names.namespace, secret_names).await {
+        Ok(secrets) => secrets,
+        Err(message) => return run.waiting("CreateContainerConfigError", message),
+    };
+    let sources = match fetch_sources(&ctx.client, &names.namespace, refs, &secrets).await {
         Ok(sources) => sources,
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
@@ -300,12 +313,7 @@ async fn start(ctx: &PodContext, names: &Names, pod: &Pod, run: &mut Run) {
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
     let pod_dir = format!("{}_{}_{}", names.namespace, names.name, names.uid);
-    let secret_volumes =
-        match fetch_secret_volumes(&ctx.client, &names.namespace, pod, &run.spec).await {
-            Ok(data) => data,
-            Err(message) => return run.waiting("CreateContainerConfigError", message),
-        };
-    let mounts = match volume::mounts(&ctx.dir, pod, &pod_dir, &run.spec, &secret_volumes) {
+    let mounts = match volume::mounts(&ctx.dir, pod, &pod_dir, &run.spec, &secrets) {
         Ok(mounts) => mounts,
         Err(message) => return run.waiting("CreateContainerConfigError", message),
     };
@@ -375,15 +383,15 @@ fn host_env() -> Vec<(String, String)> {
         .collect()
 }
 
-async fn fetch_secret_volumes(
+/// The data of the named Secrets that exist.
+async fn fetch_secrets(
     client: &Client,
     namespace: &str,
-    pod: &Pod,
-    container: &Container,
+    names: BTreeSet<String>,
 ) -> Result<volume::SecretData, String> {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     let mut out = volume::SecretData::new();
-    for name in volume::secret_names(pod, container) {
+    for name in names {
         let found = secrets
             .get_opt(&name)
             .await
@@ -401,12 +409,14 @@ async fn fetch_secret_volumes(
     Ok(out)
 }
 
+/// What the container's env refers to: its ConfigMaps, read here, and its Secrets, from
+/// `secrets` (values decoded to UTF-8).
 async fn fetch_sources(
     client: &Client,
     namespace: &str,
-    container: &Container,
+    refs: env::References,
+    secrets: &volume::SecretData,
 ) -> Result<Sources, String> {
-    let refs = env::references(container);
     let mut sources = Sources::default();
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     for name in refs.config_maps {
@@ -420,18 +430,11 @@ async fn fetch_sources(
                 .insert(name, cm.data.unwrap_or_default());
         }
     }
-    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     for name in refs.secrets {
-        let found = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("reading secret {name:?}: {e}"))?;
-        if let Some(secret) = found {
-            let data = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        if let Some(data) = secrets.get(&name) {
+            let data = data
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
                 .collect();
             sources.secrets.insert(name, data);
         }
