@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use sfu_node::media::Bwe;
 use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::server::{Listeners, ServerConfig, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
@@ -73,9 +74,10 @@ struct Args {
     /// Starting bandwidth estimate towards each viewer.
     #[arg(long, env = "SFU_INITIAL_ESTIMATE_KBPS", default_value_t = 1500)]
     initial_estimate_kbps: u64,
-    /// TWCC bandwidth estimation towards viewers (layer choice by bandwidth).
-    #[arg(long, env = "SFU_TWCC", default_value_t = true, action = clap::ArgAction::Set)]
-    twcc: bool,
+    /// How each viewer's bandwidth (which its video layers follow) is estimated: from its
+    /// TWCC feedback, by str0m's GCC with its pacer, or not at all.
+    #[arg(long, env = "SFU_BWE", value_enum, default_value_t = Bwe::Feedback)]
+    bwe: Bwe,
     /// Relay mode: serve this room's watchers from its origin sfu-node, `http://HOST:PORT`.
     #[arg(long, env = "ROUNDTABLE_ORIGIN")]
     origin: Option<String>,
@@ -154,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         token_key: key,
         drain_grace: Duration::from_secs(args.drain_grace_seconds),
         initial_estimate_bps: args.initial_estimate_kbps * 1000,
-        twcc: args.twcc,
+        bwe: args.bwe,
     };
     let listeners = Listeners { udp, http, admin };
     match &args.origin {

@@ -14,7 +14,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::TokenVerifier;
 use crate::config::RoomConfig;
 use crate::http::{self, AppState};
-use crate::media::MediaConfig;
+use crate::media::{Bwe, MediaConfig};
 use crate::metrics::Metrics;
 use crate::room::Room;
 use crate::shell::{RoomRequest, StatusCell, run_room};
@@ -29,8 +29,8 @@ pub struct ServerConfig {
     /// How long peers may stay once draining starts.
     pub drain_grace: Duration,
     pub initial_estimate_bps: u64,
-    /// TWCC bandwidth estimation towards viewers (see [`MediaConfig::twcc`]).
-    pub twcc: bool,
+    /// How viewers' bandwidth is estimated (see [`Bwe`]).
+    pub bwe: Bwe,
 }
 
 #[derive(Debug)]
@@ -101,7 +101,7 @@ pub(crate) fn start_up(
         .unwrap_or_default();
     let media = MediaConfig {
         initial_estimate_bps: config.initial_estimate_bps,
-        twcc: config.twcc,
+        bwe: config.bwe,
         ..MediaConfig::new(advertise)
     };
     Ok((media, kind))

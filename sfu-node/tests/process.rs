@@ -82,7 +82,7 @@ async fn start_as(
         token_key: KEY.to_vec(),
         drain_grace: grace,
         initial_estimate_bps: 2_000_000,
-        twcc: true,
+        bwe: Default::default(),
     };
     let listeners = Listeners { udp, http, admin };
     let stopped = async move {

@@ -37,7 +37,7 @@ async fn start_sfu() -> Server {
         token_key: KEY.to_vec(),
         drain_grace: Duration::from_secs(3),
         initial_estimate_bps: 2_000_000,
-        twcc: true,
+        bwe: Default::default(),
     };
     let task = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
         let _ = stopped.await;

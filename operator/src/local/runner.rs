@@ -317,7 +317,7 @@ impl Runner {
             token_key: self.token_key.clone(),
             drain_grace: Duration::from_secs(30),
             initial_estimate_bps: 1_500_000,
-            twcc: true,
+            bwe: Default::default(),
         };
         let listeners = Listeners {
             udp: UdpSocket::bind((self.media_ip, 0)).await?,

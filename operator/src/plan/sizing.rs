@@ -25,9 +25,9 @@
 pub const STREAM_PPS: u64 = 120;
 /// Bitrate of one forwarded stream: ~700 kbit/s video layer plus ~40 kbit/s audio, rounded.
 pub const STREAM_KBPS: u64 = 750;
-/// Packets one core forwards per second, below what `bench/sfu` measured with bandwidth
-/// estimation on (medians of 43 000–53 000 per sfu-node CPU-second at 1×100, 4×100 and
-/// 10×50 on a shared 2-core machine).
+/// Packets one core forwards per second, below what `bench/sfu` measured on a shared 2-core
+/// machine (medians of 62 000–80 000 per sfu-node CPU-second at 1×100, 4×100 and 10×50 with
+/// the default feedback bandwidth estimator, 43 000–57 000 with str0m's GCC).
 pub const PPS_PER_CORE: u64 = 40_000;
 /// CPU for the process itself: signalling, timers, metrics.
 pub const BASE_MILLICORES: u64 = 100;

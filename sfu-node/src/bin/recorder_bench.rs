@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         token_key: KEY.to_vec(),
         drain_grace: Duration::from_secs(2),
         initial_estimate_bps: 2_000_000,
-        twcc: true,
+        bwe: Default::default(),
     };
     let room = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
         let _ = stopped.await;

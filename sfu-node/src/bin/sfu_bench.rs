@@ -38,9 +38,9 @@ struct Args {
     /// Simulcast from publishers (three layers).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     simulcast: bool,
-    /// TWCC bandwidth estimation in the SFU (`false` measures what it costs).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    twcc: bool,
+    /// The SFU's bandwidth estimation: feedback, gcc (str0m's, with its pacer) or off.
+    #[arg(long, default_value = "feedback")]
+    bwe: String,
 }
 
 const KEY: &str = "bench-key";
@@ -85,7 +85,7 @@ fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
         .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
         .args(["--max-on-camera", &on_camera.to_string()])
         .args(["--drain-grace-seconds", "1"])
-        .args(["--twcc", &args.twcc.to_string()])
+        .args(["--bwe", &args.bwe])
         .env(
             "RUST_LOG",
             std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
@@ -333,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
         "publishers": args.publishers,
         "viewers": args.viewers,
         "simulcast": args.simulcast,
-        "twcc": args.twcc,
+        "bwe": args.bwe,
         "window_s": window,
         "forwarded_pps": forwarded_pps.round(),
         "sfu_cpu_s": (cpu * 100.0).round() / 100.0,

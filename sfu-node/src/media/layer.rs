@@ -40,8 +40,8 @@ pub fn max_layer_for_tile(width: u32, height: u32, layers: usize) -> usize {
     need.min(layers - 1)
 }
 
-/// Headroom kept out of the estimate: str0m paces at 1.1× the estimate, so sending close to
-/// it builds a queue (delay) that the delay-based estimator reads as congestion.
+/// Headroom kept out of the estimate: sending close to it builds a queue (delay) that the
+/// estimator reads as congestion (and str0m's GCC paces at 1.1× its estimate).
 const ESTIMATE_USE: u64 = 80;
 /// RTP/SRTP/UDP/IP overhead on top of measured payload bitrate.
 const OVERHEAD_PCT: u64 = 115;
@@ -78,7 +78,8 @@ pub fn choose_layer(share_bps: Option<u64>, tile_max: usize, layer_bps: &[Option
 }
 
 /// The bitrate a viewer would like: every video at the layer its tile needs, plus audio.
-/// Given to str0m's BWE as the desired rate, so it probes up towards it.
+/// The feedback estimator grows at most to it; str0m's GCC gets it as the desired rate, so
+/// it probes up towards it.
 pub fn desired_bps(wanted_layers_bps: impl Iterator<Item = u64>, audio_bps: u64) -> u64 {
     let video: u64 = wanted_layers_bps.map(|b| b * OVERHEAD_PCT / 100).sum();
     // A quarter more, so an estimate settling at the desired rate still fits every layer.

@@ -22,6 +22,7 @@
 //! a viewer never receives its own participant's media; nothing is written to a viewer
 //! whose gate (`receives`) is closed.
 
+pub mod estimate;
 mod keyframe;
 mod layer;
 mod peer;
@@ -61,13 +62,26 @@ pub struct MediaConfig {
     /// The address put in ICE host candidates: what peers send UDP to (a node's hostPort,
     /// a load balancer, or the socket's own address).
     pub advertise: SocketAddr,
-    /// Starting TWCC estimate towards each viewer.
+    /// Starting bandwidth estimate towards each viewer.
     pub initial_estimate_bps: u64,
     /// A peer that sends nothing for this long is gone (closed tab, lost network).
     pub peer_timeout: Duration,
-    /// TWCC bandwidth estimation (and str0m's pacer) towards viewers. Off, layers follow
-    /// only tile sizes; kept as a switch to measure what estimation costs.
-    pub twcc: bool,
+    /// How each viewer's bandwidth is estimated.
+    pub bwe: Bwe,
+}
+
+/// How a viewer's bandwidth estimate (which its video layers follow) is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Bwe {
+    /// From the viewer's TWCC feedback: loss and queueing delay (see [`estimate`]); packets
+    /// leave unpaced.
+    #[default]
+    Feedback,
+    /// str0m's GCC estimator with probing and its leaky-bucket pacer: finer, but the pacer
+    /// costs a full str0m timeout per packet.
+    Gcc,
+    /// None: layers follow only tile sizes (to measure what estimation costs).
+    Off,
 }
 
 impl MediaConfig {
@@ -76,7 +90,7 @@ impl MediaConfig {
             advertise,
             initial_estimate_bps: 1_500_000,
             peer_timeout: Duration::from_secs(15),
-            twcc: true,
+            bwe: Bwe::default(),
         }
     }
 }
@@ -124,14 +138,17 @@ pub struct Media {
     next_layer_check: Option<Instant>,
 }
 
-/// What every peer of the room speaks: Opus, VP8 and H.264, stats each second.
+/// How often str0m reports a peer's stats (and a viewer's estimate follows its feedback).
+const STATS_EVERY: Duration = Duration::from_millis(250);
+
+/// What every peer of the room speaks: Opus, VP8 and H.264, stats every [`STATS_EVERY`].
 fn peer_config() -> str0m::RtcConfig {
     Rtc::builder()
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
         .enable_h264(true)
-        .set_stats_interval(Some(Duration::from_secs(1)))
+        .set_stats_interval(Some(STATS_EVERY))
 }
 
 fn install_crypto() {
@@ -196,6 +213,8 @@ impl Media {
                 slots: Vec::new(),
                 receives: true,
                 estimate_bps: None,
+                estimator: None,
+                desired_bps: 0,
                 upstream,
             },
         );
@@ -242,12 +261,19 @@ impl Media {
     ) -> Result<(PeerId, String)> {
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| Error::Sdp(e.to_string()))?;
         let mut builder = peer_config().set_ice_lite(true);
-        if role == PeerRole::View && self.config.twcc {
+        if role == PeerRole::View && self.config.bwe == Bwe::Gcc {
             builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
         }
         let mut rtc = self.with_host_candidate(builder, now)?;
         let answer = rtc.sdp_api().accept_offer(offer)?;
         let id = self.insert_peer(now, participant, role, rtc, None);
+        if role == PeerRole::View && self.config.bwe == Bwe::Feedback {
+            let initial = self.config.initial_estimate_bps;
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.estimator = Some(estimate::Estimator::new(initial));
+                peer.estimate_bps = Some(initial);
+            }
+        }
         Ok((id, answer.to_sdp_string()))
     }
 
@@ -552,6 +578,19 @@ impl Media {
                     p.estimate_bps = Some(estimate.as_u64());
                 }
             }
+            Event::PeerStats(s) => {
+                if let Some(p) = self.peers.get_mut(&id)
+                    && let Some(estimator) = p.estimator.as_mut()
+                {
+                    let report = estimate::Report {
+                        at: s.timestamp,
+                        loss: s.egress_loss_fraction,
+                        rtt: s.rtt,
+                        bytes_sent: s.peer_bytes_tx,
+                    };
+                    p.estimate_bps = Some(estimator.update(report, p.desired_bps));
+                }
+            }
             Event::MediaEgressStats(s) => {
                 let key = (id, s.mid, s.rid, true);
                 let last = self.stat_marks.insert(key, s.nacks).unwrap_or(0);
@@ -822,11 +861,14 @@ impl Media {
         // Never below the starting estimate: a low desired rate drags the estimate down.
         let desired =
             desired_bps(wanted.into_iter(), audio_bps).max(self.config.initial_estimate_bps);
-        if let Some(peer) = self.peers.get_mut(&viewer).filter(|_| self.config.twcc) {
-            peer.rtc
-                .bwe()
-                .set_bitrate(Bitrate::kbps(150), Bitrate::bps(desired));
-            self.dirty.push(viewer);
+        if let Some(peer) = self.peers.get_mut(&viewer) {
+            peer.desired_bps = desired;
+            if self.config.bwe == Bwe::Gcc {
+                peer.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::kbps(150), Bitrate::bps(desired));
+                self.dirty.push(viewer);
+            }
         }
         for (idx, rid, publisher, track) in changes {
             if let Some(feed) = self

@@ -133,6 +133,10 @@ pub struct Peer {
     pub receives: bool,
     /// Latest TWCC estimate towards this viewer.
     pub estimate_bps: Option<u64>,
+    /// A viewer's bandwidth estimator fed by its TWCC feedback (see [`super::estimate`]).
+    pub estimator: Option<super::estimate::Estimator>,
+    /// What the viewer would use with nothing limiting it (every video at its tile's layer).
+    pub desired_bps: u64,
     /// A relay's peer to its origin: the pending offer and what each slot carries.
     pub upstream: Option<Upstream>,
 }

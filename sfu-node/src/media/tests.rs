@@ -86,6 +86,10 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        World::with_bwe(Bwe::default())
+    }
+
+    fn with_bwe(bwe: Bwe) -> Self {
         let now = Instant::now();
         let sfu_addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 1), 5000).into();
         World {
@@ -93,6 +97,7 @@ impl World {
             start: now,
             sfu: Media::new(MediaConfig {
                 initial_estimate_bps: 3_000_000,
+                bwe,
                 ..MediaConfig::new(sfu_addr)
             }),
             clients: Vec::new(),
@@ -517,7 +522,16 @@ fn a_viewer_never_receives_its_own_media_and_fills_slots_from_others() {
 
 #[test]
 fn simulcast_layer_follows_the_viewers_bandwidth_down_and_up() {
-    let mut w = World::new();
+    layer_follows_bandwidth(Bwe::Feedback);
+}
+
+#[test]
+fn simulcast_layer_follows_the_viewers_bandwidth_with_str0ms_gcc_too() {
+    layer_follows_bandwidth(Bwe::Gcc);
+}
+
+fn layer_follows_bandwidth(bwe: Bwe) {
+    let mut w = World::with_bwe(bwe);
     w.publisher(1, true, Codec::Vp8);
     let v = w.viewer(2, 1);
     w.run(Duration::from_secs(4));
