@@ -31,8 +31,8 @@ pub mod session;
 pub mod stage;
 
 pub use common::{
-    Lifecycle, MediaNetwork, NetworkMode, Placement, RecordingStorage, SfuPodSettings, SharePolicy,
-    WatchPolicy,
+    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, RecordingStorage,
+    SfuPodSettings, SharePolicy, WatchPolicy,
 };
 pub use live_event::{LiveEvent, LiveEventPhase, LiveEventSpec, LiveEventStatus, TicketType};
 pub use relays::{Autoscaling, RelayPod};

@@ -110,7 +110,7 @@ pub fn sfu_pod(
     let port = i32::from(host_port);
     let pod_labels = labels(room);
 
-    let env = vec![
+    let mut env = vec![
         field_env("POD_IP", "status.podIP"),
         field_env("HOST_IP", "status.hostIP"),
         plain_env("SFU_ROOM", &room.room_id()),
@@ -138,6 +138,9 @@ pub fn sfu_pod(
         ),
         token_key_env("SFU_TOKEN_KEY", config),
     ];
+    if let Some(bwe) = settings.bandwidth_estimation {
+        env.push(plain_env("SFU_BWE", bwe.as_str()));
+    }
     let host = |protocol: &str, name: &str| ContainerPort {
         name: Some(name.into()),
         container_port: port,

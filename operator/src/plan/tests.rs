@@ -132,6 +132,32 @@ fn an_events_resources_override_the_formula_and_placement_is_applied() {
 }
 
 #[test]
+fn an_events_bandwidth_estimation_reaches_its_sfu_pods() {
+    let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
+    let pod = |yaml: &str| {
+        let settings: SfuPodSettings = serde_yaml::from_str(yaml).unwrap();
+        sfu_pod(
+            &room,
+            &settings,
+            &OperatorConfig::default(),
+            31000,
+            None,
+            owner(),
+        )
+    };
+    assert_eq!(
+        env_of(&pod("{bandwidthEstimation: gcc}"), "SFU_BWE").as_deref(),
+        Some("gcc")
+    );
+    assert_eq!(
+        env_of(&pod("{bandwidthEstimation: feedback}"), "SFU_BWE").as_deref(),
+        Some("feedback")
+    );
+    assert_eq!(env_of(&pod("{}"), "SFU_BWE"), None, "sfu-node's default");
+    assert!(serde_yaml::from_str::<SfuPodSettings>("{bandwidthEstimation: fast}").is_err());
+}
+
+#[test]
 fn load_balancer_mode_uses_no_host_port() {
     let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
     let settings = SfuPodSettings {
