@@ -38,6 +38,18 @@ fn owner() -> OwnerReference {
     }
 }
 
+/// The origin pod of `room` on host port 31000 with the default operator config.
+fn pod_on_31000(room: &LiveRoom, settings: &SfuPodSettings) -> k8s_openapi::api::core::v1::Pod {
+    sfu_pod(
+        room,
+        settings,
+        &OperatorConfig::default(),
+        31000,
+        None,
+        owner(),
+    )
+}
+
 fn env_of(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Option<String> {
     pod.spec.as_ref()?.containers[0]
         .env
@@ -102,14 +114,7 @@ fn an_events_resources_override_the_formula_and_placement_is_applied() {
         "{placement: {nodeSelector: {pool: media}, priorityClassName: live, tolerations: [{key: media, operator: Exists}]}, resources: {requests: {cpu: '2'}}}",
     )
     .unwrap();
-    let pod = sfu_pod(
-        &room,
-        &settings,
-        &OperatorConfig::default(),
-        31000,
-        None,
-        owner(),
-    );
+    let pod = pod_on_31000(&room, &settings);
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.node_selector.as_ref().unwrap()["pool"], "media");
     assert_eq!(spec.priority_class_name.as_deref(), Some("live"));
@@ -136,14 +141,7 @@ fn an_events_bandwidth_estimation_reaches_its_sfu_pods() {
     let room = LiveRoom::from(&session("s", "{event: gala, title: S}"));
     let pod = |yaml: &str| {
         let settings: SfuPodSettings = serde_yaml::from_str(yaml).unwrap();
-        sfu_pod(
-            &room,
-            &settings,
-            &OperatorConfig::default(),
-            31000,
-            None,
-            owner(),
-        )
+        pod_on_31000(&room, &settings)
     };
     assert_eq!(
         env_of(&pod("{bandwidthEstimation: gcc}"), "SFU_BWE").as_deref(),
@@ -167,14 +165,7 @@ fn load_balancer_mode_uses_no_host_port() {
         }),
         ..Default::default()
     };
-    let pod = sfu_pod(
-        &room,
-        &settings,
-        &OperatorConfig::default(),
-        31000,
-        None,
-        owner(),
-    );
+    let pod = pod_on_31000(&room, &settings);
     let ports = pod.spec.unwrap().containers[0].ports.clone().unwrap();
     assert!(ports.iter().all(|p| p.host_port.is_none()));
 }
