@@ -153,6 +153,17 @@ fn an_events_bandwidth_estimation_reaches_its_sfu_pods() {
     );
     assert_eq!(env_of(&pod("{}"), "SFU_BWE"), None, "sfu-node's default");
     assert!(serde_yaml::from_str::<SfuPodSettings>("{bandwidthEstimation: fast}").is_err());
+    // Every value the CRD allows is one sfu-node's `--bwe` takes.
+    for bwe in [
+        roundtable_crds::BandwidthEstimation::Feedback,
+        roundtable_crds::BandwidthEstimation::Gcc,
+    ] {
+        assert!(
+            <sfu_node::media::Bwe as clap::ValueEnum>::from_str(bwe.as_str(), false).is_ok(),
+            "sfu-node --bwe {}",
+            bwe.as_str()
+        );
+    }
 }
 
 #[test]

@@ -212,8 +212,9 @@ impl Media {
                 tracks_in: Vec::new(),
                 slots: Vec::new(),
                 receives: true,
-                estimate_bps: None,
-                estimator: None,
+                gcc_estimate_bps: None,
+                estimator: (role == PeerRole::View && self.config.bwe == Bwe::Feedback)
+                    .then(|| estimate::Estimator::new(self.config.initial_estimate_bps)),
                 desired_bps: 0,
                 upstream,
             },
@@ -267,13 +268,6 @@ impl Media {
         let mut rtc = self.with_host_candidate(builder, now)?;
         let answer = rtc.sdp_api().accept_offer(offer)?;
         let id = self.insert_peer(now, participant, role, rtc, None);
-        if role == PeerRole::View && self.config.bwe == Bwe::Feedback {
-            let initial = self.config.initial_estimate_bps;
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.estimator = Some(estimate::Estimator::new(initial));
-                peer.estimate_bps = Some(initial);
-            }
-        }
         Ok((id, answer.to_sdp_string()))
     }
 
@@ -575,7 +569,7 @@ impl Media {
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 if let Some(p) = self.peers.get_mut(&id) {
-                    p.estimate_bps = Some(estimate.as_u64());
+                    p.gcc_estimate_bps = Some(estimate.as_u64());
                 }
             }
             Event::PeerStats(s) => {
@@ -588,7 +582,7 @@ impl Media {
                         rtt: s.rtt,
                         bytes_sent: s.peer_bytes_tx,
                     };
-                    p.estimate_bps = Some(estimator.update(report, p.desired_bps));
+                    estimator.update(report, p.desired_bps);
                 }
             }
             Event::MediaEgressStats(s) => {
@@ -842,7 +836,9 @@ impl Media {
                 ));
             }
         }
-        let share = peer.estimate_bps.map(|e| video_share(e, videos, audio_bps));
+        let share = peer
+            .estimate_bps()
+            .map(|e| video_share(e, videos, audio_bps));
         let mut changes = Vec::new();
         for (idx, rates, tile_max, target, publisher, track_mid) in layers {
             let want = choose_layer(share, tile_max, &rates);

@@ -131,9 +131,10 @@ pub struct Peer {
     pub slots: Vec<Slot>,
     /// Whether media is sent to this viewer (the stage's broadcast gate).
     pub receives: bool,
-    /// Latest TWCC estimate towards this viewer.
-    pub estimate_bps: Option<u64>,
-    /// A viewer's bandwidth estimator fed by its TWCC feedback (see [`super::estimate`]).
+    /// str0m's latest GCC estimate towards this viewer (`--bwe gcc`).
+    pub gcc_estimate_bps: Option<u64>,
+    /// A viewer's bandwidth estimator fed by its TWCC feedback (`--bwe feedback`, see
+    /// [`super::estimate`]).
     pub estimator: Option<super::estimate::Estimator>,
     /// What the viewer would use with nothing limiting it (every video at its tile's layer).
     pub desired_bps: u64,
@@ -142,6 +143,14 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The bandwidth estimate towards this viewer, whichever estimator makes it.
+    pub fn estimate_bps(&self) -> Option<u64> {
+        self.estimator
+            .as_ref()
+            .map(super::estimate::Estimator::estimate_bps)
+            .or(self.gcc_estimate_bps)
+    }
+
     pub fn video_feeds(&self) -> usize {
         self.slots
             .iter()

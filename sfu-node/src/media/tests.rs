@@ -90,13 +90,18 @@ impl World {
     }
 
     fn with_bwe(bwe: Bwe) -> Self {
+        World::with_estimate(bwe, 3_000_000)
+    }
+
+    /// A room whose viewers' bandwidth estimates start at `initial_bps`.
+    fn with_estimate(bwe: Bwe, initial_bps: u64) -> Self {
         let now = Instant::now();
         let sfu_addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 1), 5000).into();
         World {
             now,
             start: now,
             sfu: Media::new(MediaConfig {
-                initial_estimate_bps: 3_000_000,
+                initial_estimate_bps: initial_bps,
                 bwe,
                 ..MediaConfig::new(sfu_addr)
             }),
@@ -541,7 +546,7 @@ fn layer_follows_bandwidth(bwe: Bwe) {
             .peers()
             .find(|p| p.role == PeerRole::View)
             .unwrap()
-            .estimate_bps
+            .estimate_bps()
     };
     assert_eq!(
         last_layer(&w),
@@ -558,13 +563,7 @@ fn layer_follows_bandwidth(bwe: Bwe) {
         0,
         "after a drop to 400 kbit/s: the lowest layer"
     );
-    let est = w
-        .sfu
-        .peers()
-        .find(|p| p.role == PeerRole::View)
-        .unwrap()
-        .estimate_bps
-        .unwrap();
+    let est = est(&w).unwrap();
     assert!(est < 600_000, "estimate {est}");
     let after_drop = w.client(v).video_frames().len();
 
@@ -577,6 +576,30 @@ fn layer_follows_bandwidth(bwe: Bwe) {
         frames.len() - after_drop
     );
     assert!(frames[after_drop..].iter().all(|(_, d)| d.contiguous));
+}
+
+#[test]
+fn a_viewer_starting_low_climbs_to_the_full_layer_on_its_own_feedback() {
+    // 500 kbit/s fits only the lowest layer; the full one needs ~1.8 Mbit/s. Only the
+    // viewer's real TWCC reports (str0m's peer stats) can raise the estimate.
+    let mut w = World::with_estimate(Bwe::Feedback, 500_000);
+    w.publisher(1, true, Codec::Vp8);
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_millis(1500));
+    let layer = |w: &World| frame_layer(w.client(v).video_frames().last().unwrap().1);
+    assert!(layer(&w) < 2, "starts below the full layer");
+    w.run(Duration::from_secs(8));
+    let est = w
+        .sfu
+        .peers()
+        .find(|p| p.role == PeerRole::View)
+        .and_then(|p| p.estimate_bps())
+        .unwrap();
+    assert_eq!(layer(&w), 2, "climbed to the full layer (estimate {est})");
+    assert!(
+        w.client(v).video_frames().iter().all(|(_, d)| d.contiguous),
+        "no broken frames on the way up"
+    );
 }
 
 #[test]
