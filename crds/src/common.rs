@@ -47,6 +47,9 @@ pub enum Lifecycle {
     Ended,
 }
 
+/// CEL: an IP address or a DNS name (RFC 1123 subdomain).
+const ADDRESS_CEL: &str = "isIP(self) || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+
 /// Where and how the SFU pods of an event or a room run.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +60,7 @@ pub struct SfuPodSettings {
     /// CPU and memory for each SFU pod. When unset the operator sizes the pod from the room's
     /// limits (see the README's sizing table); set it to override that formula.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// How media traffic reaches the SFU pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,39 @@ pub struct SfuPodSettings {
     /// (default `feedback`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_estimation: Option<BandwidthEstimation>,
+}
+
+/// The schema of `sfu.resources`: `requests` and `limits` maps whose every value must parse as
+/// a Kubernetes quantity, so a typo (`cpu: lots`) is refused at apply time rather than when
+/// the pod is created. Bounded maps keep the CEL rule within the API server's cost budget.
+fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantities = serde_json::json!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "maxLength": 64,
+            "x-kubernetes-validations": [{
+                "rule": "isQuantity(string(self))",
+                "message": "every CPU and memory value must be a Kubernetes quantity such as 500m, 2, 256Mi or 1Gi",
+            }],
+        },
+    });
+    let described = |text: &str| {
+        let mut map = quantities.clone();
+        map["description"] = text.into();
+        map
+    };
+    let schema = serde_json::json!({
+        "type": "object",
+        "description": "CPU and memory for each SFU pod. When unset the operator sizes the pod from the room's limits (see the README's sizing table); set it to override that formula.",
+        "properties": {
+            "requests": described("What the scheduler reserves for each SFU pod, e.g. {cpu: 500m, memory: 256Mi}."),
+            "limits": described("The most each SFU pod may use."),
+        },
+    });
+    schemars::Schema::try_from(schema).expect("a JSON object")
 }
 
 /// How the SFU pods estimate each viewer's bandwidth, which its video layers follow:
@@ -138,12 +175,23 @@ pub struct MediaNetwork {
     /// Address announced to browsers in ICE candidates instead of the discovered one, for
     /// nodes behind NAT. An IP address or a DNS name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(ADDRESS_CEL).message("advertiseAddress must be an IP address or a DNS name (lowercase letters, digits, '-' and '.')"))]
     #[schemars(length(max = 253))]
     pub advertise_address: Option<String>,
     /// Annotations for the per-pod Service (LoadBalancer and NodePort modes), e.g. to pick a
     /// cloud load balancer type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The last time the operator replaced a room's SFU pod, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRestart {
+    /// When the replacement pod was created.
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// What happened to the pod it replaces.
+    pub reason: String,
 }
 
 /// Where an event's recordings are stored.

@@ -25,14 +25,15 @@ pub mod common;
 pub mod generate;
 pub mod limits;
 pub mod live_event;
+pub mod live_room;
 pub mod relays;
 pub mod room;
 pub mod session;
 pub mod stage;
 
 pub use common::{
-    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, RecordingStorage,
-    SfuPodSettings, SharePolicy, WatchPolicy,
+    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, PodRestart,
+    RecordingStorage, SfuPodSettings, SharePolicy, WatchPolicy,
 };
 pub use live_event::{LiveEvent, LiveEventPhase, LiveEventSpec, LiveEventStatus, TicketType};
 pub use relays::{Autoscaling, RelayPod};

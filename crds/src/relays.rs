@@ -70,6 +70,12 @@ impl Autoscaling {
     }
 }
 
+/// `spec.relays` when unset: no relay pods. A default in the schema lets the scale subresource
+/// (HPA, KEDA, `kubectl scale`) read a session that never set it.
+pub(crate) fn no_relays() -> Option<i32> {
+    Some(0)
+}
+
 fn default_max_relays() -> i32 {
     10
 }

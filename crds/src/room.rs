@@ -156,4 +156,10 @@ pub struct RoomStatus {
     /// When someone last wanted to join or was in the room; the idle timeout counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active: Option<Time>,
+    /// How many times the operator replaced the SFU pod after it failed or vanished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i32>,
+    /// The last replacement of the SFU pod, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<crate::common::PodRestart>,
 }

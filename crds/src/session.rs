@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Lifecycle, SharePolicy, WatchPolicy};
+use crate::common::{Lifecycle, PodRestart, SharePolicy, WatchPolicy};
 use crate::limits;
 use crate::relays::{Autoscaling, RelayPod};
 
@@ -35,6 +35,12 @@ use crate::relays::{Autoscaling, RelayPod};
     printcolumn(name = "Watching", type_ = "integer", json_path = ".status.watching"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(
+        name = "Restarts",
+        type_ = "integer",
+        json_path = ".status.restarts",
+        priority = 1
+    ),
+    printcolumn(
         name = "Relays",
         type_ = "integer",
         json_path = ".status.relays",
@@ -60,6 +66,7 @@ use crate::relays::{Autoscaling, RelayPod};
 )]
 #[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("end must be after start").field_path(".end"))]
 #[x_kube(validation = Rule::new(limits::SESSION_WATCHER_CAP_CEL).message("maxWatchers is too high: with up to 10 on camera (maxParticipants) at most 500 may watch, with 11 to 20 on camera at most 150").field_path(".maxWatchers"))]
+#[x_kube(validation = Rule::new("has(self.createdBy) == has(oldSelf.createdBy) && (!has(self.createdBy) || self.createdBy == oldSelf.createdBy)").message("createdBy cannot change, be added or be removed after the session is created").field_path(".createdBy"))]
 #[x_kube(validation = Rule::new(limits::RELAY_CAP_CEL).message("maxWatchers is too high: with autoscaling at most autoscaling.maxRelays × autoscaling.watchersPerRelay may watch").field_path(".maxWatchers"))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSpec {
@@ -107,12 +114,14 @@ pub struct SessionSpec {
     pub recording: bool,
     /// Identity of the attendee who created the session, when it was not an organiser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("createdBy cannot change"))]
     #[schemars(length(max = 254))]
     pub created_by: Option<String>,
     /// Number of relay SFU pods serving watchers, set through the scale subresource (by a
-    /// HorizontalPodAutoscaler, KEDA, or the operator's own autoscaler).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// HorizontalPodAutoscaler, KEDA, or the operator's own autoscaler). Default 0.
+    #[serde(
+        default = "crate::relays::no_relays",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("relays must be between 0 and 1000"))]
     pub relays: Option<i32>,
     /// Viewer-count autoscaling of relay pods.
@@ -288,4 +297,10 @@ pub struct SessionStatus {
     /// The session's recordings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<RecordingSummary>,
+    /// How many times the operator replaced the SFU pod after it failed or vanished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i32>,
+    /// The last replacement of the SFU pod, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<PodRestart>,
 }

@@ -9,7 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::Lifecycle;
+use crate::common::{Lifecycle, PodRestart};
 use crate::limits;
 use crate::relays::{Autoscaling, RelayPod};
 use crate::session::{LivePhase, RecordingSummary};
@@ -87,8 +87,11 @@ pub struct StageSpec {
     /// Record what the stage broadcasts.
     #[serde(default)]
     pub recording: bool,
-    /// Relay SFU pods serving stage watchers, set through the scale subresource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Relay SFU pods serving stage watchers, set through the scale subresource. Default 0.
+    #[serde(
+        default = "crate::relays::no_relays",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("relays must be between 0 and 1000"))]
     pub relays: Option<i32>,
     /// Viewer-count autoscaling of relay pods.
@@ -190,4 +193,10 @@ pub struct StageStatus {
     /// Recordings of the stage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<RecordingSummary>,
+    /// How many times the operator replaced the SFU pod after it failed or vanished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i32>,
+    /// The last replacement of the SFU pod, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<PodRestart>,
 }

@@ -5,8 +5,9 @@
 //!   the phase, the conditions and when to look again. It is unit-tested with a pinned clock.
 //! - [`controller`] is the thin I/O around it: kube-runtime controllers that observe, call the
 //!   plan and apply it (server-side apply under one field manager, [`FIELD_MANAGER`]).
-//! - [`api`] is the control plane (HTTP API and web client) and [`local`] the all-in-one
-//!   local mode (`roundtable up`) that runs it with embedded SFUs and no cluster.
+//! - The control plane (HTTP API, web client) is the `roundtable-control-plane` crate and the
+//!   `roundtable` command with its local all-in-one mode the `roundtable` crate; this crate
+//!   knows neither (ARCHITECTURE.md).
 //! - [`leader`] elects one active replica through a Lease; [`metrics`] and [`admin`] serve
 //!   Prometheus metrics and health on the admin port.
 //!
@@ -16,12 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod api;
 pub mod config;
 pub mod controller;
 pub mod error;
 pub mod leader;
-pub mod local;
 pub mod metrics;
 pub mod plan;
 

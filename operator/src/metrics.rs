@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::controller::relays::RelayFacts;
-use crate::plan::room::LiveRoom;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use roundtable_crds::live_room::LiveRoom;
 
 /// The operator's metrics.
 #[derive(Debug, Clone)]

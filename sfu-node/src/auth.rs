@@ -128,7 +128,17 @@ impl TokenVerifier {
             match e.kind() {
                 ErrorKind::InvalidSignature => Error::Token("signature does not verify".into()),
                 ErrorKind::MissingRequiredClaim(c) => Error::Token(format!("missing claim {c}")),
-                _ => Error::Token(format!("malformed token: {e}")),
+                // Anything else (not a JWT, `alg: none` or another algorithm, claims of the
+                // wrong shape) is the same fact for the client; the library's own words
+                // (serde variants, base64 offsets) are not for them.
+                _ => {
+                    tracing::debug!(error = %e, "unreadable join token");
+                    Error::Token(
+                        "this is not a Roundtable join token (a JWT signed with HS256 by the \
+                         control plane); join through the control plane's page for a new one"
+                            .into(),
+                    )
+                }
             }
         })?;
         let claims = data.claims;

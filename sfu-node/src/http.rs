@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::{Claims, TokenVerifier};
 use crate::media::{PeerId, Source};
 use crate::rules::{ClientCommand, ParticipantId, Refusal};
-use crate::shell::{Outgoing, RoomRequest};
+use crate::shell::{Outgoing, RoomRequest, SEND_TIMEOUT, events_channel};
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -50,7 +50,7 @@ impl std::fmt::Debug for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/rooms/{room}/whip", post(whip).options(preflight))
         .route("/rooms/{room}/whep", post(whep).options(preflight))
         .route(
@@ -58,8 +58,8 @@ pub fn router(state: AppState) -> Router {
             delete(delete_peer).options(preflight),
         )
         .route("/rooms/{room}/events", get(events))
-        .layer(middleware::from_fn(cors))
-        .with_state(state)
+        .layer(middleware::from_fn(cors));
+    crate::rejection::layered(router).with_state(state)
 }
 
 /// Browsers load the web client from the control plane's origin, not this one.
@@ -117,22 +117,39 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// What the client is told: the refusal's sentence, or for failures inside (WebRTC
+    /// negotiation, I/O, the recorder) a fixed sentence; their details go to the log only.
+    fn message(&self) -> String {
+        match &self.0 {
+            Error::Rtc(_) => "the offer could not be negotiated: send a WebRTC SDP offer".into(),
+            Error::Io(_) | Error::Recorder(_) => "something went wrong on the server".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         if status.is_server_error() {
             tracing::warn!("request failed: {}", self.0);
+        } else if matches!(self.0, Error::Rtc(_)) {
+            tracing::info!("offer refused: {}", self.0);
         }
-        let body = serde_json::json!({ "error": code, "message": self.0.to_string() });
+        let body = serde_json::json!({ "error": code, "message": self.message() });
         (status, Json(body)).into_response()
     }
 }
 
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
-        Refusal::RoomFull { .. } | Refusal::CameraFull { .. } | Refusal::ScreenShareFull { .. } => {
-            StatusCode::CONFLICT
-        }
+        Refusal::RoomFull { .. }
+        | Refusal::CameraFull { .. }
+        | Refusal::ScreenShareFull { .. }
+        | Refusal::LobbyFull { .. }
+        | Refusal::AlreadyWaiting => StatusCode::CONFLICT,
+        Refusal::TooManyJoins { .. } | Refusal::ChatTooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
         Refusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::UnknownParticipant => StatusCode::NOT_FOUND,
         _ => StatusCode::FORBIDDEN,
@@ -243,6 +260,9 @@ async fn whip(
     headers: HeaderMap,
     offer: String,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = crate::rejection::refuse_non_sdp(&headers) {
+        return Ok(refused);
+    }
     let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
     check_accepting(&state, q.participant)?;
     let source = match q.source.as_deref() {
@@ -271,6 +291,9 @@ async fn whep(
     headers: HeaderMap,
     offer: String,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = crate::rejection::refuse_non_sdp(&headers) {
+        return Ok(refused);
+    }
     let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
     check_accepting(&state, q.participant)?;
     let (reply, rx) = oneshot::channel();
@@ -314,7 +337,7 @@ async fn events(
     let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
     let admitted = async {
         check_accepting(&state, None)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = events_channel();
         let (reply, reply_rx) = oneshot::channel();
         let request = RoomRequest::Connect {
             identity: claims.identity(),
@@ -331,11 +354,31 @@ async fn events(
     };
     let requests = state.requests.clone();
     let failed = state.requests.clone();
-    Ok(ws
+    Ok(limit_frames(ws)
         .on_failed_upgrade(move |_| {
             let _ = failed.try_send(RoomRequest::Disconnect { participant });
         })
         .on_upgrade(move |socket| event_loop(socket, participant, rx, requests)))
+}
+
+/// The largest command a client sends: a chat message of [`crate::rules::MAX_CHAT_CHARS`]
+/// characters (up to 4 bytes each) in its JSON. Longer frames and messages end the socket
+/// before they are buffered.
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
+
+/// An events socket that refuses frames and messages over [`MAX_COMMAND_BYTES`].
+pub(crate) fn limit_frames(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_COMMAND_BYTES)
+        .max_frame_size(MAX_COMMAND_BYTES)
+}
+
+/// Writes a text message; false when the socket is gone or has not taken it within
+/// [`SEND_TIMEOUT`] (the peer stopped reading).
+pub(crate) async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Accept the upgrade only to tell the refusal (a `refused` event) and close.
@@ -354,7 +397,7 @@ pub(crate) fn refusal_event(refused: &ApiError) -> String {
         "type": "refused",
         "code": code,
         "status": status.as_u16(),
-        "message": refused.0.to_string(),
+        "message": refused.message(),
     })
     .to_string()
 }
@@ -362,7 +405,7 @@ pub(crate) fn refusal_event(refused: &ApiError) -> String {
 async fn event_loop(
     mut socket: WebSocket,
     participant: ParticipantId,
-    mut events: mpsc::UnboundedReceiver<Outgoing>,
+    mut events: mpsc::Receiver<Outgoing>,
     requests: mpsc::Sender<RoomRequest>,
 ) {
     loop {
@@ -370,12 +413,12 @@ async fn event_loop(
             out = events.recv() => match out {
                 Some(Outgoing::Event(event)) => {
                     let text = serde_json::to_string(&event).expect("events serialize");
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send_text(&mut socket, text).await {
                         break;
                     }
                 }
                 Some(Outgoing::Close) | None => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
                     return;
                 }
             },
@@ -393,7 +436,7 @@ async fn event_loop(
                                 "type": "refused", "code": "bad_command",
                                 "message": format!("not a command: {e}"),
                             });
-                            if socket.send(Message::Text(body.to_string().into())).await.is_err() {
+                            if !send_text(&mut socket, body.to_string()).await {
                                 break;
                             }
                         }

@@ -1,6 +1,7 @@
 //! Roundtable's media server: one live room (session, stage or meeting room) per process.
 //!
 //! Layers, from pure to I/O:
+//! - [`vocab`]: the words both halves share (participant ids, camera or screen);
 //! - [`rules`]: the room's rules (roles, share policies, limits, moderation, chat, lobby,
 //!   broadcast gate, drain) as a synchronous state machine with time passed in;
 //! - [`media`]: a sans-IO SFU owning every `str0m::Rtc` of the room; datagrams and timeouts
@@ -26,11 +27,13 @@ pub mod media;
 pub mod metrics;
 pub mod publisher;
 pub mod recorder;
+pub mod rejection;
 pub mod relay;
 pub mod room;
 pub mod rules;
 pub mod server;
 pub mod shell;
+pub mod vocab;
 
 pub use config::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
 pub use error::{Error, Result};

@@ -408,23 +408,11 @@ impl Room {
                     self.leave_if_gone(now, participant);
                 }
             }
-            MediaEvent::Track {
-                viewer,
-                mid,
-                publisher,
-                kind,
-                source,
-                rid,
-            } => self.out.push_back(RoomOutput::Send(
-                viewer,
-                ServerEvent::track(mid, publisher, kind, source, rid),
-            )),
-            MediaEvent::TrackEnded { viewer, mid } => self.out.push_back(RoomOutput::Send(
-                viewer,
-                ServerEvent::TrackEnded {
-                    mid: mid.to_string(),
-                },
-            )),
+            MediaEvent::Track { .. } | MediaEvent::TrackEnded { .. } => {
+                if let Some((viewer, told)) = event.to_viewer() {
+                    self.out.push_back(RoomOutput::Send(viewer, told));
+                }
+            }
         }
     }
 }

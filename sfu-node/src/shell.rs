@@ -24,13 +24,35 @@ pub enum Outgoing {
     Close,
 }
 
+/// Events queued for one participant's socket. A participant whose socket does not take them
+/// (a page that stopped reading, a script that never reads) is disconnected when its queue is
+/// full, so one slow reader costs a bounded amount of memory and never slows the room.
+pub const EVENTS_QUEUE: usize = 256;
+
+/// How long writing one message to a participant's socket may take before the connection is
+/// dropped (the peer stopped reading and its TCP window is shut).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A participant's events channel: bounded, see [`EVENTS_QUEUE`].
+pub fn events_channel() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
+    mpsc::channel(EVENTS_QUEUE)
+}
+
+/// Queues `event` for a participant; false when their queue is full (they are not reading).
+pub(crate) fn queue(tx: &mpsc::Sender<Outgoing>, event: ServerEvent) -> bool {
+    !matches!(
+        tx.try_send(Outgoing::Event(event)),
+        Err(mpsc::error::TrySendError::Full(_))
+    )
+}
+
 pub type MediaReply = oneshot::Sender<Result<(ParticipantId, PeerId, String)>>;
 
 #[derive(Debug)]
 pub enum RoomRequest {
     Connect {
         identity: Identity,
-        events: mpsc::UnboundedSender<Outgoing>,
+        events: mpsc::Sender<Outgoing>,
         reply: oneshot::Sender<Result<ParticipantId, Refusal>>,
     },
     Disconnect {
@@ -181,7 +203,7 @@ pub async fn run<D: Driven>(
 /// The room and its participants' event channels.
 struct RoomShell {
     room: Room,
-    channels: HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>>,
+    channels: HashMap<ParticipantId, mpsc::Sender<Outgoing>>,
 }
 
 impl Driven for RoomShell {
@@ -205,13 +227,17 @@ impl Driven for RoomShell {
         while let Some(o) = self.room.poll_output() {
             match o {
                 RoomOutput::Send(to, event) => {
-                    if let Some(tx) = self.channels.get(&to) {
-                        let _ = tx.send(Outgoing::Event(event));
+                    let reading = self.channels.get(&to).is_none_or(|tx| queue(tx, event));
+                    if !reading {
+                        tracing::info!(participant = %to, "not reading its events: disconnected");
+                        // Dropping the sender ends the socket once it has written what is queued.
+                        self.channels.remove(&to);
+                        self.room.disconnect(Instant::now(), to);
                     }
                 }
                 RoomOutput::Close(to) => {
                     if let Some(tx) = self.channels.remove(&to) {
-                        let _ = tx.send(Outgoing::Close);
+                        let _ = tx.try_send(Outgoing::Close);
                     }
                 }
             }
@@ -227,7 +253,7 @@ impl Driven for RoomShell {
 
 fn handle_request(
     room: &mut Room,
-    channels: &mut HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>>,
+    channels: &mut HashMap<ParticipantId, mpsc::Sender<Outgoing>>,
     request: RoomRequest,
 ) {
     let now = Instant::now();

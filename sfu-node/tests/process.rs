@@ -1,12 +1,17 @@
 //! The server in-process on real loopback sockets, with str0m client peers over UDP and
 //! real HTTP and WebSocket clients.
+//!
+//! Set-up lives in the helpers below, so each test reads as the scenario it checks: start a
+//! room ([`start_room`], [`relay_of`]), join it ([`Server::welcomed`], [`Server::peer`],
+//! [`Server::watcher`]), let media flow ([`publish_for`], [`view_for`]) and read what the
+//! server says ([`Server::stats`], [`next_event`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use sfu_node::auth::{Claims, mint};
-use sfu_node::client::{ClientPeer, ClientRole, EventSocket, Watcher, http_request};
+use sfu_node::client::{ClientPeer, ClientRole, EventSocket, WatchOutcome, Watcher, http_request};
 use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::rules::Grants;
 use sfu_node::server::{Listeners, ServerConfig, serve};
@@ -20,6 +25,15 @@ use tokio::task::JoinHandle;
 const KEY: &[u8] = b"process-test-key";
 const ROOM: &str = "ev1-sess-a";
 
+/// A publisher of one audio and one (non-simulcast) video track.
+const PUBLISH: ClientRole = ClientRole::Publish { simulcast: false };
+/// A publisher whose video has three simulcast layers.
+const SIMULCAST: ClientRole = ClientRole::Publish { simulcast: true };
+/// A viewer with one audio and one video slot.
+const VIEW: ClientRole = ClientRole::View { slots: 1 };
+
+// Servers.
+
 struct Server {
     http: SocketAddr,
     admin: SocketAddr,
@@ -27,9 +41,25 @@ struct Server {
     task: JoinHandle<sfu_node::Result<()>>,
 }
 
+fn room_of(kind: RoomKind) -> RoomConfig {
+    RoomConfig::new(ROOM, kind)
+}
+
 async fn start(room: RoomConfig, grace: Duration) -> Server {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     start_as(room, grace, None, http).await
+}
+
+/// A room of `kind`, default limits, 1 s drain grace.
+async fn start_room(kind: RoomKind) -> Server {
+    start(room_of(kind), Duration::from_secs(1)).await
+}
+
+/// A meeting room that is locked: joiners wait in the lobby for a host.
+async fn start_locked_room() -> Server {
+    let mut room = room_of(RoomKind::Room);
+    room.locked = true;
+    start(room, Duration::from_secs(1)).await
 }
 
 /// A relay of `origin`, once its upstream is connected (`/readyz` 200).
@@ -38,32 +68,23 @@ async fn start_relay(origin: &Server, room: RoomConfig, grace: Duration) -> Serv
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay = start_as(room, grace, Some(Origin::parse(&url).unwrap()), http).await;
     let ready_by = Instant::now() + Duration::from_secs(10);
-    while get(relay.admin, "/readyz").await.status != 200 {
+    while relay.readyz().await != 200 {
         assert!(Instant::now() < ready_by, "relay upstream not connected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     relay
 }
 
-/// An origin of `kind` and one relay of it, default limits, 1 s drain grace.
-async fn origin_and_relay(kind: RoomKind) -> (Server, Server) {
-    let origin = start(RoomConfig::new(ROOM, kind), Duration::from_secs(1)).await;
-    let relay = start_relay(&origin, RoomConfig::new(ROOM, kind), Duration::from_secs(1)).await;
-    (origin, relay)
+/// A relay of `origin` for a room of `kind`, default limits, 1 s drain grace.
+async fn relay_of(origin: &Server, kind: RoomKind) -> Server {
+    start_relay(origin, room_of(kind), Duration::from_secs(1)).await
 }
 
-/// A simulcast publisher with `token` on camera at `server` for `d`.
-async fn publishing(server: &Server, token: &str, d: Duration) -> JoinHandle<ClientPeer> {
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        server.http,
-        &whip,
-        token,
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    tokio::spawn(publish_for(p, d, true))
+/// An origin of `kind` and one relay of it, default limits, 1 s drain grace.
+async fn origin_and_relay(kind: RoomKind) -> (Server, Server) {
+    let origin = start_room(kind).await;
+    let relay = relay_of(&origin, kind).await;
+    (origin, relay)
 }
 
 async fn start_as(
@@ -100,6 +121,115 @@ async fn start_as(
     }
 }
 
+impl Server {
+    fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// What the orchestrator's SIGTERM does: start draining.
+    fn sigterm(&mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+    }
+
+    async fn stats(&self) -> Value {
+        get(self.admin, "/stats").await.json()
+    }
+
+    async fn readyz(&self) -> u16 {
+        get(self.admin, "/readyz").await.status
+    }
+
+    /// An events socket with `token`, once welcomed.
+    async fn welcomed(&self, token: &str) -> EventSocket {
+        self.joined(token).await.0
+    }
+
+    /// An events socket with `token`, once welcomed, and the participant id it was given.
+    async fn joined(&self, token: &str) -> (EventSocket, u64) {
+        let mut socket = ws(self.http, token).await;
+        let me = next_event(&mut socket, "welcome").await["you"]
+            .as_u64()
+            .unwrap();
+        (socket, me)
+    }
+
+    /// A WHIP (publishing `role`) or WHEP (viewing) peer, as participant `me` of an events
+    /// socket if given.
+    async fn connect(
+        &self,
+        me: Option<u64>,
+        token: &str,
+        role: ClientRole,
+    ) -> sfu_node::Result<ClientPeer> {
+        let endpoint = match role {
+            ClientRole::Publish { .. } => "whip",
+            ClientRole::View { .. } => "whep",
+        };
+        let path = match me {
+            Some(me) => format!("/rooms/{ROOM}/{endpoint}?participant={me}"),
+            None => format!("/rooms/{ROOM}/{endpoint}"),
+        };
+        let (peer, _) = ClientPeer::connect(self.http, &path, token, role).await?;
+        Ok(peer)
+    }
+
+    /// A peer the room accepts.
+    async fn peer(&self, me: Option<u64>, token: &str, role: ClientRole) -> ClientPeer {
+        self.connect(me, token, role).await.unwrap()
+    }
+
+    /// A peer the room refuses: the refusal, as text.
+    async fn refused(&self, me: Option<u64>, token: &str, role: ClientRole) -> String {
+        self.connect(me, token, role).await.unwrap_err().to_string()
+    }
+
+    /// A watcher (events socket and WHEP peer with `slots`) the room lets in.
+    async fn watcher(&self, token: &str, slots: usize) -> Watcher {
+        Watcher::join(&self.base(), ROOM, token, slots)
+            .await
+            .unwrap()
+    }
+
+    /// What a watcher the room lets in sees for `d`.
+    async fn watch_for(&self, token: &str, slots: usize, d: Duration) -> WatchOutcome {
+        self.watcher(token, slots)
+            .await
+            .watch_until(Instant::now() + d)
+            .await
+    }
+
+    /// A watcher the room refuses: the refusal, as text.
+    async fn watcher_refused(&self, token: &str) -> String {
+        Watcher::join(&self.base(), ROOM, token, 1)
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// `participants` in `/stats` (everyone with a place in the room, hidden ones too).
+    async fn participants(&self) -> u64 {
+        self.stats().await["participants"].as_u64().unwrap()
+    }
+
+    async fn participants_reach(&self, n: u64, within: Duration) {
+        let end = Instant::now() + within;
+        loop {
+            let now = self.participants().await;
+            if now == n {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "participants stayed at {now}, not {n}: {}",
+                get(self.admin, "/stats").await.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+// Tokens.
+
 fn unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -116,6 +246,22 @@ fn token(sub: &str, f: impl FnOnce(&mut Grants)) -> String {
 
 fn watcher(sub: &str) -> String {
     token(sub, |_| {})
+}
+
+/// A stage's host, in the backstage.
+fn organiser() -> String {
+    let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
+    c.grants.host = true;
+    c.backstage = true;
+    mint(KEY, &c)
+}
+
+// Media.
+
+/// A simulcast publisher with `token` on camera at `server` for `d`.
+async fn publishing(server: &Server, token: &str, d: Duration) -> JoinHandle<ClientPeer> {
+    let p = server.peer(None, token, SIMULCAST).await;
+    tokio::spawn(publish_for(p, d, true))
 }
 
 /// Publish 30 fps video (+ 50 fps audio) for `d`; answers keyframe requests.
@@ -148,6 +294,12 @@ fn video(frames: &[(Instant, MediaData)]) -> Vec<&MediaData> {
         .collect()
 }
 
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+// Events sockets and the admin port.
+
 async fn ws(http: SocketAddr, token: &str) -> EventSocket {
     EventSocket::connect(&http.to_string(), ROOM, token)
         .await
@@ -163,6 +315,11 @@ async fn next_event(ws: &mut EventSocket, ty: &str) -> Value {
     v
 }
 
+/// Read counts events until `watching` is `n`.
+async fn watching_reaches(ws: &mut EventSocket, n: u64) {
+    while next_event(ws, "counts").await["watching"] != n {}
+}
+
 async fn send(ws: &mut EventSocket, v: Value) {
     ws.send(&v).await.unwrap();
 }
@@ -171,23 +328,21 @@ async fn get(addr: SocketAddr, path: &str) -> sfu_node::client::HttpResponse {
     http_request(addr, "GET", path, &[], b"").await.unwrap()
 }
 
+/// A metric's value in a Prometheus text exposition (labels in any order).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::test]
 async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
-    let s = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(5),
-    )
-    .await;
+    let s = start(room_of(RoomKind::Session), Duration::from_secs(5)).await;
     let whip = format!("/rooms/{ROOM}/whip");
-    let whep = format!("/rooms/{ROOM}/whep");
-    let (p, resp) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
+    let (p, resp) = ClientPeer::connect(s.http, &whip, &watcher("pub"), SIMULCAST)
+        .await
+        .unwrap();
     assert_eq!(resp.header("content-type"), Some("application/sdp"));
     assert!(
         resp.header("location")
@@ -197,14 +352,9 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
     let answer = resp.text();
     assert!(answer.contains("a=ice-lite"), "{answer}");
     assert!(answer.contains("a=candidate"), "{answer}");
-    let (v, _) = ClientPeer::connect(
-        s.http,
-        &whep,
-        &watcher("view"),
-        ClientRole::View { slots: 2 },
-    )
-    .await
-    .unwrap();
+    let v = s
+        .peer(None, &watcher("view"), ClientRole::View { slots: 2 })
+        .await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(4), true));
     let (_v, frames) = view_for(v, Duration::from_secs(4)).await;
     publisher.await.unwrap();
@@ -218,7 +368,7 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
     let biggest = vids.iter().map(|m| m.data.len()).max().unwrap();
     assert!(biggest >= 3_000, "largest frame {biggest} bytes");
 
-    let stats = get(s.admin, "/stats").await.json();
+    let stats = s.stats().await;
     assert_eq!(stats["room"], ROOM);
     assert_eq!(stats["media"]["publishers"], 1);
     assert_eq!(stats["counts"]["on_camera"], 1);
@@ -248,17 +398,13 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
         .unwrap();
     assert!(sent > 100.0, "{sent}");
     assert_eq!(get(s.admin, "/healthz").await.status, 200);
-    assert_eq!(get(s.admin, "/readyz").await.status, 200);
+    assert_eq!(s.readyz().await, 200);
     drop(s);
 }
 
 #[tokio::test]
 async fn bad_expired_and_wrong_room_tokens_get_clear_json_errors() {
-    let s = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
+    let s = start_room(RoomKind::Session).await;
     let whep = format!("/rooms/{ROOM}/whep");
     let post = |auth: Option<String>, path: String| async move {
         let mut h = vec![("content-type", "application/sdp".to_string())];
@@ -292,6 +438,26 @@ async fn bad_expired_and_wrong_room_tokens_get_clear_json_errors() {
         r.text()
     );
 
+    // An unsigned token (`alg: none`) claiming every grant: refused in words a client
+    // developer can act on, without the JWT library's internals.
+    let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwibmFtZSI6IlUiLCJyb29tIjoiZXYxLXNlc3MtYSIsImV4cCI6NDEwMjQ0NDgwMCwiZ3JhbnRzIjp7IndhdGNoIjp0cnVlLCJzaGFyZSI6dHJ1ZSwibW9kZXJhdGUiOnRydWV9fQ.";
+    let r = post(Some(unsigned.into()), whep.clone()).await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["error"].as_str(),
+            r.json()["message"].as_str()
+        ),
+        (
+            401,
+            Some("invalid_token"),
+            Some(
+                "join token: this is not a Roundtable join token (a JWT signed with HS256 by the \
+                 control plane); join through the control plane's page for a new one"
+            )
+        )
+    );
+
     let other_room = mint(KEY, &Claims::new("u", "U", "another-room", unix() + 60));
     let r = post(Some(other_room), whep.clone()).await;
     assert_eq!(
@@ -323,11 +489,7 @@ async fn bad_expired_and_wrong_room_tokens_get_clear_json_errors() {
 
 #[tokio::test]
 async fn room_events_push_counts_chat_and_history() {
-    let s = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
+    let s = start_room(RoomKind::Session).await;
     let mut a = ws(s.http, &watcher("a")).await;
     let welcome = next_event(&mut a, "welcome").await;
     assert_eq!(welcome["counts"]["watching"], 1);
@@ -346,15 +508,9 @@ async fn room_events_push_counts_chat_and_history() {
     assert_eq!(counts["watching"], 2);
 
     // Going on camera shows in everyone's counts.
-    let whip = format!("/rooms/{ROOM}/whip?participant={}", welcome["you"]);
-    let (p, _) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("b"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap();
+    let p = s
+        .peer(welcome["you"].as_u64(), &watcher("b"), PUBLISH)
+        .await;
     let on = next_event(&mut a, "on_camera").await;
     assert_eq!(on["participant"]["profile"]["headline"], "Headline b");
     let counts = next_event(&mut a, "counts").await;
@@ -399,25 +555,14 @@ async fn room_events_push_counts_chat_and_history() {
 
 #[tokio::test]
 async fn moderated_sharing_request_approve_and_remove_over_the_wire() {
-    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    let mut room = room_of(RoomKind::Session);
     room.share_policy = SharePolicy::Moderated;
     let s = start(room, Duration::from_secs(1)).await;
-    let mut m = ws(s.http, &token("mod", |g| g.moderate = true)).await;
-    next_event(&mut m, "welcome").await;
-    let mut a = ws(s.http, &watcher("att")).await;
-    let me = next_event(&mut a, "welcome").await["you"].as_u64().unwrap();
-
-    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
-    let err = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("att"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap_err();
+    let mut m = s.welcomed(&token("mod", |g| g.moderate = true)).await;
+    let (mut a, me) = s.joined(&watcher("att")).await;
+    let err = s.refused(Some(me), &watcher("att"), PUBLISH).await;
     assert!(
-        err.to_string().contains("403") && err.to_string().contains("needs_approval"),
+        err.contains("403") && err.contains("needs_approval"),
         "{err}"
     );
 
@@ -428,23 +573,10 @@ async fn moderated_sharing_request_approve_and_remove_over_the_wire() {
     send(&mut m, json!({"type": "approve_share", "participant": me})).await;
     next_event(&mut a, "share_approved").await;
 
-    let (p, _) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("att"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap();
-    let whep = format!("/rooms/{ROOM}/whep");
-    let (v, _) = ClientPeer::connect(
-        s.http,
-        &whep,
-        &token("mod", |g| g.moderate = true),
-        ClientRole::View { slots: 1 },
-    )
-    .await
-    .unwrap();
+    let p = s.peer(Some(me), &watcher("att"), PUBLISH).await;
+    let v = s
+        .peer(None, &token("mod", |g| g.moderate = true), VIEW)
+        .await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), false));
     let viewer = tokio::spawn(view_for(v, Duration::from_secs(6)));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -471,36 +603,14 @@ async fn moderated_sharing_request_approve_and_remove_over_the_wire() {
 
 #[tokio::test]
 async fn limits_refuse_with_a_clear_message_not_a_broken_stream() {
-    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    let mut room = room_of(RoomKind::Session);
     room.limits = Limits::new(RoomKind::Session, 1, Some(1)).unwrap();
     let s = start(room, Duration::from_secs(1)).await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (_p, _) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("one"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap();
-    let err = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("two"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let _p = s.peer(None, &watcher("one"), PUBLISH).await;
+    let err = s.refused(None, &watcher("two"), PUBLISH).await;
     assert!(err.contains("409") && err.contains("camera_full"), "{err}");
-    let whep = format!("/rooms/{ROOM}/whep");
-    let (_v, _) = ClientPeer::connect(s.http, &whep, &watcher("w1"), ClientRole::View { slots: 1 })
-        .await
-        .unwrap();
-    let err = ClientPeer::connect(s.http, &whep, &watcher("w2"), ClientRole::View { slots: 1 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let _v = s.peer(None, &watcher("w1"), VIEW).await;
+    let err = s.refused(None, &watcher("w2"), VIEW).await;
     assert!(
         err.contains("409") && err.contains("room_full") && err.contains("watching"),
         "{err}"
@@ -509,41 +619,18 @@ async fn limits_refuse_with_a_clear_message_not_a_broken_stream() {
 
 #[tokio::test]
 async fn sigterm_drains_refuses_new_joins_and_keeps_existing_peers() {
-    let mut s = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(3),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let whep = format!("/rooms/{ROOM}/whep");
-    let (p, _) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &watcher("p"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap();
-    let (v, _) = ClientPeer::connect(s.http, &whep, &watcher("v"), ClientRole::View { slots: 1 })
-        .await
-        .unwrap();
+    let mut s = start(room_of(RoomKind::Session), Duration::from_secs(3)).await;
+    let p = s.peer(None, &watcher("p"), PUBLISH).await;
+    let v = s.peer(None, &watcher("v"), VIEW).await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(5), false));
     let viewer = tokio::spawn(view_for(v, Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    s.stop.take().unwrap().send(()).unwrap();
+    s.sigterm();
     let drained_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(get(s.admin, "/readyz").await.status, 503);
-    let err = ClientPeer::connect(
-        s.http,
-        &whep,
-        &watcher("late"),
-        ClientRole::View { slots: 1 },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    assert_eq!(s.readyz().await, 503);
+    let err = s.refused(None, &watcher("late"), VIEW).await;
     assert!(err.contains("503") && err.contains("draining"), "{err}");
 
     // Existing peers keep media flowing through the grace period, then the server exits.
@@ -564,56 +651,16 @@ async fn sigterm_drains_refuses_new_joins_and_keeps_existing_peers() {
 
 #[tokio::test]
 async fn stage_audience_sees_the_backstage_only_while_broadcasting_within_a_second() {
-    let s = start(
-        RoomConfig::new(ROOM, RoomKind::Stage),
-        Duration::from_secs(1),
-    )
-    .await;
-    let organiser = {
-        let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
-        c.grants.host = true;
-        c.backstage = true;
-        mint(KEY, &c)
-    };
-    let mut org = ws(s.http, &organiser).await;
-    let me = next_event(&mut org, "welcome").await["you"]
-        .as_u64()
-        .unwrap();
-    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
-    let (p, _) = ClientPeer::connect(
-        s.http,
-        &whip,
-        &organiser,
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap();
+    let s = start_room(RoomKind::Stage).await;
+    let organiser = organiser();
+    let (mut org, me) = s.joined(&organiser).await;
+    let p = s.peer(Some(me), &organiser, PUBLISH).await;
 
     // An attendee in the audience cannot publish, and gets no media before the broadcast.
-    let whip_plain = format!("/rooms/{ROOM}/whip");
-    let err = ClientPeer::connect(
-        s.http,
-        &whip_plain,
-        &watcher("aud"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = s.refused(None, &watcher("aud"), PUBLISH).await;
     assert!(err.contains("stage_audience"), "{err}");
-    let mut aud = ws(s.http, &watcher("aud")).await;
-    let aud_id = next_event(&mut aud, "welcome").await["you"]
-        .as_u64()
-        .unwrap();
-    let whep = format!("/rooms/{ROOM}/whep?participant={aud_id}");
-    let (v, _) = ClientPeer::connect(
-        s.http,
-        &whep,
-        &watcher("aud"),
-        ClientRole::View { slots: 1 },
-    )
-    .await
-    .unwrap();
+    let (mut aud, aud_id) = s.joined(&watcher("aud")).await;
+    let v = s.peer(Some(aud_id), &watcher("aud"), VIEW).await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), false));
     let viewer = tokio::spawn(view_for(v, Duration::from_secs(6)));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -648,13 +695,9 @@ async fn stage_audience_sees_the_backstage_only_while_broadcasting_within_a_seco
 
 #[tokio::test]
 async fn locked_room_ask_to_join_reaches_every_host_and_one_admits() {
-    let mut room = RoomConfig::new(ROOM, RoomKind::Room);
-    room.locked = true;
-    let s = start(room, Duration::from_secs(1)).await;
-    let mut h1 = ws(s.http, &token("h1", |g| g.host = true)).await;
-    next_event(&mut h1, "welcome").await;
-    let mut h2 = ws(s.http, &token("h2", |g| g.host = true)).await;
-    next_event(&mut h2, "welcome").await;
+    let s = start_locked_room().await;
+    let mut h1 = s.welcomed(&token("h1", |g| g.host = true)).await;
+    let mut h2 = s.welcomed(&token("h2", |g| g.host = true)).await;
 
     let mut guest = ws(s.http, &watcher("guest")).await;
     let waiting = next_event(&mut guest, "waiting").await;
@@ -664,16 +707,7 @@ async fn locked_room_ask_to_join_reaches_every_host_and_one_admits() {
     assert_eq!(req1["participant"]["profile"]["name"], "Name guest");
     let id = req2["participant"]["id"].clone();
     // Media without being admitted is refused.
-    let whep = format!("/rooms/{ROOM}/whep");
-    let err = ClientPeer::connect(
-        s.http,
-        &whep,
-        &watcher("guest"),
-        ClientRole::View { slots: 1 },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = s.refused(None, &watcher("guest"), VIEW).await;
     assert!(err.contains("waiting_for_host"), "{err}");
 
     send(&mut h2, json!({"type": "admit", "participant": id})).await;
@@ -685,11 +719,10 @@ async fn locked_room_ask_to_join_reaches_every_host_and_one_admits() {
 
 #[tokio::test]
 async fn a_full_room_says_so_over_the_events_socket() {
-    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    let mut room = room_of(RoomKind::Session);
     room.limits = sfu_node::Limits::new(RoomKind::Session, 10, Some(1)).unwrap();
     let s = start(room, Duration::from_secs(1)).await;
-    let mut a = ws(s.http, &watcher("a")).await;
-    next_event(&mut a, "welcome").await;
+    let _a = s.welcomed(&watcher("a")).await;
     // A browser cannot read a refused upgrade's body, so the room's refusal comes as an event.
     let mut b = ws(s.http, &watcher("b")).await;
     let refused = next_event(&mut b, "refused").await;
@@ -701,34 +734,11 @@ async fn a_full_room_says_so_over_the_events_socket() {
     );
 }
 
-/// Read counts events until `watching` is `n`.
-async fn watching_reaches(ws: &mut EventSocket, n: u64) {
-    while next_event(ws, "counts").await["watching"] != n {}
-}
-
-/// A metric's value in a Prometheus text exposition (labels in any order).
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn base(s: &Server) -> String {
-    format!("http://{}", s.http)
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() - 1) * p / 100]
-}
-
 #[tokio::test]
 async fn a_relay_serves_origin_media_and_switches_its_watchers_layers() {
     let (origin, relay) = origin_and_relay(RoomKind::Session).await;
     let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(9)).await;
-    let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
-        .await
-        .unwrap();
+    let w = relay.watcher(&watcher("far"), 1).await;
     let mut events = w.events;
     // Tracks are placed once the watcher's peer connects: receive meanwhile.
     let viewing = tokio::spawn(view_for(w.peer, Duration::from_secs(4)));
@@ -779,12 +789,8 @@ async fn a_relay_serves_origin_media_and_switches_its_watchers_layers() {
 async fn a_relay_hop_adds_little_delay() {
     let (origin, relay) = origin_and_relay(RoomKind::Session).await;
     let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(12)).await;
-    let near = Watcher::join(&base(&origin), ROOM, &watcher("near"), 1)
-        .await
-        .unwrap();
-    let far = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
-        .await
-        .unwrap();
+    let near = origin.watcher(&watcher("near"), 1).await;
+    let far = relay.watcher(&watcher("far"), 1).await;
     let end = Instant::now() + Duration::from_secs(10);
     let (near, far) = tokio::join!(near.watch_until(end), far.watch_until(end));
     publisher.await.unwrap();
@@ -816,22 +822,20 @@ async fn a_relay_hop_adds_little_delay() {
 
 #[tokio::test]
 async fn relay_watchers_share_counts_chat_and_moderation_with_the_origin() {
-    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    let mut room = room_of(RoomKind::Session);
     room.share_policy = SharePolicy::Moderated;
     let origin = start(room.clone(), Duration::from_secs(1)).await;
     let relay = start_relay(&origin, room, Duration::from_secs(1)).await;
 
     // The relay itself is in the origin, hidden (/stats is refreshed a few times a second).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = get(origin.admin, "/stats").await.json();
+    let stats = origin.stats().await;
     assert_eq!(stats["relays_connected"], 1);
     assert_eq!(stats["counts"]["watching"], 0, "a relay is not a watcher");
     assert_eq!(stats["unique_joiners"], 0);
 
-    let mut m = ws(origin.http, &token("mod", |g| g.moderate = true)).await;
-    next_event(&mut m, "welcome").await;
-    let mut near = ws(origin.http, &watcher("near")).await;
-    next_event(&mut near, "welcome").await;
+    let mut m = origin.welcomed(&token("mod", |g| g.moderate = true)).await;
+    let mut near = origin.welcomed(&watcher("near")).await;
     let mut far = ws(relay.http, &watcher("far")).await;
     let welcome = next_event(&mut far, "welcome").await;
     assert_eq!(welcome["counts"]["watching"], 3, "counted at the origin");
@@ -864,7 +868,7 @@ async fn relay_watchers_share_counts_chat_and_moderation_with_the_origin() {
 
     // /stats is refreshed a few times a second.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = get(relay.admin, "/stats").await.json();
+    let stats = relay.stats().await;
     assert_eq!(stats["relay"], true);
     assert_eq!(stats["upstream"], "connected");
     assert_eq!(stats["counts"]["watching"], 1, "watchers on this relay");
@@ -882,74 +886,41 @@ async fn relay_watchers_share_counts_chat_and_moderation_with_the_origin() {
 
 #[tokio::test]
 async fn a_relay_refuses_publishing_and_watchers_beyond_its_capacity() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let mut room = RoomConfig::new(ROOM, RoomKind::Session);
+    let origin = start_room(RoomKind::Session).await;
+    let mut room = room_of(RoomKind::Session);
     room.limits = Limits::new(RoomKind::Session, 10, Some(1)).unwrap();
     let relay = start_relay(&origin, room, Duration::from_secs(1)).await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let err = ClientPeer::connect(
-        relay.http,
-        &whip,
-        &watcher("p"),
-        ClientRole::Publish { simulcast: false },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = relay.refused(None, &watcher("p"), PUBLISH).await;
     assert!(
         err.contains("409") && err.contains("publish_at_origin"),
         "{err}"
     );
     // WHEP needs an events socket on this relay.
-    let whep = format!("/rooms/{ROOM}/whep");
-    let err = ClientPeer::connect(
-        relay.http,
-        &whep,
-        &watcher("w"),
-        ClientRole::View { slots: 1 },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = relay.refused(None, &watcher("w"), VIEW).await;
     assert!(
         err.contains("404") && err.contains("unknown_participant"),
         "{err}"
     );
 
-    let _first = Watcher::join(&base(&relay), ROOM, &watcher("w1"), 1)
-        .await
-        .unwrap();
-    let err = Watcher::join(&base(&relay), ROOM, &watcher("w2"), 1)
-        .await
-        .unwrap_err()
-        .to_string();
+    let _first = relay.watcher(&watcher("w1"), 1).await;
+    let err = relay.watcher_refused(&watcher("w2")).await;
     assert!(err.contains("room_full"), "{err}");
     // The origin still has room.
-    Watcher::join(&base(&origin), ROOM, &watcher("w3"), 1)
-        .await
-        .unwrap();
+    origin.watcher(&watcher("w3"), 1).await;
 }
 
 #[tokio::test]
 async fn a_relay_serves_a_watcher_who_arrives_after_the_first_ones_left() {
     let (origin, relay) = origin_and_relay(RoomKind::Session).await;
     let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(26)).await;
-    let first = Watcher::join(&base(&relay), ROOM, &watcher("first"), 2)
-        .await
-        .unwrap()
-        .watch_until(Instant::now() + Duration::from_secs(2))
+    let first = relay
+        .watch_for(&watcher("first"), 2, Duration::from_secs(2))
         .await;
     assert!(first.video_frames > 20, "{first:?}");
     // Longer than a peer's silence timeout and the keyframe interval.
     tokio::time::sleep(Duration::from_secs(17)).await;
-    let later = Watcher::join(&base(&relay), ROOM, &watcher("later"), 2)
-        .await
-        .unwrap()
-        .watch_until(Instant::now() + Duration::from_secs(3))
+    let later = relay
+        .watch_for(&watcher("later"), 2, Duration::from_secs(3))
         .await;
     assert!(later.video_frames > 20, "{later:?}");
     assert!(
@@ -961,50 +932,19 @@ async fn a_relay_serves_a_watcher_who_arrives_after_the_first_ones_left() {
 
 #[tokio::test]
 async fn a_watcher_asked_to_move_watches_on_from_another_relay() {
-    let origin = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let staying = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let mut leaving = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let whip = format!("/rooms/{ROOM}/whip");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &watcher("pub"),
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
-    let mut empty = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
+    let origin = start_room(RoomKind::Session).await;
+    let staying = relay_of(&origin, RoomKind::Session).await;
+    let mut leaving = relay_of(&origin, RoomKind::Session).await;
+    let p = origin.peer(None, &watcher("pub"), SIMULCAST).await;
+    let mut empty = relay_of(&origin, RoomKind::Session).await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(16), true));
     let token = watcher("mover");
-    let before = Watcher::join(&base(&leaving), ROOM, &token, 2)
-        .await
-        .unwrap();
+    let before = leaving.watcher(&token, 2).await;
     let watching = tokio::spawn(before.watch_until(Instant::now() + Duration::from_secs(12)));
     // People watched from the staying relay earlier and left.
     let mut earlier = Vec::new();
     for who in ["e1", "e2", "e3"] {
-        let w = Watcher::join(&base(&staying), ROOM, &watcher(who), 2)
-            .await
-            .unwrap();
+        let w = staying.watcher(&watcher(who), 2).await;
         earlier.push(tokio::spawn(
             w.watch_until(Instant::now() + Duration::from_secs(2)),
         ));
@@ -1014,19 +954,15 @@ async fn a_watcher_asked_to_move_watches_on_from_another_relay() {
         assert!(seen.video_frames > 5, "{seen:?}");
     }
     // An empty relay goes first, then the mover's.
-    empty.stop.take().unwrap().send(()).unwrap();
+    empty.sigterm();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    leaving.stop.take().unwrap().send(()).unwrap();
+    leaving.sigterm();
     let before = watching.await.unwrap();
     assert!(
         before.reconnect.is_some() && before.video_frames > 20,
         "{before:?}"
     );
-    let after = Watcher::join(&base(&staying), ROOM, &token, 2)
-        .await
-        .unwrap()
-        .watch_until(Instant::now() + Duration::from_secs(3))
-        .await;
+    let after = staying.watch_for(&token, 2, Duration::from_secs(3)).await;
     assert!(after.video_frames > 20, "{after:?}");
     publisher.abort();
 }
@@ -1034,40 +970,23 @@ async fn a_watcher_asked_to_move_watches_on_from_another_relay() {
 #[tokio::test]
 async fn a_relayed_origin_serves_its_own_share_of_watchers_and_the_relays_the_rest() {
     // The room takes 3 watchers; the origin itself sends media to 1 (one pod's share).
-    let mut config = RoomConfig::new(ROOM, RoomKind::Session);
+    let mut config = room_of(RoomKind::Session);
     config.limits = Limits {
         max_on_camera: 10,
         max_watchers: 3,
         pod_watchers: 1,
     };
     let origin = start(config, Duration::from_secs(1)).await;
-    let relay = start_relay(
-        &origin,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let _direct = Watcher::join(&base(&origin), ROOM, &watcher("d1"), 1)
-        .await
-        .unwrap();
-    let err = Watcher::join(&base(&origin), ROOM, &watcher("d2"), 1)
-        .await
-        .unwrap_err()
-        .to_string();
+    let relay = relay_of(&origin, RoomKind::Session).await;
+    let _direct = origin.watcher(&watcher("d1"), 1).await;
+    let err = origin.watcher_refused(&watcher("d2")).await;
     assert!(
         err.contains("room_full"),
         "the origin's own share is taken: {err}"
     );
-    let _r1 = Watcher::join(&base(&relay), ROOM, &watcher("r1"), 1)
-        .await
-        .unwrap();
-    let _r2 = Watcher::join(&base(&relay), ROOM, &watcher("r2"), 1)
-        .await
-        .unwrap();
-    let err = Watcher::join(&base(&relay), ROOM, &watcher("r3"), 1)
-        .await
-        .unwrap_err()
-        .to_string();
+    let _r1 = relay.watcher(&watcher("r1"), 1).await;
+    let _r2 = relay.watcher(&watcher("r2"), 1).await;
+    let err = relay.watcher_refused(&watcher("r3")).await;
     assert!(err.contains("room_full"), "the room's 3 are in: {err}");
 }
 
@@ -1075,19 +994,14 @@ async fn a_relayed_origin_serves_its_own_share_of_watchers_and_the_relays_the_re
 async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
     let (origin, mut relay) = origin_and_relay(RoomKind::Session).await;
     let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(6)).await;
-    let w = Watcher::join(&base(&relay), ROOM, &watcher("far"), 1)
-        .await
-        .unwrap();
+    let w = relay.watcher(&watcher("far"), 1).await;
     let watching = tokio::spawn(w.watch_until(Instant::now() + Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    relay.stop.take().unwrap().send(()).unwrap();
+    relay.sigterm();
     let left_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get(relay.admin, "/readyz").await.status, 503);
-    let err = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
-        .await
-        .unwrap_err()
-        .to_string();
+    assert_eq!(relay.readyz().await, 503);
+    let err = relay.watcher_refused(&watcher("late")).await;
     assert!(err.contains("draining"), "{err}");
 
     let seen = watching.await.unwrap();
@@ -1101,7 +1015,7 @@ async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
     assert!(left_at.elapsed() < Duration::from_secs(3));
     // The origin forgot the watcher.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = get(origin.admin, "/stats").await.json();
+    let stats = origin.stats().await;
     assert_eq!(stats["counts"]["watching"], 0);
     assert_eq!(stats["relays_connected"], 0);
     publisher.await.unwrap();
@@ -1109,49 +1023,37 @@ async fn a_leaving_relay_asks_its_watchers_to_reconnect_and_closes_them() {
 
 #[tokio::test]
 async fn a_relay_reconnects_when_its_origin_comes_back() {
-    let mut first = start(
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_millis(100),
-    )
-    .await;
-    let relay = start_relay(
-        &first,
-        RoomConfig::new(ROOM, RoomKind::Session),
-        Duration::from_secs(1),
-    )
-    .await;
-    let w = Watcher::join(&base(&relay), ROOM, &watcher("early"), 1)
-        .await
-        .unwrap();
+    let mut first = start(room_of(RoomKind::Session), Duration::from_millis(100)).await;
+    let relay = relay_of(&first, RoomKind::Session).await;
+    let w = relay.watcher(&watcher("early"), 1).await;
     // The origin goes away: the relay is not ready, and its watchers' sockets close.
-    first.stop.take().unwrap().send(()).unwrap();
+    first.sigterm();
     let _ = (&mut first.task).await;
     let seen = w.watch_until(Instant::now() + Duration::from_secs(2)).await;
     assert!(seen.closed, "{seen:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(get(relay.admin, "/readyz").await.status, 503);
-    let stats = get(relay.admin, "/stats").await.json();
+    assert_eq!(relay.readyz().await, 503);
+    let stats = relay.stats().await;
     assert_eq!(stats["upstream"], "connecting");
 
     // It comes back on the same address: the relay links up again and serves media.
     let http = TcpListener::bind(first.http).await.unwrap();
     let origin = start_as(
-        RoomConfig::new(ROOM, RoomKind::Session),
+        room_of(RoomKind::Session),
         Duration::from_secs(1),
         None,
         http,
     )
     .await;
     let back_by = Instant::now() + Duration::from_secs(10);
-    while get(relay.admin, "/readyz").await.status != 200 {
+    while relay.readyz().await != 200 {
         assert!(Instant::now() < back_by, "relay did not link up again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let publisher = publishing(&origin, &watcher("pub"), Duration::from_secs(4)).await;
-    let w = Watcher::join(&base(&relay), ROOM, &watcher("late"), 1)
-        .await
-        .unwrap();
-    let seen = w.watch_until(Instant::now() + Duration::from_secs(3)).await;
+    let seen = relay
+        .watch_for(&watcher("late"), 1, Duration::from_secs(3))
+        .await;
     assert!(seen.video_frames > 40, "{seen:?}");
     publisher.await.unwrap();
 }
@@ -1159,29 +1061,11 @@ async fn a_relay_reconnects_when_its_origin_comes_back() {
 #[tokio::test]
 async fn a_stage_audience_on_a_relay_sees_the_backstage_only_while_broadcasting() {
     let (origin, relay) = origin_and_relay(RoomKind::Stage).await;
-    let organiser = {
-        let mut c = Claims::new("org", "Organiser", ROOM, unix() + 3600);
-        c.grants.host = true;
-        c.backstage = true;
-        mint(KEY, &c)
-    };
-    let mut org = ws(origin.http, &organiser).await;
-    let me = next_event(&mut org, "welcome").await["you"]
-        .as_u64()
-        .unwrap();
-    let whip = format!("/rooms/{ROOM}/whip?participant={me}");
-    let (p, _) = ClientPeer::connect(
-        origin.http,
-        &whip,
-        &organiser,
-        ClientRole::Publish { simulcast: true },
-    )
-    .await
-    .unwrap();
+    let organiser = organiser();
+    let (mut org, me) = origin.joined(&organiser).await;
+    let p = origin.peer(Some(me), &organiser, SIMULCAST).await;
     let publisher = tokio::spawn(publish_for(p, Duration::from_secs(6), true));
-    let w = Watcher::join(&base(&relay), ROOM, &watcher("aud"), 1)
-        .await
-        .unwrap();
+    let w = relay.watcher(&watcher("aud"), 1).await;
     let mut events = w.events;
     let viewer = tokio::spawn(view_for(w.peer, Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1205,4 +1089,178 @@ async fn a_stage_audience_on_a_relay_sees_the_backstage_only_while_broadcasting(
         first.0 - live_at
     );
     assert!(first.1.is_keyframe());
+}
+
+// Security: one join token cannot exhaust the room (SECURITY.md).
+
+#[tokio::test]
+async fn one_token_opens_a_few_sockets_and_a_socket_that_never_reads_is_dropped() {
+    let mut room = room_of(RoomKind::Session);
+    room.chat_history = 0;
+    let s = start(room, Duration::from_secs(1)).await;
+    let hog = watcher("hog");
+    let mut kept = Vec::new();
+    for _ in 0..sfu_node::rules::MAX_JOINS_PER_USER {
+        let w = s.welcomed(&hog).await;
+        kept.push(w);
+    }
+    let mut one_more = ws(s.http, &hog).await;
+    let refused = next_event(&mut one_more, "refused").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["status"].as_u64()),
+        (Some("too_many_joins"), Some(429))
+    );
+    let mut other = s.welcomed(&watcher("someone-else")).await;
+    drop(kept);
+    s.participants_reach(1, Duration::from_secs(5)).await;
+    // Someone who reads everything, until a chat says "stop".
+    let reader = tokio::spawn(async move {
+        while let Some(event) = other.next_event().await {
+            if event["type"] == "chat" && event["text"] == "stop" {
+                return Some(other);
+            }
+        }
+        None
+    });
+
+    // A socket with a tiny receive window that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let stream = socket.connect(s.http).await.unwrap();
+    let url = format!(
+        "ws://{}/rooms/{ROOM}/events?token={}",
+        s.http,
+        watcher("never-reads")
+    );
+    let (_silent, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    s.participants_reach(2, Duration::from_secs(5)).await;
+    // Long chat messages (4 bytes a character) fill what the network holds for it: loopback
+    // buffers take a few MB...
+    let long = "\u{1f600}".repeat(sfu_node::rules::MAX_CHAT_CHARS);
+    for i in 0..100 {
+        let mut talker = s.welcomed(&watcher(&format!("talker{i}"))).await;
+        for _ in 0..sfu_node::rules::CHAT_BURST {
+            send(&mut talker, json!({"type": "chat", "text": long})).await;
+            next_event(&mut talker, "chat").await;
+        }
+        talker.close().await;
+    }
+    // ...then every join and leave queues a counts event for it, until its queue is full.
+    for i in 0..(sfu_node::shell::EVENTS_QUEUE / 2 + 20) {
+        let mut passer = s.welcomed(&watcher(&format!("passer{i}"))).await;
+        passer.close().await;
+    }
+    // The silent one is gone; the reader is still in and hears the room.
+    s.participants_reach(1, Duration::from_secs(20)).await;
+    let mut last = s.welcomed(&watcher("last")).await;
+    send(&mut last, json!({"type": "chat", "text": "stop"})).await;
+    let reader = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reader.is_some(), "the reader was kept");
+}
+
+#[tokio::test]
+async fn chat_is_paced_per_participant() {
+    let s = start_room(RoomKind::Session).await;
+    let mut a = s.welcomed(&watcher("a")).await;
+    let mut b = s.welcomed(&watcher("b")).await;
+    for i in 0..sfu_node::rules::CHAT_BURST {
+        send(&mut a, json!({"type": "chat", "text": format!("m{i}")})).await;
+        next_event(&mut a, "chat").await;
+    }
+    send(&mut a, json!({"type": "chat", "text": "one too many"})).await;
+    let refused = next_event(&mut a, "refused").await;
+    assert_eq!(refused["code"], "chat_too_fast");
+    assert!(
+        refused["message"].as_str().unwrap().contains("wait"),
+        "{refused}"
+    );
+    send(&mut b, json!({"type": "chat", "text": "my turn"})).await;
+    let seen = next_event(&mut a, "chat").await;
+    assert_eq!(
+        seen["text"], "my turn",
+        "others chat on; the refused one never arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_rooms_lobby_takes_one_request_per_token() {
+    let s = start_locked_room().await;
+    let mut host = s.welcomed(&token("host", |g| g.host = true)).await;
+    let guest = watcher("guest");
+    let mut first = ws(s.http, &guest).await;
+    next_event(&mut first, "waiting").await;
+    next_event(&mut host, "join_requested").await;
+    for _ in 0..5 {
+        let mut again = ws(s.http, &guest).await;
+        let refused = next_event(&mut again, "refused").await;
+        assert_eq!(refused["code"], "already_waiting");
+    }
+    let mut other = ws(s.http, &watcher("other-guest")).await;
+    next_event(&mut other, "waiting").await;
+    let second = next_event(&mut host, "join_requested").await;
+    assert_eq!(
+        second["participant"]["profile"]["name"], "Name other-guest",
+        "the host was asked once per guest"
+    );
+    s.participants_reach(3, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_ends_the_socket_before_it_is_read() {
+    let s = start_room(RoomKind::Session).await;
+    let mut a = s.welcomed(&watcher("a")).await;
+    let huge = json!({"type": "chat", "text": "x".repeat(1 << 20)}).to_string();
+    let _ = a.send_text(huge).await;
+    let until_closed = async {
+        let mut seen = Vec::new();
+        while let Some(event) = a.next_event().await {
+            seen.push(event);
+        }
+        seen
+    };
+    let seen = tokio::time::timeout(Duration::from_secs(5), until_closed)
+        .await
+        .expect("the server closes the socket");
+    assert!(
+        !seen.iter().any(|e| e["type"] == "refused"),
+        "closed, not read and refused: {seen:?}"
+    );
+    s.participants_reach(0, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_garbage_offer_is_refused_in_words_not_internals() {
+    let s = start_room(RoomKind::Session).await;
+    let auth = format!("Bearer {}", watcher("u"));
+    for body in [
+        &b"garbage"[..],
+        b"v=0\r\no=- 0 0 IN IP4 x\r\nnot sdp\r\n",
+        b"m=video 9",
+    ] {
+        let r = http_request(
+            s.http,
+            "POST",
+            &format!("/rooms/{ROOM}/whep"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/sdp"),
+            ],
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("bad_offer"))
+        );
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            !message.contains("0x") && !message.contains("Pointer") && !message.contains("Offset"),
+            "{message}"
+        );
+        assert!(message.contains("SDP offer"), "{message}");
+    }
 }

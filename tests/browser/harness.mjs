@@ -36,6 +36,32 @@ export async function until(what, fn, ms = 20_000) {
   assert.fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
 
+// Video frames decoded so far on `page` in the tile of the person named `name` (0 without one).
+export const framesOf = (page, name) =>
+  page.evaluate(async (name) => {
+    const tile = [...document.querySelectorAll("figure.tile[data-mid]")].find(
+      (t) => t.querySelector(".label-name")?.textContent === name,
+    );
+    const pc = window.roundtable?.live?.viewPc;
+    if (!tile || !pc) return 0;
+    let frames = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid === tile.dataset.mid) frames += s.framesDecoded || 0;
+    });
+    return frames;
+  }, name);
+
+// More than zero decoded frames of `name`'s camera on `page`, and still rising a second later.
+export async function seesVideoOf(page, name, ms = 20_000) {
+  const first = await until(`${page.who} decodes ${name}'s video`, async () => {
+    const n = await framesOf(page, name);
+    return n > 0 ? n : false;
+  }, ms);
+  await new Promise((r) => setTimeout(r, 1200));
+  const later = await framesOf(page, name);
+  assert.ok(later > first, `${page.who}: frames of ${name} should rise (${first} then ${later})`);
+}
+
 function firstLine(child, match, what) {
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
@@ -84,26 +110,22 @@ export async function startSmtpSink(work) {
   };
 }
 
-// Moves a manifest's schedule around `now`, so a scheduled stage is live during the test.
-function liveNow(path, now) {
-  const start = new Date(now - 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
-  const end = new Date(now + 3 * 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
-  const text = readFileSync(path, "utf8")
-    .replace(/^(\s*)start: .*$/m, `$1start: "${start}"`)
-    .replace(/^(\s*)end: .*$/m, `$1end: "${end}"`);
-  writeFileSync(path, text);
+function withoutRustLog(env) {
+  const { RUST_LOG, ...rest } = env;
+  return rest;
 }
 
 export const workDir = () => mkdtempSync(join(tmpdir(), "roundtable-browser-"));
 
-export async function startRoundtable({ work, examples, smtpUrl }) {
+// `listen` defaults to a free port; a scenario that restarts the server passes the address it
+// had, so the pages it serves find it again (and the SQLite file in `work` is reused).
+export async function startRoundtable({ work, examples, smtpUrl, listen = "127.0.0.1:0" }) {
   const bin = process.env.ROUNDTABLE_BIN;
   assert.ok(bin, "set ROUNDTABLE_BIN to the roundtable binary (run.sh does)");
   const manifests = join(work, "examples");
   cpSync(examples, manifests, { recursive: true });
-  // The gala's stage is scheduled for December: in this copy it runs now. Sessions keep their
-  // schedule; an organiser presses "Start" on the page.
-  liveNow(join(manifests, "stage.yaml"), Date.now());
+  // The gala's sessions and stage keep their December schedule: an organiser presses
+  // "Start" on the page, as a person trying the examples does.
   // The backstage cap is the Stage's maxSpeakers (5 in the example, the most allowed); two
   // here, so two fake cameras reach it and a third speaker sees the button greyed out.
   const stage = join(manifests, "stage.yaml");
@@ -114,9 +136,7 @@ export async function startRoundtable({ work, examples, smtpUrl }) {
       "up",
       manifests,
       "--listen",
-      "127.0.0.1:0",
-      "--media-ip",
-      "127.0.0.1",
+      listen,
       "--database",
       join(work, "roundtable.db"),
       // Sessions with recording on record while the scenarios run; keep that out of the repo.
@@ -125,14 +145,31 @@ export async function startRoundtable({ work, examples, smtpUrl }) {
       "--smtp-url",
       smtpUrl,
     ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } },
+    // The default log levels, as a person running `./scripts/run` reads them: the scenarios
+    // check what that terminal shows.
+    { stdio: ["ignore", "pipe", "pipe"], env: withoutRustLog(process.env) },
   );
+  // Everything `roundtable up` printed, in order (stdout and stderr); warnings and errors are
+  // also shown here as they come.
+  const terminal = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on("line", (line) => {
+      terminal.push(line);
+      if (/\b(WARN|ERROR)\b/.test(line)) process.stderr.write(`roundtable: ${line}\n`);
+    });
+  }
   const [, url] = await firstLine(child, /running at (http:\/\/127\.0\.0\.1:\d+)/, "roundtable up");
   return {
     url,
+    terminal: () => terminal.slice(),
     async stop() {
-      child.kill("SIGTERM");
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+      await this.kill("SIGTERM");
+    },
+    // Ends the process with `signal` (SIGKILL: no goodbye to anyone) and waits for it to go.
+    async kill(signal) {
+      const gone = new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
+      child.kill(signal);
+      await gone;
     },
   };
 }
@@ -142,7 +179,8 @@ export async function launchBrowser() {
 }
 
 // One person: a browser context of their own (their own cookies), one page, and every page
-// error collected so a scenario can assert there were none.
+// error (uncaught exceptions, and anything the Content-Security-Policy blocked) collected so a
+// scenario can assert there were none.
 export async function person(browser, who, { init } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   if (init) await context.addInitScript(init);
@@ -154,6 +192,9 @@ export async function tab(context, who) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(`${who}: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content.Security.Policy/i.test(m.text())) page.errors.push(`${who}: ${m.text()}`);
+  });
   page.who = who;
   return page;
 }

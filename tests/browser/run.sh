@@ -2,7 +2,8 @@
 # Browser end-to-end tests of the web client in local mode: `roundtable up` on a temp copy of
 # examples/ with a temp SQLite file, a real SMTP server on loopback (aiosmtpd) for the emailed
 # links, and headless Debian Chromium (/usr/bin/chromium, never a downloaded browser) with a
-# fake camera. Screenshots of the main pages land in tests/browser/screenshots/.
+# fake camera; and (netns.test.mjs) HTTPS, NAT and a UDP-blocking firewall built from network
+# namespaces, with coturn. Screenshots of the main pages land in tests/browser/screenshots/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -23,16 +24,16 @@ export SMTP_SINK_PYTHON
 
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-# A debug build serves operator/web from the path it was built in, and a target directory
+# A debug build serves control-plane/web from the path it was built in, and a target directory
 # shared by several checkouts holds one `roundtable` for all of them: keep a link to the one
 # this checkout just built, and make sure it is this checkout's.
 bin_dir="$(mktemp -d)"
 trap 'rm -rf "$bin_dir"' EXIT
 for attempt in 1 2 3; do
-  cargo build -p roundtable-operator --bin roundtable
+  cargo build -p roundtable --bin roundtable
   ln -f "$target/debug/roundtable" "$bin_dir/roundtable" 2>/dev/null ||
     cp "$target/debug/roundtable" "$bin_dir/roundtable"
-  grep -qF "$repo/operator/web" "$bin_dir/roundtable" && break
+  grep -qF "$repo/control-plane/web" "$bin_dir/roundtable" && break
   if [ "$attempt" = 3 ]; then
     echo "the roundtable binary keeps being rebuilt from another checkout" >&2
     exit 1
@@ -40,4 +41,7 @@ for attempt in 1 2 3; do
 done
 export ROUNDTABLE_BIN="$bin_dir/roundtable"
 cd "$here"
-node --test --test-concurrency=1 e2e.test.mjs
+# disruption.test.mjs SIGKILLs and restarts `roundtable up` under live pages.
+# netns.test.mjs builds real networks (namespaces, NAT, coturn) and needs root; without it
+# its scenarios are skipped with the reason printed.
+node --test --test-concurrency=1 e2e.test.mjs disruption.test.mjs netns.test.mjs

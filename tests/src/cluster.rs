@@ -202,6 +202,10 @@ impl Cluster {
         &self.pki.ca_cert
     }
 
+    pub(crate) fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
     /// Client configuration for the admin user (group `system:masters`).
     pub fn admin_config(&self) -> Result<kube::Config> {
         client_config(self.url(), &self.pki, &self.admin.token)

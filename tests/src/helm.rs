@@ -76,6 +76,44 @@ impl Cluster {
         run_helm(self.dir(), Some(self.admin_kubeconfig()), args, Some(stdin)).await
     }
 
+    /// `helm install <release> charts/roundtable -n <namespace> --values -` with `values`.
+    pub async fn helm_install(
+        &self,
+        release: &str,
+        namespace: &str,
+        values: &str,
+    ) -> Result<KubectlOutput> {
+        let chart = chart_dir().to_string_lossy().into_owned();
+        self.helm_with_stdin(
+            &["install", release, &chart, "-n", namespace, "--values", "-"],
+            values,
+        )
+        .await
+    }
+
+    /// Creates the Secret `registration` holding an external registration system's HS256 key
+    /// (what `api.registration.keySecret: registration` mounts) and returns the key.
+    pub async fn create_registration_secret(
+        &self,
+        client: kube::Client,
+        namespace: &str,
+    ) -> Result<String> {
+        use k8s_openapi::api::core::v1::Secret;
+        let key = format!("registration-key-{namespace}");
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("registration".into()),
+                ..Default::default()
+            },
+            string_data: Some([("key".to_string(), key.clone())].into()),
+            ..Default::default()
+        };
+        kube::Api::<Secret>::namespaced(client, namespace)
+            .create(&Default::default(), &secret)
+            .await?;
+        Ok(key)
+    }
+
     /// Writes a kubeconfig to `path` that authenticates as ServiceAccount `namespace/name`
     /// (which must exist) with a one-hour token from the TokenRequest API: what a pod of that
     /// ServiceAccount gets mounted, for a process that stands in for the pod.

@@ -62,6 +62,32 @@ pub(crate) fn write(
     std::fs::write(path, yaml).context(|| format!("writing {}", path.display()))
 }
 
+/// Writes a kubeconfig whose only context talks to `server` with a client certificate.
+pub(crate) fn write_client_cert(
+    path: &Path,
+    server: &str,
+    ca_file: &Path,
+    user: &str,
+    (cert, key): (&Path, &Path),
+) -> Result<()> {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "roundtable-e2e",
+            "cluster": { "server": server, "certificate-authority": ca_file },
+        }],
+        "users": [{ "name": user, "user": { "client-certificate": cert, "client-key": key } }],
+        "contexts": [{
+            "name": "roundtable-e2e",
+            "context": { "cluster": "roundtable-e2e", "user": user },
+        }],
+        "current-context": "roundtable-e2e",
+    });
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| Error::Serialize(e.to_string()))?;
+    std::fs::write(path, yaml).context(|| format!("writing {}", path.display()))
+}
+
 /// Authentication with a bearer token. `AuthInfo::token` is a `secrecy::SecretString`; going
 /// through serde avoids depending on `secrecy` directly.
 pub(crate) fn bearer(token: &str) -> Result<AuthInfo> {

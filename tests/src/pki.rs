@@ -90,6 +90,56 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A client certificate for `/CN=<common_name>/O=<organization>` signed by the CA, as
+    /// `(cert, key)` in `dir` (for the kubelet: `system:node:<name>` in `system:nodes`).
+    pub(crate) fn client_cert(
+        &self,
+        dir: &Path,
+        file_stem: &str,
+        common_name: &str,
+        organization: &str,
+    ) -> Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let (cert, key, csr, ext) = (
+            dir.join(format!("{file_stem}.crt")),
+            dir.join(format!("{file_stem}.key")),
+            dir.join(format!("{file_stem}.csr")),
+            dir.join(format!("{file_stem}.ext")),
+        );
+        let subject = format!("/CN={common_name}/O={organization}");
+        openssl(
+            &[
+                "req",
+                "-subj",
+                &subject,
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ],
+            &[("-keyout", &key), ("-out", &csr)],
+        )?;
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n",
+        )
+        .context(|| format!("writing {}", ext.display()))?;
+        openssl(
+            &["x509", "-req", "-days", "7", "-set_serial", "3"],
+            &[
+                ("-in", &csr),
+                ("-CA", &self.ca_cert),
+                ("-CAkey", &self.ca_key),
+                ("-extfile", &ext),
+                ("-out", &cert),
+            ],
+        )?;
+        Ok((cert, key))
+    }
+}
+
 fn openssl(args: &[&str], files: &[(&str, &Path)]) -> Result<()> {
     let mut cmd = Command::new("openssl");
     cmd.args(args);

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roundtable_operator::OperatorConfig;
-use roundtable_operator::api::{
-    self, ApiSettings, ApiState, Clock, KubeCatalog, Mailer, RegistrationVerifier, Store,
+use roundtable_control_plane::{
+    self as api, ApiSettings, ApiState, Clock, KubeCatalog, Mailer, RegistrationVerifier, Store,
 };
+use roundtable_operator::OperatorConfig;
 use serde_json::{Value, json};
 
 use crate::error::{Error, IoContext, Result};
@@ -98,7 +98,9 @@ impl Stack {
         let state = ApiState::new(
             Arc::new(catalog),
             ApiSettings {
-                store: Store::in_memory().map_err(|e| Error::Stack(e.to_string()))?,
+                store: Store::in_memory()
+                    .await
+                    .map_err(|e| Error::Stack(e.to_string()))?,
                 join_key: JOIN_KEY.as_bytes().to_vec(),
                 registration: RegistrationVerifier::new(Some(REGISTRATION_KEY.to_vec()), None),
                 mailer: Mailer::Log,
@@ -107,6 +109,7 @@ impl Stack {
                 recordings_dir: None,
             },
         )
+        .await
         .map_err(|e| Error::Stack(format!("{e:?}")))?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, api::router(state)).await;

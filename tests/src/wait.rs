@@ -41,12 +41,19 @@ pub fn unix_now() -> u64 {
 }
 
 /// Shows operator and media logs with a failing test's output (`RUST_LOG=debug` for more).
+/// Reconcile failures the operator logs are also kept for [`crate::logs::failures_in`].
 pub fn init_test_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(filter),
         )
-        .with_test_writer()
+        .with(crate::logs::FailureLog)
         .try_init();
 }

@@ -280,3 +280,60 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The SFU pod's PodDisruptionBudget as the real disruption controller reads it: with
+/// `minAvailable: 1` it counts the selected pod itself, so it never asks the pod's owner (a
+/// Session, whose scale subresource counts relays) for a scale and never reports SyncFailed,
+/// and it allows no eviction of a live origin.
+#[tokio::test]
+async fn the_disruption_controller_keeps_a_live_origin_without_asking_the_session_for_a_scale()
+-> anyhow::Result<()> {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::Resource;
+    use roundtable_crds::Session;
+    use roundtable_crds::live_room::LiveRoom;
+    use roundtable_operator::plan::pod::{disruption_budget, labels, pod_name};
+
+    let cluster = Cluster::shared().await?;
+    cluster.install_crds().await?;
+    cluster.start_controller_manager().await?;
+    let ns = cluster.namespace("pdb").await?;
+    let sessions = Api::<Session>::namespaced(ns.client.clone(), &ns.name);
+    let session: Session = serde_json::from_value(json!({
+        "apiVersion": "roundtable.dev/v1alpha1",
+        "kind": "Session",
+        "metadata": {"name": "panel"},
+        "spec": {"event": "gala", "title": "Panel"},
+    }))?;
+    let session = sessions.create(&PostParams::default(), &session).await?;
+    let owner = session
+        .controller_owner_ref(&())
+        .context("a created session has a uid")?;
+    let room = LiveRoom::from(&session);
+    let name = pod_name(&room);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels(&room), "ownerReferences": [owner]},
+        "spec": {"containers": [{"name": "sfu-node", "image": "sfu-node"}]},
+    }))?;
+    let pods = Api::<Pod>::namespaced(ns.client.clone(), &ns.name);
+    pods.create(&PostParams::default(), &pod).await?;
+    Api::<PodDisruptionBudget>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &disruption_budget(&room, owner))
+        .await?;
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(ns.client.clone(), &ns.name);
+    let status = poll(Duration::from_secs(60), || async {
+        let status = pdbs.get(&name).await.ok()?.status?;
+        (status.expected_pods == Some(1)).then_some(status)
+    })
+    .await
+    .context("the disruption controller never counted the SFU pod")?;
+    let allowed = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionAllowed")
+        .context("no DisruptionAllowed condition")?;
+    assert_ne!(allowed.reason, "SyncFailed", "{allowed:?}");
+    assert_eq!(status.disruptions_allowed, Some(0), "{status:?}");
+    Ok(())
+}

@@ -15,13 +15,17 @@ use roundtable_operator::OperatorConfig;
 use serde_json::{Value, json};
 use sfu_node::client::{ClientPeer, ClientRole};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_demand() {
-    roundtable_e2e::init_test_logs();
+/// The whole cluster-side product in a fresh namespace, on host ports `ports`, with these
+/// files of `examples/` applied.
+async fn with_examples(
+    prefix: &str,
+    ports: std::ops::RangeInclusive<u16>,
+    files: &[&str],
+) -> Stack {
     let stack = Stack::start(
-        "cp",
+        prefix,
         OperatorConfig {
-            host_ports: 33200..=33299,
+            host_ports: ports,
             drain_grace_seconds: 2,
             stats_interval: Duration::from_secs(1),
             ..OperatorConfig::default()
@@ -29,11 +33,18 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
     )
     .await
     .unwrap();
-    let ns = &stack.ns;
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for file in ["gala.yaml", "webinar-room.yaml"] {
+    for file in files {
         stack.apply(&examples.join(file)).await.unwrap();
     }
+    stack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_demand() {
+    roundtable_e2e::init_test_logs();
+    let stack = with_examples("cp", 33200..=33299, &["gala.yaml", "webinar-room.yaml"]).await;
+    let ns = &stack.ns;
 
     // Signing in with the registration system's token gives the sign-in cookie.
     let cookie = stack
@@ -147,4 +158,90 @@ async fn an_attendee_creates_a_session_joins_it_on_camera_and_a_room_starts_on_d
 
     assert!(publishing.await.unwrap() > 30);
     stack.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organiser_starts_the_stage_from_the_page_and_ends_it() {
+    roundtable_e2e::init_test_logs();
+    let stack = with_examples("stage", 33300..=33399, &["gala.yaml", "stage.yaml"]).await;
+    let ns = &stack.ns;
+    let ada = stack
+        .api
+        .sign_in("ada@example.com", "gala", "general")
+        .await
+        .unwrap();
+    let gene = stack
+        .api
+        .sign_in("gene@example.org", "gala", "general")
+        .await
+        .unwrap();
+    let stage = format!("/api/stages/{}/gala-main-stage", ns.name);
+
+    // Scheduled for December: attendees are told to wait; they may not start it themselves.
+    let (status, early) = stack
+        .api
+        .post(&gene, &format!("{stage}/join"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!((status, early["error"].as_str()), (503, Some("not_live")));
+    let (status, _) = stack
+        .api
+        .post(&gene, &format!("{stage}/start"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+
+    // The organiser's Start: the Stage in the cluster says Started and goes Live, and the
+    // attendee's waiting page (which asks again) gets a join token.
+    let pressed = Instant::now();
+    let (status, body) = stack
+        .api
+        .post(&ada, &format!("{stage}/start"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let stages: Api<roundtable_crds::Stage> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert_eq!(
+        stages.get("gala-main-stage").await.unwrap().spec.lifecycle,
+        Lifecycle::Started
+    );
+    let joined = wait_until(
+        "the attendee's stage page to join",
+        Duration::from_secs(120),
+        async || {
+            let (status, body) = stack
+                .api
+                .post(&gene, &format!("{stage}/join"), json!({}))
+                .await
+                .ok()?;
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+    assert!(joined["token"].is_string(), "{joined}");
+    eprintln!(
+        "e2e: stage Start to an attendee's join token in {:.2?}",
+        pressed.elapsed()
+    );
+
+    // End: for good.
+    let (status, _) = stack
+        .api
+        .post(&ada, &format!("{stage}/end"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        stages.get("gala-main-stage").await.unwrap().spec.lifecycle,
+        Lifecycle::Ended
+    );
+    wait_until("the stage to end", Duration::from_secs(60), async || {
+        let (status, body) = stack
+            .api
+            .post(&gene, &format!("{stage}/join"), json!({}))
+            .await
+            .ok()?;
+        (status != 200 && body["error"] == "ended").then_some(())
+    })
+    .await;
 }

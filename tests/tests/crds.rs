@@ -168,6 +168,30 @@ async fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
             "maxWatchers is too high: with autoscaling",
         ),
         (
+            "a CPU request that is not a quantity",
+            event(
+                "cpulots",
+                &format!("{EVENT_TIMES}  sfu:\n    resources:\n      requests: {{cpu: lots}}\n"),
+            ),
+            "every CPU and memory value must be a Kubernetes quantity",
+        ),
+        (
+            "a memory limit that is not a quantity",
+            room(
+                "memlots",
+                &format!("{ROOM_OK}  sfu:\n    resources:\n      limits: {{memory: plenty}}\n"),
+            ),
+            "every CPU and memory value must be a Kubernetes quantity",
+        ),
+        (
+            "an advertised address that is neither an IP nor a DNS name",
+            event(
+                "badaddr",
+                &format!("{EVENT_TIMES}  sfu:\n    network:\n      advertiseAddress: \"not an address!! <script>\"\n"),
+            ),
+            "advertiseAddress must be an IP address or a DNS name",
+        ),
+        (
             "fewest relays above the most",
             session(
                 "minmax",
@@ -339,7 +363,11 @@ async fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
 async fn url_slugs_and_the_event_of_a_session_cannot_change() {
     let cluster = cluster().await;
     let ns = cluster.namespace("crd-immutable").await.unwrap();
-    for manifest in [room("board", ROOM_OK), session("s1", "")] {
+    for manifest in [
+        room("board", ROOM_OK),
+        session("s1", ""),
+        session("made", "  createdBy: ada@example.com\n"),
+    ] {
         let (ok, out) = kubectl(
             cluster,
             &["create", "-n", &ns.name, "-f", "-"],
@@ -366,6 +394,25 @@ async fn url_slugs_and_the_event_of_a_session_cannot_change() {
             "s1",
             r#"{"spec":{"event":"other"}}"#,
             "a session cannot move to another event",
+        ),
+        (
+            "session",
+            "made",
+            r#"{"spec":{"createdBy":"mallory@example.com"}}"#,
+            "createdBy cannot change",
+        ),
+        // Removing it first would let a second patch set another value.
+        (
+            "session",
+            "made",
+            r#"{"spec":{"createdBy":null}}"#,
+            "createdBy cannot change",
+        ),
+        (
+            "session",
+            "s1",
+            r#"{"spec":{"createdBy":"mallory@example.com"}}"#,
+            "createdBy cannot change",
         ),
     ];
     for (kind, name, patch, message) in changes {

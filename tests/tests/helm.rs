@@ -50,15 +50,50 @@ fn scratch() -> tempfile::TempDir {
 async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_value() {
     let dir = scratch();
     let url = format!("api.publicUrl={PUBLIC_URL}");
-    let lint = helm_offline(dir.path(), &["lint", "--strict", &chart(), "--set", &url])
-        .await
-        .unwrap();
-    assert!(lint.success(), "helm lint: {}{}", lint.stdout, lint.stderr);
-    assert!(lint.stdout.contains("1 chart(s) linted, 0 chart(s) failed"));
+    // With the chart's own defaults, with the one value a user sets, and with each values file
+    // chart-testing (`ct lint`, `ct install`) reads from ci/.
+    let ci_values: Vec<String> = std::fs::read_dir(chart_dir().join("ci"))
+        .unwrap()
+        .map(|f| f.unwrap().path().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with("-values.yaml"))
+        .collect();
+    assert!(
+        !ci_values.is_empty(),
+        "ci/ has values files for chart-testing"
+    );
+    let mut lints = vec![vec![], vec!["--set".to_string(), url.clone()]];
+    lints.extend(
+        ci_values
+            .iter()
+            .map(|f| vec!["--values".to_string(), f.clone()]),
+    );
+    for values in lints {
+        let mut args = vec!["lint".to_string(), "--strict".into(), chart()];
+        args.extend(values);
+        let lint = helm_offline(dir.path(), &args).await.unwrap();
+        assert!(
+            lint.success(),
+            "{}: {}{}",
+            lint.command,
+            lint.stdout,
+            lint.stderr
+        );
+        assert!(lint.stdout.contains("1 chart(s) linted, 0 chart(s) failed"));
+    }
+    for file in &ci_values {
+        let out = helm_offline(dir.path(), &["template", "rt", &chart(), "--values", file])
+            .await
+            .unwrap();
+        assert!(out.success(), "{}: {}", out.command, out.stderr);
+    }
 
     // Each bad value, and what the person who typed it reads.
     let cases: &[(&[&str], &str)] = &[
-        (&[], "at '/api/publicUrl': '' does not match pattern"),
+        (
+            &[],
+            "api.publicUrl is required: the URL attendees open, which every emailed sign-in and \
+             access link points to. Set it with --set api.publicUrl=https://events.example.com",
+        ),
         (
             &["--set", "api.publicUrl=events.example.com"],
             "at '/api/publicUrl'",
@@ -116,6 +151,93 @@ async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_val
             out.stderr
         );
     }
+}
+
+/// The control plane's Deployment as rendered with `args`.
+async fn api_deployment(dir: &Path, args: &[&str]) -> String {
+    let chart = chart();
+    let mut all = vec!["template", "rt", chart.as_str(), "--set"];
+    let url = format!("api.publicUrl={PUBLIC_URL}");
+    all.push(&url);
+    all.extend(["--show-only", "templates/api-deployment.yaml"]);
+    all.extend(args);
+    let out = helm_offline(dir, &all).await.unwrap();
+    assert!(out.success(), "{}: {}", out.command, out.stderr);
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_control_plane_runs_several_replicas_only_with_postgresql() {
+    let dir = scratch();
+    let sqlite = api_deployment(dir.path(), &["--set", "api.replicas=3"]).await;
+    assert!(
+        sqlite.contains("replicas: 1\n"),
+        "SQLite: one writer\n{sqlite}"
+    );
+    assert!(sqlite.contains("type: Recreate"));
+    assert!(sqlite.contains("ROUNDTABLE_DATABASE\n"));
+    assert!(!sqlite.contains("ROUNDTABLE_DATABASE_URL"));
+    assert!(!sqlite.contains("podAntiAffinity"));
+
+    let postgres = api_deployment(
+        dir.path(),
+        &[
+            "--set",
+            "api.database.existingSecret=pg-app",
+            "--set",
+            "api.database.existingSecretKey=uri",
+        ],
+    )
+    .await;
+    assert!(postgres.contains("replicas: 2\n"), "{postgres}");
+    assert!(postgres.contains("type: RollingUpdate"));
+    assert!(postgres.contains("name: ROUNDTABLE_DATABASE_URL"));
+    assert!(postgres.contains("name: pg-app\n") && postgres.contains("key: uri\n"));
+    assert!(postgres.contains("podAntiAffinity"));
+    assert!(!postgres.contains("claimName"), "no SQLite volume");
+
+    let chart = chart();
+    let pdb = helm_offline(
+        dir.path(),
+        &[
+            "template",
+            "rt",
+            &chart,
+            "--set",
+            &format!("api.publicUrl={PUBLIC_URL}"),
+            "--set",
+            "api.database.url=postgres://rt@db/rt",
+            "--set",
+            "api.replicas=1",
+            "--show-only",
+            "templates/api-pdb.yaml",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        !pdb.success(),
+        "one replica gets no budget that would block every drain"
+    );
+    let bad = helm_offline(
+        dir.path(),
+        &[
+            "template",
+            "rt",
+            &chart,
+            "--set",
+            &format!("api.publicUrl={PUBLIC_URL}"),
+            "--set",
+            "api.database.url=mysql://db",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        bad.stderr.contains("at '/api/database/url'"),
+        "{}",
+        bad.stderr
+    );
 }
 
 /// Renders the chart with `values` (YAML) for namespace `namespace`.
@@ -248,7 +370,8 @@ networkPolicy:
   apiFrom: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: ingress-nginx}}}}}}]
 "#
             ),
-            // Namespaced: Roles only; a Secret and an SFU policy per namespace; passcode Roles.
+            // Namespaced: Roles only; a Secret and an SFU policy per namespace; passcode Roles
+            // (the control plane's and the operator's).
             &[
                 "Deployment",
                 "Deployment",
@@ -265,9 +388,38 @@ networkPolicy:
                 "Role",
                 "Role",
                 "Role",
+                "Role",
                 "RoleBinding",
                 "RoleBinding",
                 "RoleBinding",
+                "RoleBinding",
+                "RoleBinding",
+                "Secret",
+                "Secret",
+                "Service",
+                "ServiceAccount",
+                "ServiceAccount",
+            ][..],
+        ),
+        // The control plane on PostgreSQL: replicas, their budget, the URL in a Secret, no volume.
+        (
+            format!(
+                "api: {{publicUrl: {PUBLIC_URL}, database: {{url: \"postgres://rt:pw@db:5432/rt\"}}}}\n"
+            ),
+            &[
+                "ClusterRole",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ClusterRoleBinding",
+                "Deployment",
+                "Deployment",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "PodDisruptionBudget",
+                "PodDisruptionBudget",
+                "Role",
                 "RoleBinding",
                 "Secret",
                 "Secret",
@@ -413,17 +565,8 @@ async fn helm_install_runs_the_operator_and_control_plane_with_the_charts_rbac_a
     let admin = ns.client.clone();
 
     // An external registration system's key, which the chart mounts from a Secret.
-    let registration_key = format!("registration-key-{}", ns.name);
-    let registration = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("registration".into()),
-            ..Default::default()
-        },
-        string_data: Some([("key".to_string(), registration_key.clone())].into()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(admin.clone(), &ns.name)
-        .create(&Default::default(), &registration)
+    let registration_key = cluster
+        .create_registration_secret(admin.clone(), &ns.name)
         .await
         .unwrap();
 
@@ -448,13 +591,7 @@ operator:
         pool = ns.name
     );
     let begun = Instant::now();
-    ok(cluster
-        .helm_with_stdin(
-            &["install", "rt", &chart(), "-n", &ns.name, "--values", "-"],
-            &values,
-        )
-        .await
-        .unwrap());
+    ok(cluster.helm_install("rt", &ns.name, &values).await.unwrap());
     eprintln!("e2e: helm install in {:.2?}", begun.elapsed());
     let operator_account = "rt-roundtable-operator";
     let api_account = "rt-roundtable-api";
@@ -491,7 +628,7 @@ operator:
         .await
         .unwrap();
     let roundtable =
-        this_checkouts_binary("roundtable-operator", "roundtable", "operator", &scratch).await;
+        this_checkouts_binary("roundtable", "roundtable", "roundtable", &scratch).await;
     let sfu = this_checkouts_binary("sfu-node", "sfu-node", "sfu-node", &scratch).await;
     let entrypoint =
         roundtable_entrypoint(&scratch, &roundtable, &operator_kubeconfig, &api_kubeconfig);
@@ -716,9 +853,9 @@ operator:
         .unwrap();
     assert_forbidden(
         Api::<Secret>::namespaced(operator.clone(), &ns.name)
-            .get("roundtable-join-token")
+            .list(&Default::default())
             .await,
-        "the operator reads Secrets",
+        "the operator lists Secrets",
     );
     assert_forbidden(
         Api::<Deployment>::namespaced(operator.clone(), &ns.name)
@@ -939,6 +1076,23 @@ operator:
             false,
         ),
         (operator, &["get", "secrets", "-n", home], false),
+        // It reads a Secret by name only where the control plane reads passcodes, to report a
+        // missing one (a claim where it watches); it never lists them.
+        (
+            operator,
+            &["get", "secrets", "-n", rooms.name.as_str()],
+            true,
+        ),
+        (
+            operator,
+            &["list", "secrets", "-n", rooms.name.as_str()],
+            false,
+        ),
+        (
+            operator,
+            &["get", "persistentvolumeclaims", "-n", home],
+            true,
+        ),
         (operator, &["delete", "deployments.apps", "-n", home], false),
         (
             operator,

@@ -4,17 +4,13 @@
 //! manifest, and the recording (the local mode records too) shows in the session's status as
 //! a complete MP4 that ffprobe reads, with the on-camera time as its duration.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use roundtable_control_plane::Catalog;
 use roundtable_crds::RecordingState;
+use roundtable_e2e::local::LocalStack;
 use roundtable_e2e::wait_until;
-use roundtable_operator::api::{
-    self, ApiSettings, ApiState, Catalog, Clock, Mailer, RegistrationVerifier, Store,
-};
-use roundtable_operator::local::{LocalCatalog, Runner, manifests};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sfu_node::publisher::{TestMedia, publish};
 
 const REGISTRATION_KEY: &[u8] = b"local-registration-key";
@@ -36,60 +32,17 @@ async fn the_local_mode_runs_a_started_session_and_records_it() {
     std::fs::create_dir_all(&manifests_dir).unwrap();
     let manifest = manifests_dir.join("meetup.yaml");
     std::fs::write(&manifest, manifests_for("Started")).unwrap();
-    let recordings = dir.path().join("recordings");
+    let recordings = LocalStack::recordings(dir.path());
 
-    let loaded =
-        manifests::load(&manifests::files(std::slice::from_ref(&manifests_dir)).unwrap()).unwrap();
-    let catalog = Arc::new(LocalCatalog::new(loaded, jiff::Timestamp::now()));
-    let key = b"local-join-key".to_vec();
-    let mut runner = Runner::new(
-        catalog.clone(),
-        vec![manifests_dir.clone()],
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        key.clone(),
-        recordings.clone(),
-    );
-    runner.tick().await;
-    let runner = tokio::spawn(runner.run());
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ApiState::new(
-        catalog.clone(),
-        ApiSettings {
-            store: Store::open(&dir.path().join("local.db")).unwrap(),
-            join_key: key,
-            registration: RegistrationVerifier::new(Some(REGISTRATION_KEY.to_vec()), None),
-            mailer: Mailer::Log,
-            public_url: base.clone(),
-            clock: Clock::default(),
-            recordings_dir: Some(recordings.clone()),
-        },
+    let stack = LocalStack::start(
+        &manifests_dir,
+        dir.path(),
+        b"local-join-key",
+        REGISTRATION_KEY,
     )
-    .unwrap();
-    let server =
-        tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
-
-    let http = reqwest::Client::new();
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "ada@example.com", "name": "Ada", "exp": jiff::Timestamp::now().as_second() + 3600, "tickets": []}),
-        &jsonwebtoken::EncodingKey::from_secret(REGISTRATION_KEY),
-    )
-    .unwrap();
-    let signed = http
-        .post(format!("{base}/api/signin/registration"))
-        .json(&json!({"token": token}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    .await;
+    let (catalog, http, base) = (&stack.catalog, &stack.http, &stack.base);
+    let cookie = stack.sign_in("ada@example.com", "Ada").await;
     let joined: Value = wait_until(
         "the started session to take joins",
         Duration::from_secs(30),
@@ -193,6 +146,4 @@ async fn the_local_mode_runs_a_started_session_and_records_it() {
         "the MP4 lasts {duration:.2}s for {:.2}s on camera",
         on_camera.as_secs_f64()
     );
-    server.abort();
-    runner.abort();
 }

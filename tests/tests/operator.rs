@@ -25,6 +25,15 @@ async fn cluster() -> &'static Cluster {
     cluster
 }
 
+/// A fresh namespace with the join-token Secret that SFU pods need (the chart makes it).
+async fn namespace(cluster: &Cluster, prefix: &str) -> kube::Result<TestNamespace> {
+    let ns = cluster.namespace(prefix).await.expect("a namespace");
+    roundtable_e2e::operator::create_join_token_secret(ns.client.clone(), &ns.name, "e2e-key")
+        .await
+        .expect("the join-token Secret");
+    Ok(ns)
+}
+
 fn test_config() -> OperatorConfig {
     OperatorConfig {
         sfu_image: "roundtable/sfu-node:e2e".into(),
@@ -44,6 +53,27 @@ impl Replica {
         roundtable_e2e::init_test_logs();
         RunningOperator::start(client, namespace, identity, test_config())
     }
+}
+
+/// What most tests start from: a fresh namespace (with the join-token Secret), one operator
+/// replica in it, and the LiveEvent `gala` with `event_extra` added to its spec.
+async fn with_event(
+    prefix: &str,
+    event_extra: &str,
+) -> (&'static Cluster, TestNamespace, RunningOperator) {
+    let cluster = cluster().await;
+    let ns = namespace(cluster, prefix).await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    apply_yaml(&ns, cluster, &event_yaml(event_extra)).await;
+    (cluster, ns, operator)
+}
+
+/// The pod `name` once it exists.
+async fn pod_appears(pods: &Api<Pod>, name: &str) -> Pod {
+    eventually(&format!("the pod {name}"), || async {
+        pods.get_opt(name).await.unwrap()
+    })
+    .await
 }
 
 /// Polls `check` until it returns Some, or panics after `WAIT` naming `what`.
@@ -106,17 +136,11 @@ async fn event_reasons(ns: &TestNamespace, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_started_session_gets_one_sized_pod_a_budget_and_true_status() {
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-start").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    let (cluster, ns, operator) = with_event("op-start", "").await;
     apply_yaml(&ns, cluster, &session_yaml("panel", "  lifecycle: Started\n  maxParticipants: 20\n  share: {policy: InviteOnly, invitees: [a@example.com]}\n")).await;
 
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
-    let pod = eventually("the SFU pod", || async {
-        pods.get_opt("session-panel").await.unwrap()
-    })
-    .await;
+    let pod = pod_appears(&pods, "session-panel").await;
     let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
@@ -156,8 +180,8 @@ async fn a_started_session_gets_one_sized_pod_a_budget_and_true_status() {
     })
     .await;
     assert_eq!(
-        pdb.spec.unwrap().max_unavailable,
-        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+        pdb.spec.unwrap().min_available,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
     );
 
     let s = eventually("status Starting", || async {
@@ -202,10 +226,7 @@ async fn a_started_session_gets_one_sized_pod_a_budget_and_true_status() {
 
 #[tokio::test]
 async fn a_scheduled_session_waits_for_its_warm_up_and_problems_with_references_are_reported() {
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-wait").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    let (cluster, ns, operator) = with_event("op-wait", "").await;
     apply_yaml(
         &ns,
         cluster,
@@ -281,16 +302,10 @@ async fn a_scheduled_session_waits_for_its_warm_up_and_problems_with_references_
 
 #[tokio::test]
 async fn a_deleted_pod_is_replaced_and_an_ended_session_drains_to_ended() {
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-replace").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    let (cluster, ns, operator) = with_event("op-replace", "").await;
     apply_yaml(&ns, cluster, &session_yaml("s1", "  lifecycle: Started\n")).await;
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
-    let first = eventually("the SFU pod", || async {
-        pods.get_opt("session-s1").await.unwrap()
-    })
-    .await;
+    let first = pod_appears(&pods, "session-s1").await;
 
     pods.delete("session-s1", &DeleteParams::default())
         .await
@@ -342,7 +357,7 @@ async fn a_deleted_pod_is_replaced_and_an_ended_session_drains_to_ended() {
 #[tokio::test]
 async fn two_replicas_never_duplicate_a_pod_and_the_standby_takes_over() {
     let cluster = cluster().await;
-    let ns = cluster.namespace("op-ha").await.unwrap();
+    let ns = namespace(cluster, "op-ha").await.unwrap();
     let a = Replica::start(ns.client.clone(), &ns.name, "replica-a");
     let b = Replica::start(cluster.admin_client().unwrap(), &ns.name, "replica-b");
     apply_yaml(&ns, cluster, &event_yaml("")).await;
@@ -371,10 +386,7 @@ async fn two_replicas_never_duplicate_a_pod_and_the_standby_takes_over() {
     let (leader, standby) = if a.leading() { (a, b) } else { (b, a) };
     leader.stop().await;
     apply_yaml(&ns, cluster, &session_yaml("s5", "  lifecycle: Started\n")).await;
-    eventually("the standby to create the new pod", || async {
-        pods.get_opt("session-s5").await.unwrap()
-    })
-    .await;
+    pod_appears(&pods, "session-s5").await;
     assert!(standby.leading());
     let names: Vec<String> = pods
         .list(&ListParams::default())
@@ -390,10 +402,7 @@ async fn two_replicas_never_duplicate_a_pod_and_the_standby_takes_over() {
 
 #[tokio::test]
 async fn the_event_rolls_up_its_sessions_and_rooms_start_on_a_join_request() {
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-rollup").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    let (cluster, ns, operator) = with_event("op-rollup", "").await;
     for name in ["a", "b", "c"] {
         apply_yaml(
             &ns,
@@ -429,10 +438,7 @@ async fn the_event_rolls_up_its_sessions_and_rooms_start_on_a_join_request() {
         .patch("board", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"roundtable.dev/join-requested-at": now}}})))
         .await
         .unwrap();
-    eventually("the room's pod", || async {
-        pods.get_opt("room-board").await.unwrap()
-    })
-    .await;
+    pod_appears(&pods, "room-board").await;
     operator.stop().await;
 }
 
@@ -443,7 +449,7 @@ async fn deleting_a_session_removes_everything_it_owns() {
         .start_controller_manager()
         .await
         .expect("controller-manager starts");
-    let ns = cluster.namespace("op-gc").await.unwrap();
+    let ns = namespace(cluster, "op-gc").await.unwrap();
     let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
     apply_yaml(&ns, cluster, &event_yaml("")).await;
     apply_yaml(
@@ -487,15 +493,8 @@ fn env_value(pod: &Pod, name: &str) -> Option<String> {
 #[tokio::test]
 async fn load_balancer_and_node_port_modes_announce_the_services_address() {
     use k8s_openapi::api::core::v1::Service;
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-svc").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(
-        &ns,
-        cluster,
-        &event_yaml("  sfu:\n    network:\n      mode: LoadBalancer\n"),
-    )
-    .await;
+    let (cluster, ns, operator) =
+        with_event("op-svc", "  sfu:\n    network:\n      mode: LoadBalancer\n").await;
     apply_yaml(&ns, cluster, &session_yaml("lb", "  lifecycle: Started\n")).await;
 
     // No address yet: the session waits for the load balancer and no pod runs.
@@ -525,10 +524,7 @@ async fn load_balancer_and_node_port_modes_announce_the_services_address() {
         )
         .await
         .unwrap();
-    let pod = eventually("the pod announcing the load balancer", || async {
-        pods.get_opt("session-lb").await.unwrap()
-    })
-    .await;
+    let pod = pod_appears(&pods, "session-lb").await;
     assert_eq!(
         env_value(&pod, "SFU_ADVERTISE_ADDR").as_deref(),
         Some("203.0.113.50")
@@ -562,10 +558,7 @@ async fn load_balancer_and_node_port_modes_announce_the_services_address() {
             .replace("name: gala", "name: np-event"),
     )
     .await;
-    let pod = eventually("the NodePort pod", || async {
-        pods.get_opt("session-np").await.unwrap()
-    })
-    .await;
+    let pod = pod_appears(&pods, "session-np").await;
     let service = services.get("session-np").await.unwrap();
     let node_port = service
         .spec
@@ -586,7 +579,8 @@ async fn load_balancer_and_node_port_modes_announce_the_services_address() {
 
 /// Plays the kubelet for a pod: binds it to a node and reports it running and ready at
 /// `pod_ip` on a node at `host_ip` (nothing runs it: this file needs no SFU).
-async fn run_pod(pods: &Api<Pod>, name: &str, pod_ip: &str, host_ip: &str) {
+/// Binds a pod to the fake node `e2e-node`, as the scheduler would.
+async fn bind_pod(pods: &Api<Pod>, name: &str) {
     let binding = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Binding",
@@ -597,6 +591,10 @@ async fn run_pod(pods: &Api<Pod>, name: &str, pod_ip: &str, host_ip: &str) {
         .create_subresource("binding", name, &kube::api::PostParams::default(), &binding)
         .await
         .unwrap();
+}
+
+async fn run_pod(pods: &Api<Pod>, name: &str, pod_ip: &str, host_ip: &str) {
+    bind_pod(pods, name).await;
     let status = serde_json::json!({"status": {
         "phase": "Running",
         "podIP": pod_ip,
@@ -617,10 +615,7 @@ fn args(pod: &Pod) -> Vec<String> {
 
 #[tokio::test]
 async fn kubectl_scale_runs_relay_pods_pointed_at_the_origin_and_scaling_to_zero_removes_them() {
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-relays").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    let (cluster, ns, operator) = with_event("op-relays", "").await;
     apply_yaml(
         &ns,
         cluster,
@@ -631,10 +626,7 @@ async fn kubectl_scale_runs_relay_pods_pointed_at_the_origin_and_scaling_to_zero
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
-    let origin = eventually("the origin pod", || async {
-        pods.get_opt("session-big").await.unwrap()
-    })
-    .await;
+    let origin = pod_appears(&pods, "session-big").await;
     let origin_port = roundtable_operator::plan::pod::host_port_of(&origin).unwrap();
     // Nothing listens on loopback's admin port: the origin's /stats is refused at once.
     run_pod(&pods, "session-big", "127.0.0.1", "127.0.0.1").await;
@@ -788,7 +780,7 @@ async fn fake_stats(watching: std::sync::Arc<std::sync::atomic::AtomicI32>) -> u
 async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subresource() {
     use std::sync::atomic::Ordering;
     let cluster = cluster().await;
-    let ns = cluster.namespace("op-autoscale").await.unwrap();
+    let ns = namespace(cluster, "op-autoscale").await.unwrap();
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let admin_port = fake_stats(watching.clone()).await;
     roundtable_e2e::init_test_logs();
@@ -812,10 +804,7 @@ async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subres
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
-    eventually("the origin pod", || async {
-        pods.get_opt("session-surge").await.unwrap()
-    })
-    .await;
+    pod_appears(&pods, "session-surge").await;
     run_pod(&pods, "session-surge", "127.0.0.1", "127.0.0.1").await;
     let selector =
         "roundtable.dev/kind=session,roundtable.dev/room=surge,roundtable.dev/role=relay";
@@ -885,13 +874,9 @@ async fn the_autoscaler_follows_the_live_watching_count_through_the_scale_subres
 #[tokio::test]
 async fn in_node_port_mode_each_relay_gets_its_own_service_and_announces_it() {
     use k8s_openapi::api::core::v1::Service;
-    let cluster = cluster().await;
-    let ns = cluster.namespace("op-relay-np").await.unwrap();
-    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
-    apply_yaml(
-        &ns,
-        cluster,
-        &event_yaml("  sfu:\n    network:\n      mode: NodePort\n"),
+    let (cluster, ns, operator) = with_event(
+        "op-relay-np",
+        "  sfu:\n    network:\n      mode: NodePort\n",
     )
     .await;
     apply_yaml(
@@ -902,16 +887,10 @@ async fn in_node_port_mode_each_relay_gets_its_own_service_and_announces_it() {
     .await;
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
     let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
-    eventually("the origin pod", || async {
-        pods.get_opt("session-np").await.unwrap()
-    })
-    .await;
+    pod_appears(&pods, "session-np").await;
     run_pod(&pods, "session-np", "127.0.0.1", "127.0.0.1").await;
 
-    let relay = eventually("the relay pod", || async {
-        pods.get_opt("session-np-relay-0").await.unwrap()
-    })
-    .await;
+    let relay = pod_appears(&pods, "session-np-relay-0").await;
     let service = services.get("session-np-relay-0").await.unwrap();
     let spec = service.spec.clone().unwrap();
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
@@ -962,4 +941,402 @@ async fn in_node_port_mode_each_relay_gets_its_own_service_and_announces_it() {
         "the origin's stays"
     );
     operator.stop().await;
+}
+
+/// Waits until `name`'s Ready condition has `reason`, and returns the session.
+async fn ready_reason(ns: &TestNamespace, name: &str, reason: &str) -> Session {
+    eventually(&format!("{name}: Ready reason {reason}"), || async {
+        let s = session(ns, name).await;
+        (condition(&s, "Ready")?.1 == reason).then_some(s)
+    })
+    .await
+}
+
+fn phase(s: &Session) -> Option<roundtable_crds::LivePhase> {
+    s.status.as_ref()?.phase
+}
+
+async fn warning_event(ns: &TestNamespace, name: &str, reason: &str) -> String {
+    let events: Api<Event> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually(&format!("a Warning Event {reason} on {name}"), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .map(|e| e.message.unwrap_or_default())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_problem_a_user_causes_shows_in_status_events_and_kubectl_and_fixing_it_recovers() {
+    let cluster = cluster().await;
+    // No join-token Secret yet: the first problem an installation without the chart meets.
+    let ns = cluster.namespace("op-problems").await.unwrap();
+    let operator = Replica::start(ns.client.clone(), &ns.name, "replica-a");
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    apply_yaml(&ns, cluster, &event_yaml("")).await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("panel", "  lifecycle: Started\n"),
+    )
+    .await;
+
+    // The join-token Secret is missing: Failed, with the command that fixes it, and no pod
+    // that would sit in CreateContainerConfigError.
+    let s = ready_reason(&ns, "panel", "JoinTokenSecretMissing").await;
+    assert_eq!(phase(&s), Some(roundtable_crds::LivePhase::Failed));
+    let message = &s.status.as_ref().unwrap().conditions[0].message;
+    assert!(
+        message.contains("kubectl create secret generic roundtable-join-token"),
+        "{message}"
+    );
+    warning_event(&ns, "panel", "JoinTokenSecretMissing").await;
+    let out = cluster
+        .kubectl(&["get", "sessions", "-n", &ns.name])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(out.contains("Failed"), "kubectl get shows the phase: {out}");
+    assert!(pods.get_opt("session-panel").await.unwrap().is_none());
+    // Fixed: it recovers on its own.
+    roundtable_e2e::operator::create_join_token_secret(ns.client.clone(), &ns.name, "e2e-key")
+        .await
+        .unwrap();
+    pod_appears(&pods, "session-panel").await;
+
+    // The scale subresource of a session that never set relays reads 0 (an HPA can use it),
+    // and its budget counts its pod itself instead of asking the Session for a scale.
+    let scale = cluster
+        .kubectl(&[
+            "get",
+            "--subresource=scale",
+            "session",
+            "panel",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await
+        .unwrap();
+    assert!(scale.success(), "{}", scale.stderr);
+    // Scale omits a zero `replicas`.
+    assert!(matches!(scale.stdout.trim(), "" | "0"), "{}", scale.stdout);
+
+    // Live: one Live Event, however often it reconciles.
+    run_pod(&pods, "session-panel", "127.0.0.1", "127.0.0.1").await;
+    ready_reason(&ns, "panel", "Live").await;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lives = event_reasons(&ns, "panel")
+        .await
+        .iter()
+        .filter(|r| *r == "Live")
+        .count();
+    assert_eq!(lives, 1, "the Live Event is recorded once");
+
+    // The SFU pod vanishes: Degraded stays True until the replacement is ready, and status
+    // counts the restart (kubectl get -o wide shows it).
+    pods.delete(
+        "session-panel",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s = eventually("panel is degraded while its pod is replaced", || async {
+        let s = session(&ns, "panel").await;
+        let restarted = s.status.as_ref()?.restarts.unwrap_or(0) >= 1;
+        (restarted && condition(&s, "Degraded")?.0 == "True").then_some(s)
+    })
+    .await;
+    assert_eq!(condition(&s, "Degraded").unwrap().1, "PodReplaced");
+    let wide = cluster
+        .kubectl(&["get", "sessions", "panel", "-n", &ns.name, "-o", "wide"])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(wide.lines().next().unwrap().contains("RESTARTS"), "{wide}");
+    // Still degraded a few reconciles later, while the replacement is not ready.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        condition(&session(&ns, "panel").await, "Degraded")
+            .unwrap()
+            .0,
+        "True"
+    );
+    pod_appears(&pods, "session-panel").await;
+    run_pod(&pods, "session-panel", "127.0.0.1", "127.0.0.1").await;
+    let s = ready_reason(&ns, "panel", "Live").await;
+    let degraded = condition(&s, "Degraded").unwrap();
+    assert_eq!(
+        (degraded.0.as_str(), degraded.1.as_str()),
+        ("False", "Recovered")
+    );
+    let status = s.status.unwrap();
+    assert!(status.restarts.unwrap_or(0) >= 1, "{:?}", status.restarts);
+    assert!(status.last_restart.is_some());
+
+    // A name of 70 characters: the label values are shortened like the pod name.
+    let long = format!("a{}", "-long-name".repeat(7))
+        .chars()
+        .take(70)
+        .collect::<String>();
+    apply_yaml(&ns, cluster, &session_yaml(&long, "  lifecycle: Started\n")).await;
+    let long_pod = eventually("the long-named session's pod", || async {
+        pods.list(&ListParams::default().labels("roundtable.dev/role=origin"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|p| p.metadata.name.as_deref() != Some("session-panel"))
+    })
+    .await;
+    for (key, value) in long_pod.metadata.labels.unwrap() {
+        assert!(value.len() <= 63, "{key}={value}");
+    }
+    eventually("the long-named session is Starting", || async {
+        let s = session(&ns, &long).await;
+        (phase(&s) == Some(roundtable_crds::LivePhase::Starting)).then_some(())
+    })
+    .await;
+
+    // A PriorityClass that does not exist: the API server refuses the pod, and status says
+    // so in its words; creating the class lets the next retry succeed.
+    let class = format!("{}-media", ns.name);
+    let placement = format!("  sfu: {{placement: {{priorityClassName: {class}}}}}\n");
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml(&placement).replace("name: gala", "name: prio"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("ranked", "  lifecycle: Started\n").replace("event: gala", "event: prio"),
+    )
+    .await;
+    let s = ready_reason(&ns, "ranked", "PodForbidden").await;
+    assert_eq!(phase(&s), Some(roundtable_crds::LivePhase::Failed));
+    let message = condition_message(&s, "Ready");
+    assert!(message.contains(&class), "{message}");
+    let note = warning_event(&ns, "ranked", "PodForbidden").await;
+    assert!(note.contains(&class), "{note}");
+    let described = cluster
+        .kubectl(&["describe", "session", "ranked", "-n", &ns.name])
+        .await
+        .unwrap();
+    assert!(
+        described.stdout.contains("PodForbidden"),
+        "{}",
+        described.stdout
+    );
+    let classes = cluster
+        .kubectl_with_stdin(
+            &["apply", "-f", "-"],
+            Some(&format!("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {class}\nvalue: 1000\n")),
+        )
+        .await
+        .unwrap();
+    assert!(classes.success(), "{}", classes.stderr);
+    pod_appears(&pods, "session-ranked").await;
+    ready_reason(&ns, "ranked", "PodNotScheduled").await;
+
+    // The kubelet cannot start sfu-node (here: a Secret key it needs is missing, as a kubelet
+    // reports it): Failed with the kubelet's words; once it starts, Live.
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("stuck", "  lifecycle: Started\n"),
+    )
+    .await;
+    pod_appears(&pods, "session-stuck").await;
+    bind_pod(&pods, "session-stuck").await;
+    let waiting = serde_json::json!({"status": {
+        "phase": "Pending",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{
+            "name": "sfu-node", "ready": false, "restartCount": 0, "image": "sfu-node", "imageID": "",
+            "state": {"waiting": {
+                "reason": "CreateContainerConfigError",
+                "message": "couldn't find key key in Secret op-problems/roundtable-join-token",
+            }},
+        }],
+    }});
+    pods.patch_status(
+        "session-stuck",
+        &PatchParams::default(),
+        &Patch::Merge(waiting),
+    )
+    .await
+    .unwrap();
+    let s = ready_reason(&ns, "stuck", "PodCannotStart").await;
+    assert_eq!(phase(&s), Some(roundtable_crds::LivePhase::Failed));
+    assert!(
+        condition_message(&s, "Ready").contains("CreateContainerConfigError: couldn't find key")
+    );
+    warning_event(&ns, "stuck", "PodCannotStart").await;
+    let running = serde_json::json!({"status": {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "hostIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{
+            "name": "sfu-node", "ready": true, "restartCount": 0, "image": "sfu-node", "imageID": "",
+            "state": {"running": {}},
+        }],
+    }});
+    pods.patch_status(
+        "session-stuck",
+        &PatchParams::default(),
+        &Patch::Merge(running),
+    )
+    .await
+    .unwrap();
+    ready_reason(&ns, "stuck", "Live").await;
+
+    // A schedule entirely in the past: Ended, and said why, once.
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml(
+            "past",
+            "  start: \"2020-06-01T10:00:00Z\"\n  end: \"2020-06-01T11:00:00Z\"\n",
+        ),
+    )
+    .await;
+    let s = ready_reason(&ns, "past", "EndedBeforeStart").await;
+    assert_eq!(phase(&s), Some(roundtable_crds::LivePhase::Ended));
+    warning_event(&ns, "past", "ScheduleInPast").await;
+
+    // Scheduled outside its event's window: accepted, and reported.
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("late", "  start: \"2099-06-01T10:00:00Z\"\n"),
+    )
+    .await;
+    let s = eventually("late reports it is outside the event", || async {
+        let s = session(&ns, "late").await;
+        (condition(&s, "ReferencesResolved")?.1 == "OutsideEventWindow").then_some(s)
+    })
+    .await;
+    assert!(condition_message(&s, "ReferencesResolved").contains("after LiveEvent gala ends"));
+
+    // Recording on, but the event's claim does not exist: the session runs, says it is not
+    // recorded, and no recorder Job waits for ever.
+    apply_yaml(
+        &ns,
+        cluster,
+        &event_yaml("  recordingStorage: {persistentVolumeClaim: absent}\n")
+            .replace("name: gala", "name: taped"),
+    )
+    .await;
+    apply_yaml(
+        &ns,
+        cluster,
+        &session_yaml("taped", "  lifecycle: Started\n  recording: true\n")
+            .replace("event: gala", "event: taped"),
+    )
+    .await;
+    let s = eventually("taped reports the missing claim", || async {
+        let s = session(&ns, "taped").await;
+        (condition(&s, "ReferencesResolved")?.1 == "RecordingClaimNotFound").then_some(s)
+    })
+    .await;
+    assert_ne!(
+        phase(&s),
+        Some(roundtable_crds::LivePhase::Failed),
+        "the session itself runs"
+    );
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no recorder Job"
+    );
+
+    // A Room whose passcode Secret does not exist: references not resolved.
+    apply_yaml(&ns, cluster, "apiVersion: roundtable.dev/v1alpha1\nkind: Room\nmetadata:\n  name: standup\nspec:\n  host: ada\n  slug: standup\n  hosts: [ada@example.com]\n  passcode: {name: standup-passcode, key: code}\n").await;
+    let rooms: Api<Room> = Api::namespaced(ns.client.clone(), &ns.name);
+    let room = eventually("the room reports its missing passcode Secret", || async {
+        let r = rooms.get("standup").await.unwrap();
+        let c = r
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ReferencesResolved")?
+            .clone();
+        (c.reason == "PasscodeSecretMissing").then_some(r)
+    })
+    .await;
+    let ready = room
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        ready.reason, "Idle",
+        "a room nobody asked to join is idle, not ended: {}",
+        ready.message
+    );
+
+    // The LiveEvent is deleted under a live session: its pod is drained, and the session is
+    // Failed with the reason (re-creating the event brings it back).
+    let events: Api<LiveEvent> = Api::namespaced(ns.client.clone(), &ns.name);
+    events
+        .delete("prio", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = ready_reason(&ns, "ranked", "EventNotFound").await;
+    assert!(matches!(
+        phase(&s),
+        Some(roundtable_crds::LivePhase::Draining | roundtable_crds::LivePhase::Failed)
+    ));
+    warning_event(&ns, "ranked", "EventNotFound").await;
+    eventually("the orphaned pod goes", || async {
+        pods.get_opt("session-ranked")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let s = eventually("ranked is Failed once drained", || async {
+        let s = session(&ns, "ranked").await;
+        (phase(&s) == Some(roundtable_crds::LivePhase::Failed)).then_some(s)
+    })
+    .await;
+    assert_eq!(condition(&s, "Ready").unwrap().1, "EventNotFound");
+
+    let _ = cluster.kubectl(&["delete", "priorityclass", &class]).await;
+    operator.stop().await;
+}
+
+fn condition_message(session: &Session, type_: &str) -> String {
+    session
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }

@@ -137,3 +137,18 @@ every copy of the Secret and the control plane's checksum agree.
 {{- end -}}
 {{- .Values.joinToken.resolvedKey -}}
 {{- end -}}
+
+{{/* "true" when the control plane keeps its state in PostgreSQL (several replicas). */}}
+{{- define "roundtable.apiPostgres" -}}
+{{- if or .Values.api.database.url .Values.api.database.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* Control-plane replicas: api.replicas with PostgreSQL, 1 with SQLite (one writer). */}}
+{{- define "roundtable.apiReplicas" -}}
+{{- if include "roundtable.apiPostgres" . }}{{ .Values.api.replicas }}{{ else }}1{{ end -}}
+{{- end -}}
+
+{{/* The Secret holding the TURN REST shared secret. */}}
+{{- define "roundtable.turnSecretName" -}}
+{{- default (printf "%s-turn" .Release.Name) .Values.turn.existingSecret -}}
+{{- end }}

@@ -13,7 +13,6 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use roundtable_crds::{LiveEvent, Session, Stage};
 use serde_json::json;
-use tracing::warn;
 
 use super::Context;
 use crate::plan::rollup::{RoomTotals, rollup};
@@ -57,7 +56,7 @@ pub fn controller(
 
 fn error_policy(event: Arc<LiveEvent>, error: &Error, ctx: Arc<Context>) -> Action {
     let retry = ctx.failed(super::failure_key(event.as_ref()));
-    warn!(name = %event.name_any(), %error, ?retry, "LiveEvent reconcile failed");
+    super::report_failure(event.as_ref(), CONTROLLER, error, retry, &ctx);
     Action::requeue(retry)
 }
 

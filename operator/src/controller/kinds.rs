@@ -4,16 +4,18 @@
 use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
-use roundtable_crds::{LiveEvent, LivePhase, RecordingSummary, Room, RoomPhase, Session, Stage};
+use roundtable_crds::{
+    LiveEvent, LivePhase, PodRestart, RecordingSummary, Room, RoomPhase, Session, Stage,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::relays::RelayFacts;
 use crate::config::OperatorConfig;
-use crate::plan::decide::{Plan, Problem, room_desired};
+use crate::plan::decide::{Plan, Problem, Restarts, Severity, room_desired};
 use crate::plan::relay::RelaySpec;
-use crate::plan::room::LiveRoom;
-use crate::plan::schedule::{Desired, desired};
+use crate::plan::schedule::{Desired, Over, desired};
+use roundtable_crds::live_room::LiveRoom;
 
 /// Annotation the control plane sets on a Room when someone wants to join (RFC 3339 time).
 pub const JOIN_REQUESTED: &str = "roundtable.dev/join-requested-at";
@@ -28,6 +30,7 @@ pub struct Previous {
     pub ended_at: Option<Timestamp>,
     pub last_active: Option<Timestamp>,
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    pub restarts: Restarts,
 }
 
 /// The facts a status is written from.
@@ -83,6 +86,11 @@ pub trait LiveKind:
     /// The status object to apply.
     fn status(&self, facts: &StatusFacts<'_>) -> Value;
 
+    /// The Secret and key of a room's passcode, when it has one.
+    fn passcode_secret(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// Whether the room is recorded (sessions with `recording: true`).
     fn recording(&self) -> bool {
         false
@@ -105,6 +113,7 @@ fn live_previous(
     started: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     ended: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    restarts: (Option<i32>, Option<&PodRestart>),
 ) -> Previous {
     Previous {
         phase,
@@ -114,6 +123,10 @@ fn live_previous(
         ended_at: ended.map(|t| t.0),
         last_active: None,
         conditions: conditions.to_vec(),
+        restarts: Restarts {
+            count: restarts.0.unwrap_or(0),
+            last: restarts.1.map(|r| (r.at.0, r.reason.clone())),
+        },
     }
 }
 
@@ -125,6 +138,11 @@ fn common_status(facts: &StatusFacts<'_>) -> Value {
         "endpoint": facts.endpoint,
         "onCamera": counts.on_camera,
         "watching": counts.watching,
+        "restarts": (facts.plan.restarts.count > 0).then_some(facts.plan.restarts.count),
+        "lastRestart": facts.plan.restarts.last.as_ref().map(|(at, reason)| json!({
+            "at": time(Some(*at)),
+            "reason": reason,
+        })),
     })
 }
 
@@ -172,6 +190,7 @@ impl LiveKind for Session {
             s.started_at.as_ref(),
             s.ended_at.as_ref(),
             &s.conditions,
+            (s.restarts, s.last_restart.as_ref()),
         )
     }
 
@@ -207,7 +226,7 @@ impl LiveKind for Session {
                         known.join(", ")
                     }
                 ),
-                blocking: false,
+                severity: Severity::Warning,
             });
         }
         if self.spec.recording && event.spec.recording_storage.is_none() {
@@ -217,7 +236,7 @@ impl LiveKind for Session {
                     "recording is on but LiveEvent {} has no recordingStorage",
                     self.spec.event
                 ),
-                blocking: false,
+                severity: Severity::Warning,
             });
         }
         problems
@@ -272,7 +291,14 @@ impl LiveKind for Stage {
 
     fn previous(&self) -> Previous {
         let s = self.status.clone().unwrap_or_default();
-        live_previous(s.phase, (None, s.peak_watching), None, None, &s.conditions)
+        live_previous(
+            s.phase,
+            (None, s.peak_watching),
+            None,
+            None,
+            &s.conditions,
+            (s.restarts, s.last_restart.as_ref()),
+        )
     }
 
     fn status(&self, facts: &StatusFacts<'_>) -> Value {
@@ -324,7 +350,14 @@ impl LiveKind for Room {
         });
         Previous {
             last_active: s.last_active.map(|t| t.0),
-            ..live_previous(phase, (None, None), None, None, &s.conditions)
+            ..live_previous(
+                phase,
+                (None, None),
+                None,
+                None,
+                &s.conditions,
+                (s.restarts, s.last_restart.as_ref()),
+            )
         }
     }
 
@@ -348,9 +381,16 @@ impl LiveKind for Room {
             });
         match room_desired(requested, self.previous().last_active, idle, now) {
             // An idle room is not over: it just has no pod until someone asks again.
-            Desired::Waiting { .. } => Desired::Over,
+            Desired::Waiting { .. } => Desired::Over(Over::Idle),
             live => live,
         }
+    }
+
+    fn passcode_secret(&self) -> Option<(String, String)> {
+        self.spec
+            .passcode
+            .as_ref()
+            .map(|p| (p.name.clone(), p.key.clone()))
     }
 
     fn status(&self, facts: &StatusFacts<'_>) -> Value {

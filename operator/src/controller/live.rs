@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -18,9 +18,13 @@ use super::Context;
 use super::kinds::{LiveKind, StatusFacts};
 use super::observe;
 use crate::plan::conditions::conditions;
-use crate::plan::decide::{ConditionPlan, EventPlan, Observed, PodAction, Problem, decide};
+use crate::plan::decide::{
+    Child, ChildFailure, ConditionPlan, EventPlan, Observed, POD_LOST, PodAction, Problem,
+    Severity, decide,
+};
 use crate::plan::pod::{disruption_budget, endpoint, host_port_of, pod_name, sfu_pod};
 use crate::plan::ports::pick_host_port;
+use crate::plan::references::{self, Found};
 use crate::plan::service;
 use crate::{Error, Result};
 
@@ -30,13 +34,63 @@ pub async fn reconcile<K: LiveKind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let result = apply(obj.as_ref(), &ctx).await;
     ctx.metrics.reconciled(K::CONTROLLER, result.is_ok());
     match &result {
+        // A child the API server refused keeps its backoff growing until a retry succeeds.
+        Ok(outcome) if outcome.child_failed => {}
         Ok(_) => ctx.succeeded(&super::failure_key(obj.as_ref())),
         Err(error) => ctx.metrics.failed(K::CONTROLLER, error),
     }
-    result
+    result.map(|outcome| outcome.action)
 }
 
-async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
+/// What one reconcile did.
+struct Outcome {
+    action: Action,
+    /// A child (pod, Service, budget) was refused: the status says why and the retry backs off.
+    child_failed: bool,
+}
+
+/// Turns a refused write of a child into what status says; other errors (the API server
+/// unreachable, a conflict) stay errors and are retried.
+fn refused(child: Child, error: kube::Error) -> Result<ChildFailure> {
+    match error {
+        kube::Error::Api(e) if (400..500).contains(&e.code) && e.code != 409 => {
+            Ok(ChildFailure::from_api(child, e.code, &e.reason, &e.message))
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// What a metadata read of a Secret (and its key) found.
+async fn find_secret(client: &kube::Client, namespace: &str, name: &str, key: &str) -> Found {
+    match Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+    {
+        Ok(None) => Found::Missing,
+        Ok(Some(secret)) => {
+            let has = secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+                || secret
+                    .string_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(key));
+            if has { Found::Yes } else { Found::MissingKey }
+        }
+        Err(_) => Found::Unknown,
+    }
+}
+
+async fn find_claim(client: &kube::Client, namespace: &str, name: &str) -> Found {
+    match Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .get_metadata_opt(name)
+        .await
+    {
+        Ok(None) => Found::Missing,
+        Ok(Some(_)) => Found::Yes,
+        Err(_) => Found::Unknown,
+    }
+}
+
+async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
     let now = Timestamp::now();
     let room = obj.room();
     let namespace = room.namespace.clone();
@@ -52,11 +106,38 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     if let (Some(name), None) = (&room.event, &event) {
         problems.push(Problem {
             reason: "EventNotFound",
-            message: format!("LiveEvent {name} does not exist in namespace {namespace}"),
-            blocking: true,
+            message: format!(
+                "LiveEvent {name} does not exist in namespace {namespace}; the room cannot run without it (a live SFU pod is drained)"
+            ),
+            severity: Severity::StopsRoom,
         });
     }
     problems.extend(obj.reference_problems(event.as_ref()));
+    if let Some(e) = &event {
+        problems.extend(references::outside_event_window(
+            room.start,
+            room.end,
+            &e.name_any(),
+            e.spec.start.0,
+            e.spec.end.0,
+        ));
+    }
+    if let Some((secret, key)) = obj.passcode_secret() {
+        let found = find_secret(&client, &namespace, &secret, &key).await;
+        problems.extend(references::passcode(&namespace, &secret, &key, found));
+    }
+    let claim = event
+        .as_ref()
+        .and_then(|e| e.spec.recording_storage.as_ref())
+        .map(|s| s.persistent_volume_claim.clone())
+        .filter(|_| obj.recording());
+    let claim_found = match &claim {
+        Some(claim) => find_claim(&client, &namespace, claim).await,
+        None => Found::Unknown,
+    };
+    if let Some(claim) = &claim {
+        problems.extend(references::recording_claim(&namespace, claim, claim_found));
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let name = pod_name(&room);
     let pod = ctx
@@ -77,8 +158,39 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         _ => None,
     };
 
+    // The join-token Secret is read when a pod is to be made: without it the kubelet cannot
+    // start one (a running pod read its key when it started).
+    if pod.is_none() && !ctx.config.token_secret.is_empty() {
+        let (secret, key) = (&ctx.config.token_secret, &ctx.config.token_secret_key);
+        let found = find_secret(&client, &namespace, secret, key).await;
+        problems.extend(references::join_token(&namespace, secret, key, found));
+    }
+
     // Plan.
-    let previous = obj.previous();
+    let mut previous = obj.previous();
+    // The watch cache may not hold this process's last status write yet: the phase it wrote
+    // is newer (so an Event such as Live is recorded once).
+    let written = ctx.last_written(obj);
+    if let Some(w) = &written {
+        previous.phase = Some(w.phase);
+        previous.restarts = w.restarts.clone();
+    }
+    let previous_ready = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone());
+    let degraded = previous
+        .conditions
+        .iter()
+        .find(|c| {
+            c.type_ == "Degraded" && c.status == "True" && POD_LOST.contains(&c.reason.as_str())
+        })
+        .map(|c| c.message.clone());
+    let degraded = match written {
+        Some(w) => w.degraded,
+        None => degraded,
+    };
     let desired = obj.desired(event.as_ref(), now, &ctx.config);
     let had_pod = {
         let mut seen = ctx.pods_seen.lock().expect("not poisoned");
@@ -86,7 +198,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         let had = seen.contains(&key);
         if pod.is_some() {
             seen.insert(key);
-        } else if matches!(desired, crate::plan::schedule::Desired::Over) {
+        } else if matches!(desired, crate::plan::schedule::Desired::Over(_)) {
             seen.remove(&key);
         }
         had
@@ -96,6 +208,8 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         counts,
         problems,
         had_pod,
+        degraded,
+        restarts: previous.restarts.clone(),
     };
     let mut plan = decide(
         desired,
@@ -113,10 +227,12 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         .controller_owner_ref(&())
         .expect("a stored object has a name and uid");
 
-    // Apply: pod and disruption budget.
+    // Apply: pod and disruption budget. A write the API server refuses (an invalid
+    // quantity, a PriorityClass that does not exist, a quota) is what status reports.
     let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+    let mut failure: Option<ChildFailure> = None;
     match plan.pod {
-        PodAction::Ensure if pod.is_none() => {
+        PodAction::Ensure if pod.is_none() => 'create: {
             // In LoadBalancer and NodePort modes the Service comes first: the SFU announces
             // its address.
             let mut port = free_host_port(ctx)?;
@@ -124,11 +240,16 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
             if let Some(desired) = service::media_service(&room, &settings, port, owner.clone()) {
                 let current = match &media_svc {
                     Some(existing) => existing.clone(),
-                    None => {
-                        services
-                            .patch(&name, &params, &Patch::Apply(&desired))
-                            .await?
-                    }
+                    None => match services
+                        .patch(&name, &params, &Patch::Apply(&desired))
+                        .await
+                    {
+                        Ok(created) => created,
+                        Err(e) => {
+                            failure = Some(refused(Child::Service, e)?);
+                            break 'create;
+                        }
+                    },
                 };
                 port = current
                     .spec
@@ -182,14 +303,23 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                     }
                     // Another reconcile (or the previous leader) created it first: never a
                     // duplicate, and nothing new to report.
-                    Err(kube::Error::Api(e)) if e.code == 409 => plan.event = None,
-                    Err(e) => return Err(e.into()),
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        plan.event = None;
+                        plan.restarts = previous.restarts.clone();
+                    }
+                    Err(e) => {
+                        failure = Some(refused(Child::Pod, e)?);
+                        break 'create;
+                    }
                 }
             }
             let pdb = disruption_budget(&room, owner.clone());
-            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+            if let Err(e) = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
                 .patch(&name, &params, &Patch::Apply(&pdb))
-                .await?;
+                .await
+            {
+                failure = Some(refused(Child::DisruptionBudget, e)?);
+            }
         }
         PodAction::Drain | PodAction::Replace => {
             if let Some(pod) = &pod {
@@ -230,6 +360,17 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         }
         PodAction::Ensure | PodAction::Keep => {}
     }
+    let child_failed = failure.is_some();
+    if let Some(failure) = failure {
+        warn!(kind = K::CONTROLLER, %namespace, name = %obj.name_any(), reason = failure.reason, detail = %failure.message, "a child was refused; reported in status");
+        let backoff = ctx.failed(super::failure_key(obj));
+        plan = plan.child_failed(
+            failure,
+            previous_ready.as_deref(),
+            &previous.restarts,
+            backoff,
+        );
+    }
 
     // Events.
     if let Some(planned) = &plan.event {
@@ -262,6 +403,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
                 plan.phase,
                 pod.as_ref(),
                 &previous_recordings,
+                claim_found != Found::Missing,
             )
             .await?,
         )
@@ -269,6 +411,14 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         None
     };
     let recorder_active = recordings.as_ref().is_some_and(|r| r.active);
+    if let Some(failed) = recordings.as_ref().and_then(|r| r.failed.clone()) {
+        plan.conditions.push(ConditionPlan {
+            type_: "Recording",
+            status: false,
+            reason: failed.reason,
+            message: failed.message,
+        });
+    }
 
     // Relays: the autoscaler, the relay pods and what they report.
     let relays = super::relays::reconcile(
@@ -344,6 +494,18 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
     Api::<K>::namespaced(client, &namespace)
         .patch_status(&obj.name_any(), &params, &Patch::Apply(&status))
         .await?;
+    ctx.remember_written(
+        obj,
+        super::Written {
+            phase: plan.phase,
+            restarts: plan.restarts.clone(),
+            degraded: plan
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status && POD_LOST.contains(&c.reason))
+                .map(|c| c.message.clone()),
+        },
+    );
     ctx.record_room(&room, live.then_some((counts.on_camera, counts.watching)));
     ctx.metrics.relays(
         &room,
@@ -367,7 +529,10 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Action> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+    Ok(Outcome {
+        action: requeue.map_or_else(Action::await_change, Action::requeue),
+        child_failed,
+    })
 }
 
 /// The least used hostPort among the SFU pods the operator knows of.

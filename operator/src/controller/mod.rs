@@ -32,10 +32,21 @@ use tracing::{info, warn};
 
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
+use crate::plan::decide::Restarts;
 use crate::plan::pod::{APP, LABEL_APP};
-use crate::plan::room::{Kind, LiveRoom};
 use crate::{Error, FIELD_MANAGER};
 use kinds::LiveKind;
+use roundtable_crds::live_room::{Kind, LiveRoom};
+
+/// What this process last wrote to an object's status: newer than the watch cache right
+/// after the write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub phase: roundtable_crds::LivePhase,
+    pub restarts: Restarts,
+    /// The `Degraded` message while a lost pod is being replaced.
+    pub degraded: Option<String>,
+}
 
 /// What every reconcile shares.
 pub struct Context {
@@ -57,6 +68,9 @@ pub struct Context {
     pub pods_seen: Mutex<std::collections::HashSet<String>>,
     /// Consecutive failed reconciles per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The phase and restarts this process last wrote per object (by uid), newer than the
+    /// watch cache right after a write.
+    written: Mutex<HashMap<String, Written>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -79,6 +93,22 @@ impl Context {
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().expect("not poisoned").remove(key);
+    }
+
+    /// The phase and restarts this process last wrote for `obj`.
+    pub fn last_written<K: kube::Resource>(&self, obj: &K) -> Option<Written> {
+        let uid = obj.meta().uid.as_ref()?;
+        self.written.lock().expect("not poisoned").get(uid).cloned()
+    }
+
+    /// Remembers the phase and restarts written for `obj`.
+    pub fn remember_written<K: kube::Resource>(&self, obj: &K, written: Written) {
+        if let Some(uid) = obj.meta().uid.clone() {
+            self.written
+                .lock()
+                .expect("not poisoned")
+                .insert(uid, written);
+        }
     }
 
     /// An API over the watched namespace (or all of them).
@@ -112,8 +142,44 @@ impl Context {
 
 fn error_policy<K: LiveKind>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let retry = ctx.failed(failure_key::<K>(&obj));
-    warn!(kind = K::CONTROLLER, name = %obj.name_any(), %error, ?retry, "reconcile failed");
+    report_failure(obj.as_ref(), K::CONTROLLER, error, retry, &ctx);
     Action::requeue(retry)
+}
+
+/// A reconcile that failed for a reason outside what status already reports (the API server
+/// unreachable, a conflict): logged, and recorded as a Warning Event `ReconcileFailed` on the
+/// object so that `kubectl describe` shows it too. The caller retries after `retry`.
+pub fn report_failure<K>(
+    obj: &K,
+    controller: &str,
+    error: &Error,
+    retry: Duration,
+    ctx: &Arc<Context>,
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    warn!(
+        kind = controller,
+        namespace = %obj.namespace().unwrap_or_default(),
+        name = %obj.name_any(),
+        %error,
+        ?retry,
+        "reconcile failed"
+    );
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "ReconcileFailed".into(),
+        note: Some(format!("{error}; retrying in {}s", retry.as_secs())),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = obj.object_ref(&());
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not record an Event");
+        }
+    });
 }
 
 /// The key of an object in the failure counts.
@@ -155,6 +221,7 @@ pub async fn run(
         stages: stages.clone(),
         live: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        written: Mutex::new(HashMap::new()),
         pods_seen: Mutex::new(Default::default()),
     });
     let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));

@@ -43,11 +43,39 @@ pub fn pod_state(pod: &Pod) -> PodState {
                 .and_then(|c| c.message.clone());
             PodState::Unscheduled { unschedulable }
         }
-        _ => PodState::Running {
-            ready: condition("Ready").is_some_and(|c| c.status == "True"),
-        },
+        _ => {
+            let ready = condition("Ready").is_some_and(|c| c.status == "True");
+            let stuck = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.waiting.clone())
+                .find(|w| w.reason.as_deref().is_some_and(|r| STUCK.contains(&r)));
+            match stuck {
+                Some(waiting) if !ready => PodState::Stuck {
+                    reason: waiting.reason.unwrap_or_default(),
+                    message: waiting
+                        .message
+                        .unwrap_or_else(|| "the kubelet gave no detail".into()),
+                },
+                _ => PodState::Running { ready },
+            }
+        }
     }
 }
+
+/// Reasons a kubelet gives for a container it cannot start until a person fixes something
+/// (a missing Secret or ConfigMap, an image that cannot be pulled, a crashing binary).
+const STUCK: [&str; 8] = [
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "RunContainerError",
+];
 
 /// What sfu-node's `/stats` reports (the fields the operator reads).
 #[derive(Debug, Deserialize)]
@@ -93,4 +121,52 @@ pub async fn read_stats(http: &reqwest::Client, admin: &str, timeout: Duration) 
         peak_on_camera: stats.peak_on_camera,
         broadcasting: stats.broadcasting,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "session-panel"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "sfu-node"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_container_the_kubelet_cannot_start_is_stuck_with_the_kubelets_words() {
+        let waiting = pod(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{
+                "name": "sfu-node", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"waiting": {
+                    "reason": "CreateContainerConfigError",
+                    "message": "secret \"roundtable-join-token\" not found"
+                }}
+            }]
+        }));
+        assert_eq!(
+            pod_state(&waiting),
+            PodState::Stuck {
+                reason: "CreateContainerConfigError".into(),
+                message: "secret \"roundtable-join-token\" not found".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_container_still_being_created_is_only_starting() {
+        let creating = pod(serde_json::json!({
+            "phase": "Pending",
+            "containerStatuses": [{
+                "name": "sfu-node", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "ContainerCreating"}}
+            }]
+        }));
+        assert_eq!(pod_state(&creating), PodState::Running { ready: false });
+    }
 }

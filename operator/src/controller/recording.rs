@@ -13,12 +13,13 @@ use tracing::{info, warn};
 
 use super::Context;
 use crate::Result;
-use crate::plan::pod::{LABEL_APP, LABEL_KIND, LABEL_ROOM, host_port_of};
+use crate::plan::decide::{Child, ChildFailure};
+use crate::plan::pod::{LABEL_APP, LABEL_KIND, LABEL_ROOM, host_port_of, label_value};
 use crate::plan::recording::{
     ANNOTATION_SFU, ExistingJob, RECORDER_APP, RecorderAction, Reported, folder, job_name,
     recorder_action, recorder_job, summaries,
 };
-use crate::plan::room::LiveRoom;
+use roundtable_crds::live_room::LiveRoom;
 
 /// What the reconcile learned about a session's recordings.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Recordings {
     pub summaries: Vec<RecordingSummary>,
     /// The recorder is still running: read it again soon.
     pub active: bool,
+    /// The recorder Job could not be created, as the API server explained.
+    pub failed: Option<ChildFailure>,
 }
 
 fn job_finished(job: &Job, type_: &str) -> bool {
@@ -46,13 +49,24 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
     phase: LivePhase,
     sfu_pod: Option<&Pod>,
     previous: &[RecordingSummary],
+    claim_exists: bool,
 ) -> Result<Recordings> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &room.namespace);
     let name = job_name(room);
     let job = jobs.get_opt(&name).await?;
+    let pods = match &job {
+        Some(_) => recorder_pods(ctx, room).await,
+        None => Vec::new(),
+    };
     let existing = job.as_ref().map(|j| ExistingJob {
         sfu: j.annotations().get(ANNOTATION_SFU).cloned(),
         active: !job_finished(j, "Complete") && !job_finished(j, "Failed"),
+        started: pods.iter().any(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                None | Some("Pending")
+            )
+        }),
     });
     let sfu = sfu_pod.and_then(|pod| {
         let ip = pod.status.as_ref()?.pod_ip.clone()?;
@@ -60,8 +74,10 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
     });
     let claim = event
         .and_then(|e| e.spec.recording_storage.as_ref())
-        .map(|s| s.persistent_volume_claim.as_str());
+        .map(|s| s.persistent_volume_claim.as_str())
+        .filter(|_| claim_exists);
     let action = recorder_action(recording, claim, phase, sfu.as_deref(), existing.as_ref());
+    let mut failed = None;
     let note = match &action {
         RecorderAction::Create { sfu } => {
             let owner = obj
@@ -69,9 +85,32 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
                 .expect("a stored object has a name and uid");
             let desired = recorder_job(room, claim.expect("checked"), sfu, &ctx.config, owner);
             let params = PatchParams::apply(crate::FIELD_MANAGER).force();
-            jobs.patch(&name, &params, &Patch::Apply(&desired)).await?;
-            info!(job = %name, %sfu, "created recording Job");
-            Some(format!("started the recorder (Job {name})"))
+            match jobs.patch(&name, &params, &Patch::Apply(&desired)).await {
+                Ok(_) => {
+                    info!(job = %name, %sfu, "created recording Job");
+                    Some((
+                        false,
+                        "Recorder",
+                        format!("started the recorder (Job {name})"),
+                    ))
+                }
+                // The room runs on; the recording cannot. Say so where people look.
+                Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                    let failure =
+                        ChildFailure::from_api(Child::RecorderJob, e.code, &e.reason, &e.message);
+                    failed = Some(failure.clone());
+                    Some((true, failure.reason, failure.message))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RecorderAction::Cancel => {
+            delete_job(&jobs, &name, &DeleteParams::background()).await?;
+            Some((
+                false,
+                "Recorder",
+                format!("the room is over and its recorder never started; deleted Job {name}"),
+            ))
         }
         RecorderAction::Replace => {
             // Foreground: the Job goes only after its pod has composed and exited, so two
@@ -80,21 +119,23 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
                 propagation_policy: Some(PropagationPolicy::Foreground),
                 ..Default::default()
             };
-            match jobs.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-            Some(format!(
-                "the SFU moved; restarting the recorder (Job {name}) to follow it"
+            delete_job(&jobs, &name, &params).await?;
+            Some((
+                false,
+                "Recorder",
+                format!("the SFU moved; restarting the recorder (Job {name}) to follow it"),
             ))
         }
         RecorderAction::Nothing => None,
     };
-    if let Some(note) = note {
+    if let Some((warning, reason, note)) = note {
         let event = Event {
-            type_: EventType::Normal,
-            reason: "Recorder".into(),
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
             note: Some(note),
             action: "Reconcile".into(),
             secondary: None,
@@ -110,26 +151,40 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
     } else {
         None
     };
-    let failed = job.as_ref().is_some_and(|j| job_finished(j, "Failed"));
+    let job_failed = job.as_ref().is_some_and(|j| job_finished(j, "Failed"));
     Ok(Recordings {
-        summaries: summaries(reported.as_deref(), previous, &folder(room), failed),
+        summaries: summaries(reported.as_deref(), previous, &folder(room), job_failed),
         active,
+        failed,
     })
 }
 
-/// What the session's running recorder reports on its admin port.
-async fn read_recorder(ctx: &Context, room: &LiveRoom) -> Option<Vec<Reported>> {
+/// Deletes the recorder Job; one already gone is fine.
+async fn delete_job(jobs: &Api<Job>, name: &str, params: &DeleteParams) -> Result<()> {
+    match jobs.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pods of the session's recorder Job (none when they cannot be listed).
+async fn recorder_pods(ctx: &Context, room: &LiveRoom) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &room.namespace);
     let selector = format!(
         "{LABEL_APP}={RECORDER_APP},{LABEL_KIND}={},{LABEL_ROOM}={}",
         room.kind.as_str(),
-        room.name
+        label_value(&room.name)
     );
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
+    pods.list(&ListParams::default().labels(&selector))
         .await
-        .ok()?;
-    for pod in list.items {
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// What the session's running recorder reports on its admin port.
+async fn read_recorder(ctx: &Context, room: &LiveRoom) -> Option<Vec<Reported>> {
+    for pod in recorder_pods(ctx, room).await {
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
             continue;

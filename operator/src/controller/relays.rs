@@ -26,8 +26,8 @@ use crate::plan::relay::{
     self, ExistingRelay, ObservedRelay, RelayPodInput, actions, autoscale, index_of, origin_of,
     origin_url, relay_pod,
 };
-use crate::plan::room::LiveRoom;
 use crate::plan::service;
+use roundtable_crds::live_room::LiveRoom;
 
 /// What the status says of a room's relays.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use roundtable_crds::LivePhase;
 
-use super::schedule::Desired;
+use super::schedule::{Desired, Over};
 
 /// What the controller saw of a room's origin pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub enum PodState {
     Unscheduled { unschedulable: Option<String> },
     /// Placed; `ready` is the pod's Ready condition.
     Running { ready: bool },
+    /// Placed, but the kubelet cannot start sfu-node and says why (`CreateContainerConfigError`,
+    /// `ImagePullBackOff`, ...): a person has to fix something, and the kubelet retries once
+    /// they have.
+    Stuck { reason: String, message: String },
     /// Being deleted (drain in progress).
     Terminating,
     /// The sfu-node process exited.
@@ -38,14 +42,99 @@ pub struct Counts {
     pub broadcasting: bool,
 }
 
+/// How much a problem with another object stops a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Reported; the room runs (an unknown ticket type, a missing recording claim).
+    Warning,
+    /// No SFU pod can start until it is fixed; a pod already running keeps running (a missing
+    /// join-token Secret: a running pod read its key when it started).
+    BlocksStart,
+    /// The room cannot run at all: a running SFU pod is drained (its LiveEvent was deleted).
+    StopsRoom,
+}
+
 /// A problem with an object the room refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// CamelCase reason, e.g. `EventNotFound`.
     pub reason: &'static str,
     pub message: String,
-    /// Whether the room cannot run at all until it is fixed.
-    pub blocking: bool,
+    pub severity: Severity,
+}
+
+/// A failed attempt to create or update one of the room's children (pod, Service, disruption
+/// budget, Job), as the API server explained it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildFailure {
+    /// CamelCase reason for the condition and Event, e.g. `PodInvalid`.
+    pub reason: &'static str,
+    /// What failed and the API server's words, which name the field to fix.
+    pub message: String,
+}
+
+impl ChildFailure {
+    /// Classifies an API error answering a write of `child` (e.g. "SFU pod", "Service").
+    /// `code` and `reason` are the API server's (`422`, `Invalid`), `message` its text.
+    pub fn from_api(child: Child, code: u16, reason: &str, message: &str) -> Self {
+        let why = match (code, reason) {
+            (422, _) | (_, "Invalid") => "Invalid",
+            (403, _) | (_, "Forbidden") => "Forbidden",
+            _ => "Failed",
+        };
+        ChildFailure {
+            reason: child.reason(why),
+            message: format!(
+                "could not create the {}: {} (the API server answered {code} {reason})",
+                child.describe(),
+                message.trim()
+            ),
+        }
+    }
+}
+
+/// The children of a room the operator writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    Pod,
+    Service,
+    DisruptionBudget,
+    RecorderJob,
+}
+
+impl Child {
+    fn describe(self) -> &'static str {
+        match self {
+            Child::Pod => "SFU pod",
+            Child::Service => "media Service",
+            Child::DisruptionBudget => "PodDisruptionBudget",
+            Child::RecorderJob => "recorder Job",
+        }
+    }
+
+    fn reason(self, why: &'static str) -> &'static str {
+        match (self, why) {
+            (Child::Pod, "Invalid") => "PodInvalid",
+            (Child::Pod, "Forbidden") => "PodForbidden",
+            (Child::Pod, _) => "PodCreateFailed",
+            (Child::Service, "Invalid") => "ServiceInvalid",
+            (Child::Service, "Forbidden") => "ServiceForbidden",
+            (Child::Service, _) => "ServiceCreateFailed",
+            (Child::DisruptionBudget, "Forbidden") => "DisruptionBudgetForbidden",
+            (Child::DisruptionBudget, _) => "DisruptionBudgetFailed",
+            (Child::RecorderJob, "Invalid") => "RecorderJobInvalid",
+            (Child::RecorderJob, "Forbidden") => "RecorderJobForbidden",
+            (Child::RecorderJob, _) => "RecorderJobFailed",
+        }
+    }
+}
+
+/// The SFU pod replacements a room has had (from its status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restarts {
+    pub count: i32,
+    /// When and why the last replacement happened.
+    pub last: Option<(Timestamp, String)>,
 }
 
 /// Everything observed for one room.
@@ -57,6 +146,11 @@ pub struct Observed {
     /// Whether this room had a pod earlier (as seen by this operator process); with the
     /// previous phase, tells a replacement from a first start.
     pub had_pod: bool,
+    /// The message of the room's `Degraded` condition while it is True: the SFU pod failed or
+    /// vanished and its replacement is not ready yet.
+    pub degraded: Option<String>,
+    /// Replacements so far.
+    pub restarts: Restarts,
 }
 
 /// What to do with the origin pod.
@@ -99,7 +193,59 @@ pub struct Plan {
     pub event: Option<EventPlan>,
     /// Look again after this long (or at a watch event, whichever comes first).
     pub requeue_after: Option<Duration>,
+    /// The restarts the status reports after this plan: one more when it replaces a pod that
+    /// failed or vanished.
+    pub restarts: Restarts,
 }
+
+impl Plan {
+    /// The plan after the write of a child failed: the room is `Failed` with the API server's
+    /// reason until a retry (after `backoff`) succeeds. A Warning Event says it once per
+    /// reason (`previous_reason` is the Ready condition's before this reconcile). A
+    /// replacement that could not be created is not counted as a restart.
+    pub fn child_failed(
+        mut self,
+        failure: ChildFailure,
+        previous_reason: Option<&str>,
+        previous_restarts: &Restarts,
+        backoff: Duration,
+    ) -> Plan {
+        self.conditions
+            .retain(|c| c.type_ != "Ready" && c.type_ != "Degraded");
+        self.conditions.push(condition(
+            "Ready",
+            false,
+            failure.reason,
+            failure.message.clone(),
+        ));
+        self.conditions.push(condition(
+            "Degraded",
+            true,
+            failure.reason,
+            failure.message.clone(),
+        ));
+        self.event = (previous_reason != Some(failure.reason))
+            .then(|| event(true, failure.reason, &failure.message));
+        self.phase = LivePhase::Failed;
+        self.counts = Some(Counts::default());
+        self.restarts = previous_restarts.clone();
+        self.requeue_after = Some(backoff);
+        self
+    }
+
+    /// Whether this plan creates a replacement for a pod that failed or vanished.
+    pub fn replaced(&self) -> bool {
+        self.event
+            .as_ref()
+            .is_some_and(|e| e.reason == "PodReplaced")
+    }
+}
+
+const REPLACING: &str = "; a new SFU pod replaces it";
+
+/// Reasons of a `Degraded` condition that mean the SFU pod failed or vanished while live; the
+/// pod created next is a replacement.
+pub const POD_LOST: [&str; 3] = ["PodFailed", "PodDeleted", "PodReplaced"];
 
 /// Decides the pod action, phase and conditions of a room.
 pub fn decide(
@@ -109,7 +255,19 @@ pub fn decide(
     now: Timestamp,
     poll: Duration,
 ) -> Plan {
-    let blocking = observed.problems.iter().find(|p| p.blocking);
+    let stops = observed
+        .problems
+        .iter()
+        .find(|p| p.severity == Severity::StopsRoom);
+    // What keeps a room without a pod from getting one: anything that stops it, or (when it
+    // should be live) anything that blocks a start.
+    let cannot_start = stops.or_else(|| {
+        observed
+            .problems
+            .iter()
+            .find(|p| p.severity == Severity::BlocksStart)
+            .filter(|_| matches!(desired, Desired::Live { .. }))
+    });
     let references = match observed.problems.first() {
         None => condition(
             "ReferencesResolved",
@@ -122,15 +280,51 @@ pub fn decide(
     let until = |at: Option<Timestamp>| {
         at.map(|at| Duration::from_secs(at.duration_since(now).as_secs().max(1) as u64))
     };
+    let draining = || {
+        condition(
+            "Ready",
+            false,
+            "Draining",
+            "new joins are refused; connected people may stay for the grace period".into(),
+        )
+    };
+    let mut restarts = observed.restarts.clone();
 
     let (pod, phase, mut conditions, event, requeue_after) = match (desired, &observed.pod) {
-        (_, _) if blocking.is_some() && observed.pod.is_none() => {
-            let p = blocking.expect("checked");
+        // The room cannot run without what it refers to: a running pod is drained, and the
+        // room stays Failed (not Ended: fixing the reference brings it back).
+        (_, Some(PodState::Terminating)) if stops.is_some() => {
+            let p = stops.expect("checked");
             (
                 PodAction::Keep,
-                LivePhase::Scheduled,
+                LivePhase::Draining,
                 vec![condition("Ready", false, p.reason, p.message.clone())],
                 None,
+                Some(poll),
+            )
+        }
+        (_, Some(_)) if stops.is_some() => {
+            let p = stops.expect("checked");
+            (
+                PodAction::Drain,
+                LivePhase::Draining,
+                vec![condition("Ready", false, p.reason, p.message.clone())],
+                Some(event(
+                    true,
+                    p.reason,
+                    &format!("{}; draining the SFU pod", p.message),
+                )),
+                Some(poll),
+            )
+        }
+        (_, None) if cannot_start.is_some() => {
+            let p = cannot_start.expect("checked");
+            (
+                PodAction::Keep,
+                LivePhase::Failed,
+                vec![condition("Ready", false, p.reason, p.message.clone())],
+                (previous_phase != Some(LivePhase::Failed))
+                    .then(|| event(true, p.reason, &p.message)),
                 Some(Duration::from_secs(5)),
             )
         }
@@ -149,43 +343,62 @@ pub fn decide(
             None,
             until(wake_at),
         ),
-        (Desired::Over, None) => (
-            PodAction::Keep,
-            LivePhase::Ended,
-            vec![condition(
-                "Ready",
-                false,
-                "Ended",
-                "the room has ended".into(),
-            )],
-            matches!(
+        (Desired::Over(why), None) => {
+            let ran = matches!(
                 previous_phase,
                 Some(LivePhase::Starting | LivePhase::Live | LivePhase::Draining)
+            );
+            let (reason, message) = match why {
+                Over::Idle => (
+                    "Idle",
+                    "nobody is in the room; its SFU pod starts when someone asks to join"
+                        .to_string(),
+                ),
+                _ if ran => ("Ended", "the room has ended".to_string()),
+                Over::EndedByOrganiser => (
+                    "EndedBeforeStart",
+                    "an organiser ended it before it started".to_string(),
+                ),
+                Over::EndPassed { at } => (
+                    "EndedBeforeStart",
+                    format!(
+                        "its end ({at}) passed before it started; set a later end (or the event's) to run it"
+                    ),
+                ),
+            };
+            let event = if ran {
+                Some(event(
+                    false,
+                    "Ended",
+                    "the room ended and its SFU pod is gone",
+                ))
+            } else if previous_phase.is_none() && matches!(why, Over::EndPassed { .. }) {
+                // Created with a schedule entirely in the past: say so once.
+                Some(event(true, "ScheduleInPast", &message))
+            } else if previous_phase == Some(LivePhase::Scheduled) && why != Over::Idle {
+                Some(event(false, "Ended", &message))
+            } else {
+                None
+            };
+            (
+                PodAction::Keep,
+                LivePhase::Ended,
+                vec![condition("Ready", false, reason, message)],
+                event,
+                None,
             )
-            .then(|| event(false, "Ended", "the room ended and its SFU pod is gone")),
-            None,
-        ),
-        (Desired::Waiting { .. } | Desired::Over, Some(PodState::Terminating)) => (
+        }
+        (Desired::Waiting { .. } | Desired::Over(_), Some(PodState::Terminating)) => (
             PodAction::Keep,
             LivePhase::Draining,
-            vec![condition(
-                "Ready",
-                false,
-                "Draining",
-                "new joins are refused; connected people may stay for the grace period".into(),
-            )],
+            vec![draining()],
             None,
             Some(poll),
         ),
-        (Desired::Waiting { .. } | Desired::Over, Some(_)) => (
+        (Desired::Waiting { .. } | Desired::Over(_), Some(_)) => (
             PodAction::Drain,
             LivePhase::Draining,
-            vec![condition(
-                "Ready",
-                false,
-                "Draining",
-                "new joins are refused; connected people may stay for the grace period".into(),
-            )],
+            vec![draining()],
             Some(event(
                 false,
                 "Draining",
@@ -193,10 +406,11 @@ pub fn decide(
             )),
             Some(poll),
         ),
-        (Desired::Live { .. }, None) => (
-            PodAction::Ensure,
-            LivePhase::Starting,
-            vec![
+        (Desired::Live { .. }, None) => {
+            let replacing = observed.had_pod
+                || matches!(previous_phase, Some(LivePhase::Live | LivePhase::Starting))
+                || observed.degraded.is_some();
+            let mut conditions = vec![
                 condition(
                     "Ready",
                     false,
@@ -209,22 +423,32 @@ pub fn decide(
                     "Pending",
                     "the SFU pod waits for a node".into(),
                 ),
-            ],
-            Some(
-                if observed.had_pod
-                    || matches!(previous_phase, Some(LivePhase::Live | LivePhase::Starting))
-                {
-                    event(
-                        true,
-                        "PodReplaced",
-                        "the SFU pod was gone; a new one replaces it",
-                    )
-                } else {
-                    event(false, "Starting", "created the SFU pod")
-                },
-            ),
-            Some(poll),
-        ),
+            ];
+            let event = if replacing {
+                let why = observed.degraded.as_deref().map_or_else(
+                    || "the SFU pod was gone".to_string(),
+                    |d| d.trim_end_matches(REPLACING).to_string(),
+                );
+                restarts.count += 1;
+                restarts.last = Some((now, why.clone()));
+                conditions.push(condition(
+                    "Degraded",
+                    true,
+                    "PodReplaced",
+                    format!("{why}{REPLACING}"),
+                ));
+                event(true, "PodReplaced", &format!("{why}{REPLACING}"))
+            } else {
+                event(false, "Starting", "created the SFU pod")
+            };
+            (
+                PodAction::Ensure,
+                LivePhase::Starting,
+                conditions,
+                Some(event),
+                Some(poll),
+            )
+        }
         (Desired::Live { .. }, Some(PodState::Unscheduled { unschedulable })) => (
             PodAction::Keep,
             LivePhase::Starting,
@@ -250,6 +474,26 @@ pub fn decide(
             None,
             Some(poll),
         ),
+        (Desired::Live { .. }, Some(PodState::Stuck { reason, message })) => {
+            let text = format!("the SFU pod cannot start: {reason}: {message}");
+            (
+                PodAction::Keep,
+                LivePhase::Failed,
+                vec![
+                    condition("Ready", false, "PodCannotStart", text.clone()),
+                    condition(
+                        "PodScheduled",
+                        true,
+                        "Scheduled",
+                        "the SFU pod is on a node".into(),
+                    ),
+                    condition("Degraded", true, "PodCannotStart", text.clone()),
+                ],
+                (previous_phase != Some(LivePhase::Failed))
+                    .then(|| event(true, "PodCannotStart", &text)),
+                Some(poll),
+            )
+        }
         (Desired::Live { until: end }, Some(PodState::Running { ready })) => {
             let scheduled = condition(
                 "PodScheduled",
@@ -271,18 +515,19 @@ pub fn decide(
                     Some(next),
                 )
             } else {
+                let conditions = vec![
+                    condition(
+                        "Ready",
+                        false,
+                        "PodNotReady",
+                        "the SFU pod is starting".into(),
+                    ),
+                    scheduled,
+                ];
                 (
                     PodAction::Keep,
                     LivePhase::Starting,
-                    vec![
-                        condition(
-                            "Ready",
-                            false,
-                            "PodNotReady",
-                            "the SFU pod is starting".into(),
-                        ),
-                        scheduled,
-                    ],
+                    conditions,
                     None,
                     Some(poll),
                 )
@@ -324,13 +569,27 @@ pub fn decide(
         ),
     };
     conditions.push(references);
+    if let Some(why) = &observed.degraded
+        && phase == LivePhase::Starting
+        && !conditions.iter().any(|c| c.type_ == "Degraded")
+    {
+        // A replacement is starting: still degraded until it is ready.
+        conditions.push(condition("Degraded", true, "PodReplaced", why.clone()));
+    }
     if !conditions.iter().any(|c| c.type_ == "Degraded") {
-        conditions.push(condition(
-            "Degraded",
-            false,
-            "AsExpected",
-            "nothing is wrong".into(),
-        ));
+        conditions.push(match &restarts.last {
+            Some((at, why)) => condition(
+                "Degraded",
+                false,
+                "Recovered",
+                format!(
+                    "nothing is wrong now; the SFU pod was replaced {} time{} (last at {at}: {why})",
+                    restarts.count,
+                    if restarts.count == 1 { "" } else { "s" }
+                ),
+            ),
+            None => condition("Degraded", false, "AsExpected", "nothing is wrong".into()),
+        });
     }
     let counts = match phase {
         LivePhase::Live | LivePhase::Draining => observed.counts,
@@ -343,6 +602,7 @@ pub fn decide(
         counts,
         event,
         requeue_after,
+        restarts,
     }
 }
 

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
-    PodSpec, Probe, ResourceRequirements, SecretKeySelector, TopologySpreadConstraint,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, TopologySpreadConstraint,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -12,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use roundtable_crds::{NetworkMode, RoomTheme, SfuPodSettings, SharePolicy};
 
-use super::room::LiveRoom;
 use super::sizing::pod_size;
 use crate::config::OperatorConfig;
+use roundtable_crds::live_room::LiveRoom;
 
 pub const LABEL_APP: &str = "app.kubernetes.io/name";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -31,12 +32,17 @@ pub const CONTAINER: &str = "sfu-node";
 /// Name of a room's origin SFU pod: `<kind>-<name>`, shortened with a hash when it would not
 /// fit a DNS label.
 pub fn pod_name(room: &LiveRoom) -> String {
-    let name = format!("{}-{}", room.kind.as_str(), room.name);
+    label_value(&format!("{}-{}", room.kind.as_str(), room.name))
+}
+
+/// A name as a label value: label values are at most 63 characters, object names up to 253,
+/// so a longer name is shortened with a hash of the whole (as [`pod_name`] does).
+pub fn label_value(name: &str) -> String {
     if name.len() <= 63 {
-        return name;
+        return name.to_string();
     }
     let hash = fnv1a(name.as_bytes());
-    let head = name[..54].trim_end_matches(['-', '.']);
+    let head = name[..54].trim_end_matches(['-', '.', '_']);
     format!("{head}-{hash:08x}")
 }
 
@@ -46,11 +52,11 @@ pub fn labels(room: &LiveRoom) -> BTreeMap<String, String> {
         (LABEL_APP.to_string(), APP.to_string()),
         (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
         (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
-        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROOM.to_string(), label_value(&room.name)),
         (LABEL_ROLE.to_string(), "origin".to_string()),
     ]);
     if let Some(event) = &room.event {
-        labels.insert(LABEL_EVENT.to_string(), event.clone());
+        labels.insert(LABEL_EVENT.to_string(), label_value(event));
     }
     labels
 }
@@ -171,7 +177,7 @@ pub fn sfu_pod(
             label_selector: Some(LabelSelector {
                 match_labels: Some(BTreeMap::from([
                     (LABEL_APP.to_string(), APP.to_string()),
-                    (LABEL_EVENT.to_string(), event.clone()),
+                    (LABEL_EVENT.to_string(), label_value(event)),
                 ])),
                 ..Default::default()
             }),
@@ -207,6 +213,7 @@ pub fn sfu_pod(
                     },
                 ]),
                 resources: Some(resources),
+                security_context: Some(locked_down_container()),
                 readiness_probe: Some(probe("/readyz")),
                 liveness_probe: Some(Probe {
                     initial_delay_seconds: Some(5),
@@ -215,6 +222,7 @@ pub fn sfu_pod(
                 ..Default::default()
             }],
             restart_policy: Some("Never".into()),
+            security_context: Some(non_root_pod()),
             termination_grace_period_seconds: Some(config.drain_grace_seconds),
             node_selector: placement.node_selector,
             tolerations: placement.tolerations,
@@ -230,11 +238,13 @@ pub fn sfu_pod(
 }
 
 /// A PodDisruptionBudget that keeps a live room's origin pod from voluntary eviction (node
-/// drains wait until the room ends).
+/// drains wait until the room ends). `minAvailable: 1` rather than `maxUnavailable: 0`: the
+/// disruption controller then counts the selected pod itself instead of asking the pod's
+/// owner (the Session) for a scale, whose replicas are the relays, not the origin.
 pub fn disruption_budget(room: &LiveRoom, owner: OwnerReference) -> PodDisruptionBudget {
     let selector = BTreeMap::from([
         (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
-        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROOM.to_string(), label_value(&room.name)),
         (LABEL_ROLE.to_string(), "origin".to_string()),
     ]);
     PodDisruptionBudget {
@@ -246,7 +256,7 @@ pub fn disruption_budget(room: &LiveRoom, owner: OwnerReference) -> PodDisruptio
             ..Default::default()
         },
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(0)),
+            min_available: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
                 match_labels: Some(selector),
                 ..Default::default()
@@ -303,6 +313,39 @@ pub(super) fn token_key_env(name: &str, config: &OperatorConfig) -> EnvVar {
                 key: config.token_secret_key.clone(),
                 optional: Some(false),
             }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The non-root user of the images (`images/`, the Dockerfiles): pods run as it whatever the
+/// image says, and volumes are made writable to its group.
+pub const RUN_AS: i64 = 65532;
+
+/// Pod-level security of every pod the operator makes: the images' non-root user, and volumes
+/// (the recordings claim) group-owned by it, so a freshly provisioned volume is writable.
+pub(super) fn non_root_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        fs_group: Some(RUN_AS),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Container-level security: no privilege escalation, no capabilities, a read-only root.
+pub(super) fn locked_down_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
             ..Default::default()
         }),
         ..Default::default()

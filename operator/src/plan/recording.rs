@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    ResourceRequirements, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec,
+    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -24,10 +24,10 @@ use serde::Deserialize;
 
 use super::pod::{
     LABEL_APP, LABEL_EVENT, LABEL_KIND, LABEL_MANAGED_BY, LABEL_ROOM, MANAGER, field_env,
-    plain_env as env, token_key_env,
+    label_value, locked_down_container, non_root_pod, plain_env as env, token_key_env,
 };
-use super::room::LiveRoom;
 use crate::config::OperatorConfig;
+use roundtable_crds::live_room::LiveRoom;
 
 /// `app.kubernetes.io/name` of recorder Jobs and pods.
 pub const RECORDER_APP: &str = "roundtable-recorder";
@@ -43,14 +43,7 @@ const TERMINATION_GRACE_SECONDS: i64 = 600;
 
 /// Name of a session's recording Job: `rec-<session>`, shortened like pod names.
 pub fn job_name(room: &LiveRoom) -> String {
-    let name = format!("rec-{}", room.name);
-    if name.len() <= 63 {
-        return name;
-    }
-    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("{}-{hash:08x}", name[..54].trim_end_matches(['-', '.']))
+    label_value(&format!("rec-{}", room.name))
 }
 
 /// The folder of a session's recordings on the volume, and the prefix of its files.
@@ -64,10 +57,10 @@ pub fn labels(room: &LiveRoom) -> BTreeMap<String, String> {
         (LABEL_APP.to_string(), RECORDER_APP.to_string()),
         (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
         (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
-        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROOM.to_string(), label_value(&room.name)),
     ]);
     if let Some(event) = &room.event {
-        labels.insert(LABEL_EVENT.to_string(), event.clone());
+        labels.insert(LABEL_EVENT.to_string(), label_value(event));
     }
     labels
 }
@@ -79,6 +72,8 @@ pub struct ExistingJob {
     pub sfu: Option<String>,
     /// Still running (not Complete or Failed).
     pub active: bool,
+    /// Its recorder pod has started (it may hold media to compose).
+    pub started: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +86,9 @@ pub enum RecorderAction {
     /// Delete the running Job (its pods first): the room's SFU moved to another address. The
     /// next reconcile creates a new Job, whose recorder continues the same recording.
     Replace,
+    /// Delete the Job whose recorder never started, now that the room is over: it would wait
+    /// for ever (no node, no volume) and holds nothing to compose.
+    Cancel,
 }
 
 /// Whether the session needs its recorder started (or moved): recording on, storage
@@ -102,6 +100,13 @@ pub fn recorder_action(
     sfu: Option<&str>,
     existing: Option<&ExistingJob>,
 ) -> RecorderAction {
+    if let Some(job) = existing
+        && job.active
+        && !job.started
+        && !matches!(phase, LivePhase::Starting | LivePhase::Live)
+    {
+        return RecorderAction::Cancel;
+    }
     let (true, Some(_), LivePhase::Live, Some(sfu)) = (recording, claim, phase, sfu) else {
         return RecorderAction::Nothing;
     };
@@ -178,22 +183,39 @@ pub fn recorder_job(
                             protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "recordings".into(),
-                            mount_path: MOUNT_PATH.into(),
-                            ..Default::default()
-                        }]),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: "recordings".into(),
+                                mount_path: MOUNT_PATH.into(),
+                                ..Default::default()
+                            },
+                            // The root is read-only; ffmpeg may want scratch space.
+                            VolumeMount {
+                                name: "tmp".into(),
+                                mount_path: "/tmp".into(),
+                                ..Default::default()
+                            },
+                        ]),
                         resources: Some(resources),
+                        security_context: Some(locked_down_container()),
                         ..Default::default()
                     }],
-                    volumes: Some(vec![Volume {
-                        name: "recordings".into(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: claim.into(),
-                            read_only: Some(false),
-                        }),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "recordings".into(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: claim.into(),
+                                read_only: Some(false),
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                    ]),
+                    security_context: Some(non_root_pod()),
                     restart_policy: Some("OnFailure".into()),
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     automount_service_account_token: Some(false),
@@ -266,7 +288,7 @@ pub fn summaries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::room::Kind;
+    use roundtable_crds::live_room::Kind;
     use roundtable_crds::{Lifecycle, RoomTheme, SharePolicy};
 
     fn room(name: &str) -> LiveRoom {
@@ -331,6 +353,7 @@ mod tests {
         let running = ExistingJob {
             sfu: sfu.map(String::from),
             active: true,
+            started: true,
         };
         assert_eq!(
             act(true, Some("media"), LivePhase::Live, sfu, Some(&running)),
@@ -339,6 +362,7 @@ mod tests {
         let finished = ExistingJob {
             sfu: Some("10.0.0.9:31001".into()),
             active: false,
+            started: true,
         };
         assert_eq!(
             act(true, Some("media"), LivePhase::Live, sfu, Some(&finished)),
@@ -348,6 +372,7 @@ mod tests {
         let moved = ExistingJob {
             sfu: Some("10.0.0.9:31001".into()),
             active: true,
+            started: true,
         };
         assert_eq!(
             act(true, Some("media"), LivePhase::Live, sfu, Some(&moved)),
@@ -357,6 +382,29 @@ mod tests {
         assert_eq!(
             act(true, Some("media"), LivePhase::Draining, sfu, Some(&moved)),
             RecorderAction::Nothing
+        );
+        // A recorder that never started (its pod Pending) is cancelled once the room is over,
+        // and only then.
+        let pending = ExistingJob {
+            sfu: sfu.map(String::from),
+            active: true,
+            started: false,
+        };
+        for over in [LivePhase::Draining, LivePhase::Ended, LivePhase::Failed] {
+            assert_eq!(
+                act(true, Some("media"), over, sfu, Some(&pending)),
+                RecorderAction::Cancel,
+                "{over:?}"
+            );
+        }
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Live, sfu, Some(&pending)),
+            RecorderAction::Nothing
+        );
+        assert_eq!(
+            act(true, Some("media"), LivePhase::Ended, sfu, Some(&moved)),
+            RecorderAction::Nothing,
+            "a recorder that ran composes what it has"
         );
     }
 
@@ -390,6 +438,13 @@ mod tests {
             c.volume_mounts.as_ref().unwrap()[0].mount_path,
             "/recordings"
         );
+        // Non-root, and the claim made writable to the recorder's group.
+        let security = pod.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.fs_group, Some(65532));
+        let container = c.security_context.as_ref().unwrap();
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.allow_privilege_escalation, Some(false));
         let env = |name: &str| {
             c.env
                 .iter()

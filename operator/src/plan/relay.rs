@@ -18,9 +18,11 @@ use roundtable_crds::{Autoscaling, RelayPod, SfuPodSettings, limits};
 
 use super::autoscale::{self, Policy, State};
 use super::decide::{EventPlan, PodState};
-use super::pod::{CONTAINER, LABEL_KIND, LABEL_ROLE, LABEL_ROOM, labels, pod_name, sfu_pod};
-use super::room::LiveRoom;
+use super::pod::{
+    CONTAINER, LABEL_KIND, LABEL_ROLE, LABEL_ROOM, label_value, labels, pod_name, sfu_pod,
+};
 use crate::config::OperatorConfig;
+use roundtable_crds::live_room::LiveRoom;
 
 /// `roundtable.dev/role` of relay pods.
 pub const ROLE: &str = "relay";
@@ -138,7 +140,7 @@ pub fn selector(room: &LiveRoom) -> String {
     format!(
         "{LABEL_KIND}={},{LABEL_ROOM}={},{LABEL_ROLE}={ROLE}",
         room.kind.as_str(),
-        room.name
+        label_value(&room.name)
     )
 }
 

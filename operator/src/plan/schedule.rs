@@ -6,16 +6,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use roundtable_crds::Lifecycle;
-
-/// The times that decide a room's schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub lifecycle: Lifecycle,
-    pub start: Option<Timestamp>,
-    pub end: Option<Timestamp>,
-    /// The end of the event the room belongs to, if known.
-    pub event_end: Option<Timestamp>,
-}
+pub use roundtable_crds::live_room::Window;
 
 /// What should exist now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +15,29 @@ pub enum Desired {
     Waiting { wake_at: Option<Timestamp> },
     /// Live; look again at `until` to end it.
     Live { until: Option<Timestamp> },
-    /// Over for good.
-    Over,
+    /// Over for good, and why.
+    Over(Over),
+}
+
+/// Why a room is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// Its end (or its event's end) has passed.
+    EndPassed { at: Timestamp },
+    /// An organiser ended it.
+    EndedByOrganiser,
+    /// A room on demand that nobody has asked to join within its idle time.
+    Idle,
 }
 
 /// Decides whether a room is waiting, live or over at `now`.
 pub fn desired(window: Window, now: Timestamp, lead: SignedDuration) -> Desired {
     let end = window.end.or(window.event_end);
-    if window.lifecycle == Lifecycle::Ended || end.is_some_and(|end| end <= now) {
-        return Desired::Over;
+    if window.lifecycle == Lifecycle::Ended {
+        return Desired::Over(Over::EndedByOrganiser);
+    }
+    if let Some(at) = end.filter(|end| *end <= now) {
+        return Desired::Over(Over::EndPassed { at });
     }
     match (window.lifecycle, window.start) {
         (Lifecycle::Started, _) => Desired::Live { until: end },
@@ -88,7 +93,10 @@ mod tests {
         };
         assert_eq!(desired(w, t("2026-12-10T17:58:00Z"), LEAD), live);
         assert_eq!(desired(w, t("2026-12-10T18:59:59Z"), LEAD), live);
-        assert_eq!(desired(w, t("2026-12-10T19:00:00Z"), LEAD), Desired::Over);
+        assert!(matches!(
+            desired(w, t("2026-12-10T19:00:00Z"), LEAD),
+            Desired::Over(_)
+        ));
     }
 
     #[test]
@@ -105,7 +113,10 @@ mod tests {
     fn an_organisers_end_is_final() {
         let mut w = window(Some("2026-12-10T18:00:00Z"), Some("2026-12-10T19:00:00Z"));
         w.lifecycle = Lifecycle::Ended;
-        assert_eq!(desired(w, t("2026-12-10T18:30:00Z"), LEAD), Desired::Over);
+        assert!(matches!(
+            desired(w, t("2026-12-10T18:30:00Z"), LEAD),
+            Desired::Over(_)
+        ));
     }
 
     #[test]
@@ -127,13 +138,19 @@ mod tests {
                 until: Some(t("2026-12-10T22:00:00Z"))
             }
         );
-        assert_eq!(desired(w, t("2026-12-10T22:00:00Z"), LEAD), Desired::Over);
+        assert!(matches!(
+            desired(w, t("2026-12-10T22:00:00Z"), LEAD),
+            Desired::Over(_)
+        ));
     }
 
     #[test]
     fn a_started_session_past_its_end_is_over() {
         let mut w = window(None, Some("2026-12-10T19:00:00Z"));
         w.lifecycle = Lifecycle::Started;
-        assert_eq!(desired(w, t("2026-12-10T19:00:01Z"), LEAD), Desired::Over);
+        assert!(matches!(
+            desired(w, t("2026-12-10T19:00:01Z"), LEAD),
+            Desired::Over(_)
+        ));
     }
 }

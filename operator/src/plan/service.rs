@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use roundtable_crds::{NetworkMode, SfuPodSettings};
 
-use super::pod::{LABEL_KIND, LABEL_ROLE, LABEL_ROOM, labels, pod_name};
+use super::pod::{LABEL_KIND, LABEL_ROLE, LABEL_ROOM, label_value, labels, pod_name};
 use super::relay;
-use super::room::LiveRoom;
+use roundtable_crds::live_room::LiveRoom;
 
 /// The media network mode in force.
 pub fn mode(settings: &SfuPodSettings) -> NetworkMode {
@@ -34,7 +34,7 @@ pub fn media_service(
 ) -> Option<Service> {
     let selector = BTreeMap::from([
         (LABEL_KIND.to_string(), room.kind.as_str().to_string()),
-        (LABEL_ROOM.to_string(), room.name.clone()),
+        (LABEL_ROOM.to_string(), label_value(&room.name)),
         (LABEL_ROLE.to_string(), "origin".to_string()),
     ]);
     service_for(

@@ -8,11 +8,14 @@ use roundtable_crds::{
     LivePhase, MediaNetwork, NetworkMode, Placement, Session, SessionSpec, SfuPodSettings,
 };
 
-use super::decide::{Counts, Observed, PodAction, PodState, Problem, decide, room_desired};
+use super::decide::{
+    Child, ChildFailure, Counts, Observed, POD_LOST, PodAction, PodState, Problem, Restarts,
+    Severity, decide, room_desired,
+};
 use super::pod::{disruption_budget, endpoint, host_port_of, labels, pod_name, sfu_pod};
-use super::room::LiveRoom;
-use super::schedule::Desired;
+use super::schedule::{Desired, Over};
 use crate::config::OperatorConfig;
+use roundtable_crds::live_room::LiveRoom;
 
 const POLL: Duration = Duration::from_secs(5);
 
@@ -95,6 +98,24 @@ fn the_pod_is_sized_from_the_limits_and_carries_them() {
         Some("session:events:panel")
     );
     assert_eq!(host_port_of(&pod), Some(31005));
+    let security = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .security_context
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (security.run_as_non_root, security.run_as_user),
+        (Some(true), Some(65532)),
+        "the images' non-root user, whatever the image says"
+    );
+    let locked = container.security_context.as_ref().unwrap();
+    assert_eq!(locked.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        locked.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
     let ports = container.ports.as_ref().unwrap();
     assert!(
         ports
@@ -324,7 +345,13 @@ fn an_ended_room_drains_then_ends() {
         pod: Some(PodState::Running { ready: true }),
         ..Default::default()
     };
-    let plan = decide(Desired::Over, &running, Some(LivePhase::Live), now(), POLL);
+    let plan = decide(
+        Desired::Over(Over::EndedByOrganiser),
+        &running,
+        Some(LivePhase::Live),
+        now(),
+        POLL,
+    );
     assert_eq!(
         (plan.pod, plan.phase),
         (PodAction::Drain, LivePhase::Draining)
@@ -334,7 +361,7 @@ fn an_ended_room_drains_then_ends() {
         ..Default::default()
     };
     let plan = decide(
-        Desired::Over,
+        Desired::Over(Over::EndedByOrganiser),
         &draining,
         Some(LivePhase::Draining),
         now(),
@@ -345,7 +372,7 @@ fn an_ended_room_drains_then_ends() {
         (PodAction::Keep, LivePhase::Draining)
     );
     let plan = decide(
-        Desired::Over,
+        Desired::Over(Over::EndedByOrganiser),
         &Observed::default(),
         Some(LivePhase::Draining),
         now(),
@@ -361,13 +388,25 @@ fn a_missing_event_blocks_the_room_with_a_reason() {
         problems: vec![Problem {
             reason: "EventNotFound",
             message: "LiveEvent gala does not exist in namespace events".into(),
-            blocking: true,
+            severity: Severity::StopsRoom,
         }],
         ..Default::default()
     };
     let plan = decide(live(), &observed, None, now(), POLL);
     assert_eq!(plan.pod, PodAction::Keep);
-    assert_eq!(plan.phase, LivePhase::Scheduled);
+    assert_eq!(plan.phase, LivePhase::Failed);
+    assert_eq!(status_of(&plan, "Ready"), (false, "EventNotFound"));
+    assert!(plan.event.unwrap().warning, "a Warning Event says it");
+    // A live room whose event is deleted is drained, and stays Failed (not Ended).
+    let running = Observed {
+        pod: Some(PodState::Running { ready: true }),
+        ..observed.clone()
+    };
+    let plan = decide(live(), &running, Some(LivePhase::Live), now(), POLL);
+    assert_eq!(
+        (plan.pod, plan.phase),
+        (PodAction::Drain, LivePhase::Draining)
+    );
     assert_eq!(
         status_of(&plan, "ReferencesResolved"),
         (false, "EventNotFound")
@@ -380,7 +419,7 @@ fn an_unknown_ticket_type_is_reported_but_does_not_stop_the_room() {
         problems: vec![Problem {
             reason: "UnknownTicketType",
             message: "ticket type platinum is not one of the event's: general, vip".into(),
-            blocking: false,
+            severity: Severity::Warning,
         }],
         ..Default::default()
     };
@@ -430,4 +469,197 @@ fn rooms_run_from_a_join_request_until_idle() {
         room_desired(None, None, idle, now()),
         Desired::Waiting { wake_at: None }
     );
+}
+
+fn message_of(plan: &super::decide::Plan, type_: &str) -> String {
+    plan.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_replaced_pod_keeps_the_room_degraded_until_the_new_one_is_ready_and_is_counted() {
+    // The pod vanished while live: a replacement is created and counted.
+    let plan = decide(
+        live(),
+        &Observed {
+            had_pod: true,
+            ..Default::default()
+        },
+        Some(LivePhase::Live),
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.pod, PodAction::Ensure);
+    assert_eq!(status_of(&plan, "Degraded"), (true, "PodReplaced"));
+    assert_eq!(plan.restarts.count, 1);
+    assert_eq!(plan.restarts.last.as_ref().unwrap().0, now());
+    assert!(POD_LOST.contains(&"PodReplaced"));
+    // While the replacement starts, still degraded.
+    let starting = Observed {
+        pod: Some(PodState::Running { ready: false }),
+        degraded: Some(message_of(&plan, "Degraded")),
+        restarts: plan.restarts.clone(),
+        ..Default::default()
+    };
+    let plan = decide(live(), &starting, Some(LivePhase::Starting), now(), POLL);
+    assert_eq!(status_of(&plan, "Degraded"), (true, "PodReplaced"));
+    assert_eq!(plan.restarts.count, 1, "counted once");
+    // Ready again: not degraded, and the condition still tells what happened.
+    let ready = Observed {
+        pod: Some(PodState::Running { ready: true }),
+        restarts: plan.restarts.clone(),
+        ..Default::default()
+    };
+    let plan = decide(live(), &ready, Some(LivePhase::Starting), now(), POLL);
+    assert_eq!(status_of(&plan, "Degraded"), (false, "Recovered"));
+    assert!(
+        message_of(&plan, "Degraded").contains("replaced 1 time"),
+        "{}",
+        message_of(&plan, "Degraded")
+    );
+}
+
+#[test]
+fn a_room_over_before_it_ran_says_why_and_an_idle_room_is_not_ended() {
+    let past = "2026-12-01T18:00:00Z".parse().unwrap();
+    let plan = decide(
+        Desired::Over(Over::EndPassed { at: past }),
+        &Observed::default(),
+        None,
+        now(),
+        POLL,
+    );
+    assert_eq!(plan.phase, LivePhase::Ended);
+    assert_eq!(status_of(&plan, "Ready"), (false, "EndedBeforeStart"));
+    let event = plan.event.unwrap();
+    assert_eq!((event.warning, event.reason), (true, "ScheduleInPast"));
+    // A room on demand nobody asked to join is idle, not ended, and says nothing.
+    let plan = decide(
+        Desired::Over(Over::Idle),
+        &Observed::default(),
+        None,
+        now(),
+        POLL,
+    );
+    assert_eq!(status_of(&plan, "Ready"), (false, "Idle"));
+    assert_eq!(plan.event, None);
+    // One that ran and went idle is idle again, with one Ended event for its pod.
+    let plan = decide(
+        Desired::Over(Over::Idle),
+        &Observed::default(),
+        Some(LivePhase::Draining),
+        now(),
+        POLL,
+    );
+    assert_eq!(status_of(&plan, "Ready"), (false, "Idle"));
+    assert_eq!(plan.event.unwrap().reason, "Ended");
+    // A session that ran and reached its end has ended.
+    let plan = decide(
+        Desired::Over(Over::EndPassed { at: past }),
+        &Observed::default(),
+        Some(LivePhase::Draining),
+        now(),
+        POLL,
+    );
+    assert_eq!(status_of(&plan, "Ready"), (false, "Ended"));
+}
+
+#[test]
+fn a_refused_pod_makes_the_room_failed_with_the_api_servers_words_once() {
+    let plan = decide(live(), &Observed::default(), None, now(), POLL);
+    let failure = ChildFailure::from_api(
+        Child::Pod,
+        422,
+        "Invalid",
+        "Pod \"session-panel\" is invalid: spec.containers[0].resources.requests[cpu]: Invalid value: \"lots\"",
+    );
+    assert_eq!(failure.reason, "PodInvalid");
+    let failed = plan.clone().child_failed(
+        failure.clone(),
+        None,
+        &Restarts::default(),
+        Duration::from_secs(4),
+    );
+    assert_eq!(failed.phase, LivePhase::Failed);
+    assert_eq!(status_of(&failed, "Ready"), (false, "PodInvalid"));
+    assert!(message_of(&failed, "Ready").contains("requests[cpu]"));
+    assert!(failed.event.as_ref().unwrap().warning);
+    assert_eq!(failed.requeue_after, Some(Duration::from_secs(4)));
+    // The same refusal again: no second Event.
+    let again = plan.child_failed(
+        failure,
+        Some("PodInvalid"),
+        &Restarts::default(),
+        Duration::from_secs(8),
+    );
+    assert_eq!(again.event, None);
+    let forbidden = ChildFailure::from_api(
+        Child::Pod,
+        403,
+        "Forbidden",
+        "no PriorityClass with name media was found",
+    );
+    assert_eq!(forbidden.reason, "PodForbidden");
+}
+
+#[test]
+fn a_pod_the_kubelet_cannot_start_fails_the_room_until_it_can() {
+    let stuck = Observed {
+        pod: Some(PodState::Stuck {
+            reason: "CreateContainerConfigError".into(),
+            message: "secret \"roundtable-join-token\" not found".into(),
+        }),
+        ..Default::default()
+    };
+    let plan = decide(live(), &stuck, Some(LivePhase::Starting), now(), POLL);
+    assert_eq!((plan.pod, plan.phase), (PodAction::Keep, LivePhase::Failed));
+    assert_eq!(status_of(&plan, "Ready"), (false, "PodCannotStart"));
+    assert!(message_of(&plan, "Ready").contains("roundtable-join-token"));
+    assert!(plan.event.unwrap().warning);
+}
+
+#[test]
+fn a_missing_join_token_secret_blocks_the_start_but_not_a_running_pod() {
+    let problem = Problem {
+        reason: "JoinTokenSecretMissing",
+        message: "the Secret roundtable-join-token does not exist".into(),
+        severity: Severity::BlocksStart,
+    };
+    let waiting = Observed {
+        problems: vec![problem.clone()],
+        ..Default::default()
+    };
+    let plan = decide(live(), &waiting, None, now(), POLL);
+    assert_eq!((plan.pod, plan.phase), (PodAction::Keep, LivePhase::Failed));
+    let running = Observed {
+        pod: Some(PodState::Running { ready: true }),
+        problems: vec![problem],
+        ..Default::default()
+    };
+    let plan = decide(live(), &running, Some(LivePhase::Live), now(), POLL);
+    assert_eq!((plan.pod, plan.phase), (PodAction::Keep, LivePhase::Live));
+}
+
+#[test]
+fn long_names_become_label_values_that_fit() {
+    let long = "a".repeat(70);
+    let s = session(&long, "event: gala\ntitle: T\n");
+    let room = LiveRoom::from(&s);
+    for (key, value) in labels(&room) {
+        assert!(value.len() <= 63, "{key}={value}");
+    }
+    assert_ne!(
+        super::pod::label_value(&long),
+        super::pod::label_value(&"a".repeat(71))
+    );
+    let pdb = disruption_budget(&room, owner());
+    let spec = pdb.spec.unwrap();
+    assert_eq!(
+        spec.min_available,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert!(spec.max_unavailable.is_none());
 }

@@ -41,6 +41,12 @@ struct Args {
     /// The SFU's bandwidth estimation: feedback, gcc (str0m's, with its pacer) or off.
     #[arg(long, default_value = "feedback")]
     bwe: String,
+    /// Pin the SFU to these CPUs (`taskset -c` list), away from the load generator.
+    #[arg(long)]
+    sfu_cpus: Option<String>,
+    /// Extra arguments for sfu-node, split on whitespace (e.g. "--threads 2").
+    #[arg(long, default_value = "")]
+    sfu_args: String,
 }
 
 const KEY: &str = "bench-key";
@@ -79,13 +85,23 @@ impl Drop for Sfu {
 
 fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
     let on_camera = args.publishers.clamp(1, 20);
-    let mut child = Command::new(&args.sfu)
+    let mut command = match &args.sfu_cpus {
+        Some(cpus) => {
+            // taskset execs the SFU, so the child's pid is the SFU's.
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(&args.sfu);
+            c
+        }
+        None => Command::new(&args.sfu),
+    };
+    let mut child = command
         .args(["--room", ROOM, "--token-key", KEY])
         .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
         .args(["--max-on-camera", &on_camera.to_string()])
         .args(["--drain-grace-seconds", "1"])
         .args(["--bwe", &args.bwe])
+        .args(args.sfu_args.split_whitespace())
         .env(
             "RUST_LOG",
             std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
@@ -192,6 +208,7 @@ struct ViewerReport {
     packets: u64,
     lost: u64,
     frames: u64,
+    payload_bytes: u64,
 }
 
 async fn viewer(mut v: ClientPeer, joined: Instant, window: Window) -> ViewerReport {
@@ -217,6 +234,7 @@ async fn viewer(mut v: ClientPeer, joined: Instant, window: Window) -> ViewerRep
                 continue;
             }
             r.frames += 1;
+            r.payload_bytes += m.data.len() as u64;
             let (lo, hi) = (**m.seq_range.start(), **m.seq_range.end());
             let n = hi.saturating_sub(lo) + 1;
             r.packets += n;
@@ -322,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
     let packets: u64 = reports.iter().map(|r| r.packets).sum();
     let lost: u64 = reports.iter().map(|r| r.lost).sum();
     let frames: u64 = reports.iter().map(|r| r.frames).sum();
+    let payload_bytes: u64 = reports.iter().map(|r| r.payload_bytes).sum();
     let cpu = cpu1 - cpu0;
     let delta = |k: &str| {
         stats1["media"][k].as_f64().unwrap_or(0.0) - stats0["media"][k].as_f64().unwrap_or(0.0)
@@ -340,6 +359,10 @@ async fn main() -> anyhow::Result<()> {
         "loadgen_cpu_s": ((gen1 - gen0) * 100.0).round() / 100.0,
         "sfu_cpu_s_per_million_packets": if packets > 0 { ((cpu / (packets as f64 / 1e6)) * 1000.0).round() / 1000.0 } else { f64::NAN },
         "forwarded_packets_per_cpu_s": if cpu > 0.0 { (packets as f64 / cpu).round() } else { f64::NAN },
+        "sfu_us_per_packet": if packets > 0 { (cpu * 1e6 / packets as f64 * 100.0).round() / 100.0 } else { f64::NAN },
+        "payload_bytes_ps": (payload_bytes as f64 / window).round(),
+        "sfu_cpus": args.sfu_cpus,
+        "sfu_args": args.sfu_args,
         "sfu_datagrams_out_ps": (delta("packets_out") / window).round(),
         "sfu_datagrams_in_ps": (delta("packets_in") / window).round(),
         "p50_forward_ms": (percentile(&latencies, 0.50) * 100.0).round() / 100.0,

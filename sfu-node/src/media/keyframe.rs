@@ -1,9 +1,12 @@
 //! Keyframe requests to publishers, throttled per layer so a crowd of joining viewers or a
-//! burst of viewer PLIs costs the publisher one keyframe, not hundreds.
+//! burst of viewer PLIs costs the publisher one keyframe, not hundreds. [`Media`] asks through
+//! the throttle when a viewer starts, switches layer, loses packets or sends a PLI.
 
 use std::time::{Duration, Instant};
 
-use str0m::media::Rid;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
+
+use super::{Media, PeerId};
 
 /// At most one request per layer in this interval.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -49,6 +52,62 @@ impl KeyframeThrottle {
                 true
             }
             _ => false,
+        }
+    }
+}
+
+impl Media {
+    pub(super) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: PeerId,
+        mid: Mid,
+        rid: Option<Rid>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        let Some(track) = peer.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if track.kind != MediaKind::Video || !track.keyframes.allow(now, rid) {
+            return;
+        }
+        self.send_keyframe_request(publisher, mid, rid);
+    }
+
+    pub(super) fn send_keyframe_request(&mut self, publisher: PeerId, mid: Mid, rid: Option<Rid>) {
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        // An upstream layer has a slot of its own at the origin, which picks the layer.
+        let (mid, rid) = match &peer.upstream {
+            Some(up) => match up.slot_of(mid, rid) {
+                Some(slot) => (slot, None),
+                None => return,
+            },
+            None => (mid, rid),
+        };
+        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            self.stats.plis_sent += 1;
+            self.dirty.push(publisher);
+        }
+    }
+
+    pub(super) fn request_viewer_keyframes(&mut self, now: Instant, viewer: PeerId) {
+        let Some(peer) = self.peers.get(&viewer) else {
+            return;
+        };
+        let wanted: Vec<_> = peer
+            .slots
+            .iter()
+            .filter(|s| s.kind == MediaKind::Video)
+            .filter_map(|s| s.feed.as_ref())
+            .map(|f| (f.publisher, f.track, f.target))
+            .collect();
+        for (publisher, track, rid) in wanted {
+            self.request_keyframe(now, publisher, track, rid);
         }
     }
 }

@@ -1,11 +1,18 @@
 //! Simulcast layer choice: which of a publisher's layers one viewer receives.
 //!
-//! Pure functions of the viewer's bandwidth estimate (TWCC), how many videos it shows, how
-//! big it shows this one, and each layer's measured bitrate.
+//! The choice is made by pure functions of the viewer's bandwidth estimate (TWCC), how many
+//! videos it shows, how big it shows this one, and each layer's measured bitrate.
+//! [`Media::update_layers`] gathers those inputs for one viewer, applies the choice (a switch
+//! waits for the new layer's keyframe) and tells the viewer's estimator what it would use;
+//! [`Media::set_view`] is the client saying how big it shows a video.
 
 use std::time::{Duration, Instant};
 
-use str0m::media::Rid;
+use str0m::bwe::Bitrate;
+use str0m::media::{MediaKind, Rid};
+
+use super::{Bwe, Media, PeerId, PeerRole};
+use crate::vocab::ParticipantId;
 
 /// Rank a simulcast rid from lowest (0) to highest (2) quality by its common spellings
 /// (`q/h/f` as in Pion and many WHIP clients, `l/m/h`, `0/1/2`).
@@ -110,6 +117,120 @@ impl RateMeter {
 
     pub fn bps(&self) -> Option<u64> {
         self.bps
+    }
+}
+
+impl Media {
+    /// The viewer shows `mid` at this size.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        mid: &str,
+        width: u32,
+        height: u32,
+    ) {
+        let ids: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.participant == participant && p.role == PeerRole::View)
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            let peer = self.peers.get_mut(&id).expect("listed");
+            if let Some(slot) = peer.slots.iter_mut().find(|s| &*s.mid == mid) {
+                slot.tile_max = max_layer_for_tile(width, height, 3);
+                self.update_layers(now, id);
+            }
+        }
+        self.flush(now);
+    }
+
+    /// Re-choose the simulcast layer of each video `viewer` receives, and tell its BWE what
+    /// rate would carry everything it wants.
+    pub(super) fn update_layers(&mut self, now: Instant, viewer: PeerId) {
+        let Some(peer) = self.peers.get(&viewer) else {
+            return;
+        };
+        let videos = peer.video_feeds();
+        let mut audio_bps = 0;
+        let mut wanted = Vec::new();
+        let mut layers = Vec::new();
+        for (idx, slot) in peer.slots.iter().enumerate() {
+            let Some(feed) = &slot.feed else { continue };
+            let Some(track) = self
+                .peers
+                .get(&feed.publisher)
+                .and_then(|p| p.tracks_in.iter().find(|t| t.mid == feed.track))
+            else {
+                continue;
+            };
+            let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
+            if track.kind == MediaKind::Audio {
+                audio_bps += rates[0].unwrap_or(40_000);
+                continue;
+            }
+            let top = slot.tile_max.min(rates.len() - 1);
+            wanted.push(
+                rates[..=top]
+                    .iter()
+                    .rev()
+                    .find_map(|r| *r)
+                    .unwrap_or(500_000),
+            );
+            // A feed that has not shown its first frame keeps its (lowest) start layer, so
+            // the keyframe already requested for it is the one that starts the video.
+            if !track.layers.is_empty() && feed.current.is_some() {
+                layers.push((
+                    idx,
+                    rates,
+                    slot.tile_max,
+                    feed.target,
+                    feed.publisher,
+                    feed.track,
+                ));
+            }
+        }
+        let share = peer
+            .estimate_bps()
+            .map(|e| video_share(e, videos, audio_bps));
+        let mut changes = Vec::new();
+        for (idx, rates, tile_max, target, publisher, track_mid) in layers {
+            let want = choose_layer(share, tile_max, &rates);
+            let Some(track) = self
+                .peers
+                .get(&publisher)
+                .and_then(|p| p.tracks_in.iter().find(|t| t.mid == track_mid))
+            else {
+                continue;
+            };
+            let rid = track.layer_rid(want);
+            if rid != target {
+                changes.push((idx, rid, publisher, track_mid));
+            }
+        }
+        // Never below the starting estimate: a low desired rate drags the estimate down.
+        let desired =
+            desired_bps(wanted.into_iter(), audio_bps).max(self.config.initial_estimate_bps);
+        if let Some(peer) = self.peers.get_mut(&viewer) {
+            peer.desired_bps = desired;
+            if self.config.bwe == Bwe::Gcc {
+                peer.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::kbps(150), Bitrate::bps(desired));
+                self.dirty.push(viewer);
+            }
+        }
+        for (idx, rid, publisher, track) in changes {
+            if let Some(feed) = self
+                .peers
+                .get_mut(&viewer)
+                .and_then(|p| p.slots[idx].feed.as_mut())
+            {
+                feed.target = rid;
+            }
+            self.request_keyframe(now, publisher, track, rid);
+        }
     }
 }
 

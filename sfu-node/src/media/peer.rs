@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use str0m::Rtc;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
@@ -11,28 +11,11 @@ use str0m::media::{MediaKind, Mid, Pt, Rid};
 use super::keyframe::KeyframeThrottle;
 use super::layer::RateMeter;
 use super::upstream::Upstream;
-use crate::rules::ParticipantId;
+use crate::vocab::{ParticipantId, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PeerId(pub u64);
-
-/// What a publisher sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Camera,
-    Screen,
-}
-
-impl Source {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Source::Camera => "camera",
-            Source::Screen => "screen",
-        }
-    }
-}
 
 /// A peer publishes (WHIP), views (WHEP), or links an origin and a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,9 +82,9 @@ pub struct Feed {
     pub current: Option<Option<Rid>>,
     /// The layer wanted; a switch happens on its next keyframe.
     pub target: Option<Rid>,
-    /// Offset added to the publisher's RTP time so a layer switch keeps time running forward.
-    pub offset: i64,
-    pub last_out: Option<u64>,
+    /// Header rewriting (sequence number, RTP time, picture id) so a layer switch keeps the
+    /// viewer's stream running on.
+    pub rewrite: super::rewrite::Rewrite,
     /// Payload params of the last forwarded data, and the viewer's matching payload type.
     pub pt: Option<(PayloadParams, Pt)>,
 }

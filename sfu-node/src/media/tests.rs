@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
-    Direction, Frequency, MediaData, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+    Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid,
+    Simulcast, SimulcastLayer,
 };
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::*;
-use crate::rules::ParticipantId;
+use crate::vocab::ParticipantId;
 
 const TICK: Duration = Duration::from_millis(1);
 /// Frame sizes per layer at 30 fps: about 0.07, 0.36 and 1.2 Mbit/s.

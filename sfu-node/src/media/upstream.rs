@@ -14,7 +14,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid, Rid};
 
 use super::{KeyframeThrottle, Media, PeerId, PeerRole, RateMeter, Source, TrackIn, rank_rids};
-use crate::rules::ParticipantId;
+use crate::vocab::ParticipantId;
 use crate::{Error, Result};
 
 /// What one upstream slot carries: a layer of a virtual track.

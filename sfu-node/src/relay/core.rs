@@ -359,23 +359,11 @@ impl Relay {
                     self.upstream_connected = false;
                     self.out.push_back(RelayOutput::UpstreamClosed);
                 }
-                MediaEvent::Track {
-                    viewer,
-                    mid,
-                    publisher,
-                    kind,
-                    source,
-                    rid,
-                } => self.out.push_back(RelayOutput::Send(
-                    viewer,
-                    ServerEvent::track(mid, publisher, kind, source, rid),
-                )),
-                MediaEvent::TrackEnded { viewer, mid } => self.out.push_back(RelayOutput::Send(
-                    viewer,
-                    ServerEvent::TrackEnded {
-                        mid: mid.to_string(),
-                    },
-                )),
+                MediaEvent::Track { .. } | MediaEvent::TrackEnded { .. } => {
+                    if let Some((viewer, told)) = e.to_viewer() {
+                        self.out.push_back(RelayOutput::Send(viewer, told));
+                    }
+                }
                 MediaEvent::Connected { .. } | MediaEvent::Closed { .. } => {}
             }
         }

@@ -24,9 +24,10 @@ use crate::http::{
     ApiError, MediaQuery, answer_response, ask_core, cors, preflight, refusal_event,
     refuse_over_socket, token_of, verify,
 };
+use crate::http::{limit_frames, send_text};
 use crate::media::PeerId;
 use crate::rules::{ClientCommand, ParticipantId, Refusal};
-use crate::shell::{Outgoing, StatusCell};
+use crate::shell::{Outgoing, StatusCell, events_channel};
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -52,7 +53,7 @@ impl std::fmt::Debug for RelayState {
 }
 
 pub fn router(state: RelayState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/rooms/{room}/whip", post(whip).options(preflight))
         .route("/rooms/{room}/whep", post(whep).options(preflight))
         .route(
@@ -60,8 +61,8 @@ pub fn router(state: RelayState) -> Router {
             delete(delete_peer).options(preflight),
         )
         .route("/rooms/{room}/events", get(events))
-        .layer(middleware::from_fn(cors))
-        .with_state(state)
+        .layer(middleware::from_fn(cors));
+    crate::rejection::layered(router).with_state(state)
 }
 
 async fn whip() -> ApiError {
@@ -75,6 +76,9 @@ async fn whep(
     headers: HeaderMap,
     offer: String,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = crate::rejection::refuse_non_sdp(&headers) {
+        return Ok(refused);
+    }
     let token = token_of(&headers, q.token.as_deref())?;
     let claims = verify(&state.room, &state.verifier, &room, &token)?;
     // Watching through a relay needs its events socket here: that is where the room is.
@@ -133,7 +137,7 @@ async fn events(
     if let Some(r) = refused {
         return Ok(refuse_over_socket(ws, &ApiError::from(r)));
     }
-    Ok(ws.on_upgrade(move |socket| proxy(socket, state, room, token, claims.sub)))
+    Ok(limit_frames(ws).on_upgrade(move |socket| proxy(socket, state, room, token, claims.sub)))
 }
 
 /// Pipe a watcher's socket to the origin with their token, until either side closes.
@@ -153,7 +157,7 @@ async fn proxy(
             return;
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = events_channel();
     let mut me: Option<ParticipantId> = None;
     loop {
         tokio::select! {
@@ -169,7 +173,7 @@ async fn proxy(
                         }
                     }
                 }
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if !send_text(&mut socket, text.to_string()).await {
                     break;
                 }
             }
@@ -200,7 +204,7 @@ async fn proxy(
             out = rx.recv() => match out {
                 Some(Outgoing::Event(event)) => {
                     let text = serde_json::to_string(&event).expect("events serialize");
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send_text(&mut socket, text).await {
                         break;
                     }
                 }
@@ -223,7 +227,7 @@ async fn joined(
     state: &RelayState,
     text: &str,
     user: &str,
-    events: &mpsc::UnboundedSender<Outgoing>,
+    events: &mpsc::Sender<Outgoing>,
 ) -> Result<Option<ParticipantId>, ApiError> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return Ok(None);

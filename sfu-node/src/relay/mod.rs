@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::room::RoomStatus;
 use crate::rules::{ParticipantId, Refusal};
 use crate::server::{HttpServers, Listeners, ServerConfig};
-use crate::shell::{Driven, MediaReply, Outgoing, StatusCell, run};
+use crate::shell::{Driven, MediaReply, Outgoing, StatusCell, queue, run};
 use crate::{Error, Result};
 
 /// What the HTTP side and the origin link ask of the relay's task.
@@ -43,7 +43,7 @@ pub enum RelayRequest {
     Join {
         participant: ParticipantId,
         user: String,
-        events: mpsc::UnboundedSender<Outgoing>,
+        events: mpsc::Sender<Outgoing>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Leave {
@@ -87,7 +87,7 @@ pub enum RelayRequest {
 /// The relay's core with watchers' channels.
 struct RelayShell {
     relay: Relay,
-    channels: HashMap<ParticipantId, mpsc::UnboundedSender<Outgoing>>,
+    channels: HashMap<ParticipantId, mpsc::Sender<Outgoing>>,
     upstream_closed: Option<oneshot::Sender<()>>,
 }
 
@@ -165,13 +165,16 @@ impl Driven for RelayShell {
         while let Some(o) = self.relay.poll_output() {
             match o {
                 RelayOutput::Send(to, event) => {
-                    if let Some(tx) = self.channels.get(&to) {
-                        let _ = tx.send(Outgoing::Event(event));
+                    let reading = self.channels.get(&to).is_none_or(|tx| queue(tx, event));
+                    if !reading {
+                        // The watcher's proxy ends when its channel closes; it then leaves.
+                        tracing::info!(participant = %to, "not reading its events: disconnected");
+                        self.channels.remove(&to);
                     }
                 }
                 RelayOutput::Close(to) => {
                     if let Some(tx) = self.channels.remove(&to) {
-                        let _ = tx.send(Outgoing::Close);
+                        let _ = tx.try_send(Outgoing::Close);
                     }
                 }
                 RelayOutput::UpstreamClosed => {

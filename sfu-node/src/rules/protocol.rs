@@ -8,8 +8,6 @@ use super::chat::ChatMessage;
 use super::identity::Profile;
 use super::{Counts, ParticipantId, ParticipantState};
 use crate::config::{RoomKind, SharePolicy, Theme};
-use crate::media::Source;
-use str0m::media::{MediaKind, Mid, Rid};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -149,27 +147,4 @@ pub enum ServerEvent {
     Reconnect {
         reason: String,
     },
-}
-
-impl ServerEvent {
-    /// A [`ServerEvent::Track`] for media placed in a viewer's (or relay's) slot.
-    pub fn track(
-        mid: Mid,
-        participant: ParticipantId,
-        kind: MediaKind,
-        source: Source,
-        rid: Option<Option<Rid>>,
-    ) -> Self {
-        ServerEvent::Track {
-            mid: mid.to_string(),
-            participant,
-            kind: match kind {
-                MediaKind::Audio => "audio",
-                MediaKind::Video => "video",
-            }
-            .to_string(),
-            source: source.as_str().to_string(),
-            rid: rid.map(|r| r.map(|r| r.to_string())),
-        }
-    }
 }

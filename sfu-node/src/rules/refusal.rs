@@ -48,6 +48,14 @@ pub enum Refusal {
     TargetNotOnCamera,
     #[error("only a stage broadcasts its backstage")]
     NoStage,
+    #[error("you are already in this room {max} times; close another tab or device first")]
+    TooManyJoins { max: usize },
+    #[error("you already asked to join: wait until a host lets you in")]
+    AlreadyWaiting,
+    #[error("too many people are waiting to join ({max}); try again in a minute")]
+    LobbyFull { max: usize },
+    #[error("you are sending messages too quickly; wait {wait_s} seconds")]
+    ChatTooFast { wait_s: u64 },
 }
 
 impl Refusal {
@@ -73,6 +81,10 @@ impl Refusal {
             Refusal::AlreadyOnCamera => "already_on_camera",
             Refusal::TargetNotOnCamera => "target_not_on_camera",
             Refusal::NoStage => "no_stage",
+            Refusal::TooManyJoins { .. } => "too_many_joins",
+            Refusal::AlreadyWaiting => "already_waiting",
+            Refusal::LobbyFull { .. } => "lobby_full",
+            Refusal::ChatTooFast { .. } => "chat_too_fast",
         }
     }
 }

@@ -13,6 +13,13 @@ fn with(kind: RoomKind, f: impl FnOnce(&mut RoomConfig)) -> Rules {
     Rules::new(c)
 }
 
+/// A session whose sharing moderators approve.
+fn moderated() -> Rules {
+    with(RoomKind::Session, |c| {
+        c.share_policy = SharePolicy::Moderated
+    })
+}
+
 fn drain(rules: &mut Rules) -> Vec<RulesOutput> {
     std::iter::from_fn(|| rules.poll_output()).collect()
 }
@@ -180,9 +187,7 @@ fn tokens_without_any_grant_are_refused() {
 
 #[test]
 fn moderated_request_reaches_moderators_with_profile_and_approval_lets_them_on() {
-    let mut r = with(RoomKind::Session, |c| {
-        c.share_policy = SharePolicy::Moderated
-    });
+    let mut r = moderated();
     let m1 = r.join(moderator(1)).unwrap();
     let m2 = r.join(host(2)).unwrap();
     let a = r.join(watcher(3)).unwrap();
@@ -225,9 +230,7 @@ fn moderated_request_reaches_moderators_with_profile_and_approval_lets_them_on()
 
 #[test]
 fn moderators_share_directly_in_a_moderated_room() {
-    let mut r = with(RoomKind::Session, |c| {
-        c.share_policy = SharePolicy::Moderated
-    });
+    let mut r = moderated();
     let m = r.join(moderator(1)).unwrap();
     r.go_on_camera(m).unwrap();
     let speaker = r.join(watcher(2).with_grants(|g| g.share = true)).unwrap();
@@ -236,9 +239,7 @@ fn moderators_share_directly_in_a_moderated_room() {
 
 #[test]
 fn denied_and_withdrawn_requests_return_to_watching() {
-    let mut r = with(RoomKind::Session, |c| {
-        c.share_policy = SharePolicy::Moderated
-    });
+    let mut r = moderated();
     let m = r.join(moderator(1)).unwrap();
     let a = r.join(watcher(2)).unwrap();
     r.command(a, ClientCommand::RequestShare, 0).unwrap();
@@ -266,9 +267,7 @@ fn denied_and_withdrawn_requests_return_to_watching() {
 
 #[test]
 fn late_moderator_sees_pending_requests_in_welcome() {
-    let mut r = with(RoomKind::Session, |c| {
-        c.share_policy = SharePolicy::Moderated
-    });
+    let mut r = moderated();
     let a = r.join(watcher(1)).unwrap();
     r.command(a, ClientCommand::RequestShare, 0).unwrap();
     drain(&mut r);
@@ -305,9 +304,7 @@ fn approving_when_camera_is_full_is_refused_to_the_moderator() {
 
 #[test]
 fn moderator_removal_stops_tracks_for_everyone_at_once() {
-    let mut r = with(RoomKind::Session, |c| {
-        c.share_policy = SharePolicy::Moderated
-    });
+    let mut r = moderated();
     let m = r.join(moderator(1)).unwrap();
     let a = r.join(watcher(2)).unwrap();
     let w = r.join(watcher(3)).unwrap();
@@ -588,6 +585,73 @@ fn stage_audience_gets_backstage_media_only_while_broadcasting() {
 }
 
 #[test]
+fn off_air_the_audience_hears_of_nobody_on_camera_and_on_air_of_everyone() {
+    let mut r = room(RoomKind::Stage);
+    let org = r.join(host(0).in_backstage()).unwrap();
+    let audience = r.join(watcher(1)).unwrap();
+    drain(&mut r);
+    let names_on_camera = |out: &[RulesOutput], who| {
+        events_for(out, who)
+            .into_iter()
+            .filter_map(|e| match e {
+                ServerEvent::OnCamera { participant } => Some(participant.id),
+                ServerEvent::Welcome { on_camera, .. } => on_camera.first().map(|p| p.id),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let went_off = |out: &[RulesOutput], who| {
+        events_for(out, who)
+            .into_iter()
+            .any(|e| matches!(e, ServerEvent::OffCamera { participant, .. } if participant == org))
+    };
+    r.go_on_camera(org).unwrap();
+    let out = drain(&mut r);
+    assert_eq!(
+        last_counts(&out, org).unwrap().on_camera,
+        1,
+        "the backstage knows"
+    );
+    assert_eq!(names_on_camera(&out, org), [org]);
+    assert_eq!(last_counts(&out, audience).unwrap().on_camera, 0, "off air");
+    assert!(names_on_camera(&out, audience).is_empty(), "nor who");
+    let late = r.join(watcher(2)).unwrap();
+    let out = drain(&mut r);
+    let welcome = events_for(&out, late)
+        .into_iter()
+        .find_map(|e| match e {
+            ServerEvent::Welcome { counts, .. } => Some(counts),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(welcome.on_camera, 0, "a late joiner's welcome says so too");
+    assert!(names_on_camera(&out, late).is_empty());
+
+    r.command(org, ClientCommand::Broadcast { live: true }, 0)
+        .unwrap();
+    let out = drain(&mut r);
+    assert_eq!(last_counts(&out, audience).unwrap().on_camera, 1, "on air");
+    assert_eq!(last_counts(&out, late).unwrap().on_camera, 1);
+    assert_eq!(names_on_camera(&out, audience), [org], "and who, once");
+    assert_eq!(names_on_camera(&out, late), [org]);
+    assert!(names_on_camera(&out, org).is_empty(), "the backstage knew");
+    r.command(org, ClientCommand::Broadcast { live: false }, 0)
+        .unwrap();
+    let out = drain(&mut r);
+    assert_eq!(
+        last_counts(&out, audience).unwrap().on_camera,
+        0,
+        "off air again"
+    );
+    assert!(went_off(&out, audience), "the audience's tiles go");
+    assert!(!went_off(&out, org), "the speaker is still on camera");
+    assert_eq!(r.counts().on_camera, 1, "the room's own count is unchanged");
+    r.leave(org);
+    let out = drain(&mut r);
+    assert!(!went_off(&out, audience), "off air, nothing to tell");
+}
+
+#[test]
 fn backstage_chat_stays_in_the_backstage() {
     let mut r = room(RoomKind::Stage);
     let b = r.join(watcher(1).in_backstage()).unwrap();
@@ -790,4 +854,93 @@ fn a_relay_is_hidden_like_a_recorder_not_counted_capped_shown_or_an_attendee() {
     assert_eq!(r.counts().watching, 2);
     assert_eq!(r.attendance().unique_joiners, 2);
     assert_eq!(r.check_on_camera(r2), Err(Refusal::NotAllowed));
+}
+
+#[test]
+fn one_user_is_in_the_room_a_few_times_at_most_machines_any() {
+    let mut r = room(RoomKind::Session);
+    for _ in 0..MAX_JOINS_PER_USER {
+        r.join(watcher(1)).unwrap();
+    }
+    assert_eq!(
+        r.join(watcher(1)),
+        Err(Refusal::TooManyJoins {
+            max: MAX_JOINS_PER_USER
+        })
+    );
+    assert!(r.join(watcher(2)).is_ok(), "others are not affected");
+    let relay = watcher(3).with_grants(|g| g.relay = true);
+    for _ in 0..(MAX_JOINS_PER_USER + 2) {
+        r.join(relay.clone()).unwrap();
+    }
+}
+
+#[test]
+fn a_locked_rooms_lobby_holds_one_request_per_user_a_bounded_number_and_counts_as_occupied() {
+    let mut r = with(RoomKind::Room, |c| {
+        c.locked = true;
+        c.limits = Limits::new(RoomKind::Room, 2, Some(4)).unwrap();
+    });
+    let h = r.join(host(0)).unwrap();
+    r.join(watcher(1)).unwrap();
+    assert_eq!(r.join(watcher(1)), Err(Refusal::AlreadyWaiting));
+    r.join(watcher(2)).unwrap();
+    r.join(watcher(3)).unwrap();
+    assert_eq!(
+        r.join(watcher(4)),
+        Err(Refusal::RoomFull { max: 4 }),
+        "the host watching and three waiting fill a room of four"
+    );
+    let out = drain(&mut r);
+    let asked = events_for(&out, h)
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::JoinRequested { .. }))
+        .count();
+    assert_eq!(asked, 3, "the host is asked once per user");
+
+    let mut big = with(RoomKind::Room, |c| c.locked = true);
+    for n in 0..MAX_LOBBY {
+        big.join(watcher(n)).unwrap();
+    }
+    assert_eq!(
+        big.join(watcher(MAX_LOBBY)),
+        Err(Refusal::LobbyFull { max: MAX_LOBBY })
+    );
+    assert!(big.join(host(9999)).is_ok(), "hosts still enter");
+}
+
+#[test]
+fn chat_is_paced_per_participant() {
+    let mut r = room(RoomKind::Session);
+    let a = r.join(watcher(1)).unwrap();
+    let b = r.join(watcher(2)).unwrap();
+    for i in 0..CHAT_BURST as u64 {
+        let text = format!("m{i}");
+        r.command(a, ClientCommand::Chat { text }, 1_000 + i)
+            .unwrap();
+    }
+    assert_eq!(
+        r.command(
+            a,
+            ClientCommand::Chat {
+                text: "flood".into()
+            },
+            1_100
+        ),
+        Err(Refusal::ChatTooFast { wait_s: 5 })
+    );
+    assert!(
+        r.command(b, ClientCommand::Chat { text: "hi".into() }, 1_100)
+            .is_ok()
+    );
+    assert!(
+        r.command(
+            a,
+            ClientCommand::Chat {
+                text: "later".into()
+            },
+            1_000 + CHAT_WINDOW_MS
+        )
+        .is_ok()
+    );
 }

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
@@ -38,6 +39,13 @@ function token(sub, grants) {
   return `${header}.${claims}.${sig}`;
 }
 
+// The media socket goes on this machine's network address, as in a cluster: Chromium does not
+// send WebRTC media from its network addresses to a loopback candidate.
+const MEDIA_IP =
+  Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a.family === "IPv4" && !a.internal)?.address || "127.0.0.1";
+
 before(async () => {
   assert.ok(SFU_BIN, "set SFU_NODE_BIN to the sfu-node binary (run.sh does)");
   sfu = spawn(
@@ -45,7 +53,7 @@ before(async () => {
     [
       "--room", ROOM, "--token-key", KEY,
       "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-      "--udp-bind", "127.0.0.1", "--udp-port", "0", "--drain-grace-seconds", "1",
+      "--udp-bind", MEDIA_IP, "--udp-port", "0", "--drain-grace-seconds", "1",
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );

@@ -1,8 +1,9 @@
 //! A local Roundtable on a real Kubernetes control plane, on this machine, until Ctrl-C.
 //!
 //! Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback (the
-//! same ones the tests use), installs the CRDs, registers two media nodes run by the test
-//! node agent (pods run as local processes), runs the operator, and applies `examples/`. Then
+//! same ones the tests use), installs the CRDs, registers two tainted media nodes and a general
+//! node for rooms (pods run as local processes by the test node agent), runs the operator
+//! (watching every namespace), and applies `examples/`. Then
 //! it prints a KUBECONFIG to explore with kubectl: start a session with
 //! `kubectl patch session gala-future-of-work --type merge -p '{"spec":{"lifecycle":"Started"}}'`
 //! and watch a real sfu-node come up.
@@ -42,9 +43,12 @@ async fn main() -> anyhow::Result<()> {
             .cpu("32")
             .memory("64Gi")
     };
+    // Media nodes are tainted for the event's sessions and stage (their placement tolerates
+    // it); rooms carry no placement, so a general node runs them.
+    let general = NodeSpec::new("general-1").cpu("16").memory("32Gi");
     let agent = NodeAgent::start(
         cluster,
-        vec![media_node("media-1"), media_node("media-2")],
+        vec![media_node("media-1"), media_node("media-2"), general],
         ImageMap::new().map("sfu-node", sfu),
     )
     .await?;
@@ -56,9 +60,12 @@ async fn main() -> anyhow::Result<()> {
     );
     create_join_token_secret(ns.client.clone(), &ns.name, &key).await?;
 
-    let operator = RunningOperator::start(
-        ns.client.clone(),
+    // Every namespace, as the chart's default install: events applied elsewhere run too
+    // (each namespace needs the `roundtable-join-token` Secret for its SFU pods).
+    let operator = RunningOperator::start_watching(
+        cluster.admin_client()?,
         &ns.name,
+        None,
         "local",
         OperatorConfig {
             drain_grace_seconds: 10,
@@ -82,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
         "\nRoundtable is running on a local Kubernetes control plane ({url}).\n\n{applied}\n\
          Explore it:\n  export KUBECONFIG={kubeconfig}\n  alias kubectl={kubectl}\n  kubectl config set-context --current --namespace={ns}\n  \
          kubectl get roundtable\n  kubectl patch session gala-future-of-work --type merge -p '{{\"spec\":{{\"lifecycle\":\"Started\"}}}}'\n  \
-         kubectl get sessions -w\n\nCtrl-C stops everything.",
+         kubectl get sessions -w\n\nThe operator watches every namespace; rooms run on the general node, sessions and\n\
+         the stage on the tainted media nodes. Ctrl-C stops everything.",
         url = cluster.url(),
         kubectl = cluster.binaries().kubectl.display(),
         ns = ns.name,

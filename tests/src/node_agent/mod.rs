@@ -196,6 +196,43 @@ impl NodeAgent {
         std::fs::read_to_string(self.log_path(namespace, pod, container)).unwrap_or_default()
     }
 
+    /// Sends `signal` (`KILL`, `TERM`, …) to the running process of `container` in the pod
+    /// `pod` (whose uid is `uid`), as `kill -s` on a node would: a SIGKILL is a crash the agent
+    /// notices and reports like any other exit. Fails if the container has no process.
+    pub async fn signal(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        signal: &str,
+    ) -> Result<()> {
+        let pidfile = self
+            .dir
+            .join("pods")
+            .join(format!("{namespace}_{pod}_{uid}"))
+            .join(container)
+            .join(".pid");
+        let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let pid = pid.trim();
+        let sent = !pid.is_empty()
+            && tokio::process::Command::new("kill")
+                .args(["-s", signal, pid])
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+        if sent {
+            Ok(())
+        } else {
+            Err(Error::Command {
+                command: format!(
+                    "kill -s {signal} (container {container} of pod {namespace}/{pod})"
+                ),
+                detail: format!("no running process recorded in {}", pidfile.display()),
+            })
+        }
+    }
+
     /// Stops every pod's processes (SIGTERM, 2 s, SIGKILL), deletes the pods bound to the
     /// agent's nodes, then the Nodes and their Leases.
     pub async fn stop(mut self) -> Result<()> {

@@ -1,0 +1,180 @@
+// Disruption scenarios of the web client (issue 20): what people on a live room's pages see
+// when the server under them dies. Local mode runs the control plane and the rooms' sfu-nodes
+// in one `roundtable up` process, so a SIGKILL of it takes down both at once: every page's
+// room connection drops with no goodbye, and a restart on the same address and SQLite file
+// brings the control plane back with empty rooms. The pages must re-join by themselves, go
+// back on camera, and nobody signed in may be signed out. Each case prints its limit and the
+// measured figure. (The cluster cases, an sfu-node pod SIGKILLed under str0m clients, a relay
+// killed, the operator leader killed, are in tests/tests/disruption.rs.)
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { framesOf, launchBrowser, person, shot, startRoundtable, startSmtpSink, tab, until, workDir } from "./harness.mjs";
+import { backoffDelay, worthRetrying, MAX_DELAY_MS, GIVE_UP_MS } from "../../control-plane/web/reconnect.js";
+
+const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
+const SIGN_IN_LINK = /https?:\/\/[^\s]+\/signin\?code=[A-Za-z0-9_-]+/;
+// From the SIGKILL to every page decoding the other's camera again, restart included.
+const RESTART_LIMIT_S = 15;
+
+let work, sink, rt, browser, listen;
+const pages = [];
+
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+
+before(async () => {
+  work = workDir();
+  sink = await startSmtpSink(work);
+  listen = `127.0.0.1:${await freePort()}`;
+  rt = await startRoundtable({ work, examples: EXAMPLES, smtpUrl: sink.url, listen });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const p of pages) assert.deepEqual(p.errors, [], `uncaught errors on ${p.who}'s pages`);
+  await browser?.close();
+  await rt?.stop();
+  sink?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function open(who) {
+  const page = await person(browser, who);
+  pages.push(page);
+  return page;
+}
+
+const SHOTS = new URL("screenshots", import.meta.url).pathname;
+const url = (path) => `${rt.url}${path}`;
+
+const noticeOf = async (page) => {
+  const box = page.locator("#notice");
+  return (await box.isVisible()) ? (await box.textContent()) || "" : "";
+};
+
+// Frames of `name` decoded and still rising a moment later.
+async function decodes(page, name, ms) {
+  return until(
+    `${page.who} decodes ${name}'s video`,
+    async () => {
+      const first = await framesOf(page, name);
+      if (first === 0) return false;
+      await new Promise((r) => setTimeout(r, 300));
+      return (await framesOf(page, name)) > first;
+    },
+    ms,
+  );
+}
+
+const onCamera = async (page) => (await page.locator(".share-status").textContent()).includes("You are on camera");
+
+test("the reconnect policy: bounded, jittered back-off; refusals in words are final", () => {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const low = backoffDelay(attempt, () => 0);
+    const high = backoffDelay(attempt, () => 1);
+    assert.ok(low > 0 && low <= high && high <= MAX_DELAY_MS, `attempt ${attempt}: ${low}..${high}`);
+    assert.equal(low * 2, high, "jitter spans the upper half of the step");
+  }
+  assert.ok(backoffDelay(0, () => 1) <= 500, "the first retry comes within half a second");
+  assert.ok(GIVE_UP_MS >= 30_000 && GIVE_UP_MS <= 120_000, "the page gives up after a bounded time");
+  assert.ok(worthRetrying({ status: 503, code: "not_live" }), "a room whose pod is being replaced");
+  assert.ok(worthRetrying({ status: 0, code: "network" }), "the control plane is away");
+  assert.ok(worthRetrying({ status: 502 }), "the signalling proxy cannot reach the SFU");
+  assert.ok(worthRetrying(new Error("socket closed before the welcome")));
+  assert.ok(!worthRetrying({ status: 409, code: "ended" }), "the room ended");
+  assert.ok(!worthRetrying({ status: 403, code: "forbidden" }));
+  assert.ok(!worthRetrying({ refused: true, code: "room_full" }), "the room refused in words");
+});
+
+test("the control plane and its rooms are SIGKILLed mid-meeting: pages re-join and go back on camera, nobody is signed out", async () => {
+  // Ada, the room's host, signed in; Gus, a guest without an account. Both on camera.
+  const ada = await open("ada");
+  await ada.goto(url("/"));
+  await ada.fill("#signin-email", "ada@example.com");
+  await ada.click("#signin button[type=submit]");
+  await until("the sign-in email", async () => /We sent a sign-in link/.test(await noticeOf(ada)));
+  await ada.goto(await sink.link("ada@example.com", SIGN_IN_LINK));
+  await until("ada signed in", async () => (await ada.locator("#who").textContent()).includes("Sign out"));
+  await ada.goto(url("/ada/coffee"));
+  await ada.fill("#label-name", "Ada Lovelace");
+  await ada.click("#join");
+  await ada.locator(".room-layout").waitFor({ timeout: 30_000 });
+  await until("ada on camera", () => onCamera(ada));
+
+  const gus = await open("gus");
+  await gus.setViewportSize({ width: 375, height: 740 }); // on a phone
+  await gus.goto(url("/ada/coffee"));
+  await gus.fill("#label-name", "Gus Guest");
+  await gus.click("#join");
+  await gus.locator(".room-layout").waitFor({ timeout: 30_000 });
+  await until("gus on camera", () => onCamera(gus));
+  await decodes(ada, "Gus Guest");
+  await decodes(gus, "Ada Lovelace");
+
+  // SIGKILL: the control plane, the signalling proxy and the room's sfu-node vanish at once.
+  const killed = Date.now();
+  await rt.kill("SIGKILL");
+  for (const page of [ada, gus]) {
+    await until(`${page.who}'s page says it is reconnecting`, async () => /Reconnecting/.test(await noticeOf(page)), 5_000);
+  }
+  await shot(ada, SHOTS, "reconnecting");
+  rt = await startRoundtable({ work, examples: EXAMPLES, smtpUrl: sink.url, listen });
+  const restarted = Date.now();
+
+  // Nobody touches the pages: both are back in the room, on camera, each decoding the other.
+  const limitMs = RESTART_LIMIT_S * 1000;
+  await decodes(ada, "Gus Guest", limitMs);
+  await decodes(gus, "Ada Lovelace", limitMs);
+  const back = Date.now();
+  for (const page of [ada, gus]) {
+    await until(`${page.who} back on camera`, () => onCamera(page), 5_000);
+    assert.equal(await noticeOf(page), "", `${page.who}'s "Reconnecting…" is cleared`);
+    assert.equal(await page.locator("[data-action=rejoin]").isVisible(), false, "no Rejoin button needed");
+  }
+  const measured = (back - killed) / 1000;
+  console.log(
+    `disruption: control plane + sfu SIGKILL in local mode, kill to video back on every page: ` +
+      `limit ${RESTART_LIMIT_S} s, measured ${measured.toFixed(2)} s ` +
+      `(of which the restart took ${((restarted - killed) / 1000).toFixed(2)} s)`,
+  );
+  assert.ok(measured <= RESTART_LIMIT_S, `video back within ${RESTART_LIMIT_S} s (took ${measured} s)`);
+
+  // Ada is still signed in: her cookie is valid for the restarted server.
+  const me = await ada.evaluate(async () => (await fetch("/api/me")).json());
+  assert.equal(me.email, "ada@example.com", `Ada is still signed in: ${JSON.stringify(me)}`);
+  await ada.reload();
+  await until("ada's reloaded page shows her signed in", async () => (await ada.locator("#who").textContent()).includes("Sign out"));
+});
+
+test("when the server does not come back, the page stops trying, says so, and offers Rejoin", async () => {
+  const gus = await open("gus");
+  await gus.setViewportSize({ width: 375, height: 740 }); // on a phone
+  await gus.goto(url("/ada/coffee"));
+  await gus.fill("#label-name", "Gus Guest");
+  await gus.click("#join");
+  await gus.locator(".room-layout").waitFor({ timeout: 30_000 });
+  await until("gus on camera", () => onCamera(gus));
+  // A shorter give-up time than the page's 90 s, only for this page, so the case stays quick.
+  await gus.evaluate(() => (window.roundtable.giveUpMs = 3000));
+  await rt.kill("SIGKILL");
+  await until("gus's page gives up", async () => /Could not reconnect/.test(await noticeOf(gus)), 15_000);
+  const rejoin = gus.locator("[data-action=rejoin]");
+  assert.ok(await rejoin.isVisible(), "a Rejoin button");
+  const share = gus.locator("[data-action=share]");
+  assert.equal(await share.isVisible(), false, "nothing to share into while disconnected");
+  await shot(gus, SHOTS, "phone-gave-up");
+  rt = await startRoundtable({ work, examples: EXAMPLES, smtpUrl: sink.url, listen });
+  await rejoin.click();
+  await until("gus back in, watching", async () => (await noticeOf(gus)) === "" && !(await rejoin.isVisible()), 20_000);
+  assert.ok(await share.isVisible(), "and able to share again");
+  await gus.context().close();
+});

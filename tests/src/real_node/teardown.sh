@@ -1,0 +1,48 @@
+# Tears a real node down once the test process is gone (its stdin, the lifeline, reads EOF)
+# or when run with `now` as $6: the kubelet and containerd stop with the test process, but
+# what they made outlives them (container processes and their shims, mounts, the bridge, the
+# CNI and API-server NAT rules, the cgroup tree). Everything matched is this node's own: its
+# directory, its cgroup root, its bridge, its CNI network name.
+#   $1 directory  $2 cgroup root name  $3 bridge  $4 CNI network name  $5 containerd socket
+dir=$1 cgroup=$2 bridge=$3 network=$4 socket=$5
+shim=containerd-shim-runc-$(echo v2)
+[ "${6:-}" = now ] || cat >/dev/null
+
+# The shims of this node's containerd (they re-parent to init), then every process left in
+# the node's cgroups, twice: a shim may have started one in between.
+for round in 1 2; do
+  for proc in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline")" in
+      # Spelt from a variable: this script's own command line holds its text.
+      "$shim -namespace "*" -address $socket "*) kill -KILL "${proc#/proc/}" 2>/dev/null ;;
+      */"$shim -namespace "*" -address $socket "*) kill -KILL "${proc#/proc/}" 2>/dev/null ;;
+    esac
+  done
+  for procs in /sys/fs/cgroup/*/"$cgroup"; do
+    [ -d "$procs" ] || continue
+    find "$procs" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+  done
+  sleep 1
+done
+
+# Mounts under the node's directory (overlay roots, secret and token tmpfs), deepest first.
+awk -v d="$dir" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+  while read -r mount; do umount -l "$mount" 2>/dev/null; done
+# Network namespaces that runc made for the pods are gone with their processes; the bridge
+# and the rules naming this network or bridge are not.
+ip link del "$bridge" 2>/dev/null
+rules=$(iptables-save -t nat 2>/dev/null | grep '^-A ' |
+  grep -e "name: \\\\\"$network\\\\\"" -e " -i $bridge " -e " -o $bridge ")
+# The per-container chains those rules jump to are this node's too.
+chains=$(printf '%s\n' "$rules" | grep -o -- '-j CNI-[A-Za-z0-9-]*' | cut -c4- | grep -v '^CNI-HOSTPORT-' | sort -u)
+printf '%s\n' "$rules" | while read -r rule; do
+  [ -n "$rule" ] && eval "iptables -t nat -D ${rule#-A }" 2>/dev/null
+done
+for chain in $chains; do
+  iptables -t nat -F "$chain" 2>/dev/null && iptables -t nat -X "$chain" 2>/dev/null
+done
+for hierarchy in /sys/fs/cgroup/*/; do
+  [ -d "$hierarchy$cgroup" ] || continue
+  find "$hierarchy$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null
+done
+exit 0

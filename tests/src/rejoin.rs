@@ -1,0 +1,232 @@
+//! str0m clients that behave as the web client's pages do when the room under them fails:
+//! each joins through the control plane (`POST /api/…/join` with its sign-in cookie), opens
+//! the room's events socket, then publishes (WHIP) or watches (WHEP) as that participant; when
+//! the events socket closes (the SFU pod died, the relay left), it asks the control plane
+//! again, with a short back-off, and carries on where the new answer says. Nothing is told
+//! to them from outside: they notice and re-join by themselves.
+//!
+//! Each client keeps a [`Log`] of what a person would notice, for the disruption tests: when
+//! the room was lost, when they were back in, and (watchers) when video from every person
+//! expected on camera was flowing again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sfu_node::client::{ClientPeer, ClientRole, EventSocket, Watcher, host_of};
+use str0m::Event;
+use str0m::media::Mid;
+
+use crate::stack::ControlPlane;
+
+/// The back-off between two join attempts (the page's first steps are of the same size).
+const RETRY: Duration = Duration::from_millis(250);
+/// Frames from one slot before it counts as "video is flowing" from that person.
+const FLOWING: u32 = 5;
+/// How long a join may wait for the room's welcome.
+const WELCOME_WITHIN: Duration = Duration::from_secs(5);
+
+/// The control plane's join answer: where to watch, where to publish, and the token.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The pod to watch from (`http://HOST:PORT`: a relay, or the origin).
+    pub sfu: String,
+    /// The origin pod (`http://HOST:PORT`), where people publish.
+    pub origin: String,
+    pub room: String,
+    pub token: String,
+}
+
+impl Joined {
+    fn from(body: &Value) -> Option<Joined> {
+        let sfu = body["sfu"].as_str()?.to_string();
+        Some(Joined {
+            origin: body["origin"].as_str().unwrap_or(&sfu).to_string(),
+            sfu,
+            room: body["room"].as_str()?.to_string(),
+            token: body["token"].as_str()?.to_string(),
+        })
+    }
+}
+
+/// `POST join_path` as `cookie`: the answer, or the refusal as `"STATUS code"`.
+pub async fn join(api: &ControlPlane, cookie: &str, join_path: &str) -> Result<Joined, String> {
+    match api.post(cookie, join_path, serde_json::json!({})).await {
+        Ok((200, body)) => {
+            Joined::from(&body).ok_or_else(|| format!("200 without a join answer: {body}"))
+        }
+        Ok((status, body)) => Err(format!(
+            "{status} {}",
+            body["error"].as_str().unwrap_or("?")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What one client lived through.
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    /// When each stay in the room began (the events socket welcomed it) and which pod it
+    /// was on.
+    pub stays: Vec<(Instant, String)>,
+    /// When the room was lost (the events socket closed without the client leaving).
+    pub lost: Vec<Instant>,
+    /// Watchers: when video from every expected person was flowing, once per stay.
+    pub all_video: Vec<Instant>,
+    /// Publishers: video frames sent over all stays.
+    pub frames_sent: u64,
+    /// Failed join attempts, in words.
+    pub failures: Vec<String>,
+}
+
+/// A client's [`Log`], shared with the task running it.
+pub type SharedLog = Arc<Mutex<Log>>;
+
+fn record(log: &SharedLog, f: impl FnOnce(&mut Log)) {
+    f(&mut log.lock().expect("a client task panicked"));
+}
+
+/// Opens the events socket at `base` and waits for the welcome: the participant id.
+async fn welcome(base: &str, joined: &Joined) -> Result<(EventSocket, u64), String> {
+    let host = host_of(base).map_err(|e| e.to_string())?;
+    let mut events = EventSocket::connect(host, &joined.room, &joined.token)
+        .await
+        .map_err(|e| format!("events socket at {base}: {e}"))?;
+    let first = tokio::time::timeout(WELCOME_WITHIN, async {
+        loop {
+            match events.next_event().await {
+                Some(v) if v["type"] == "welcome" => return Ok(v),
+                Some(v) if v["type"] == "refused" => return Err(format!("refused: {v}")),
+                Some(_) => {}
+                None => return Err("events socket closed before the welcome".to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("no welcome from {base} in {WELCOME_WITHIN:?}"))??;
+    Ok((events, first["you"].as_u64().unwrap_or(0)))
+}
+
+/// Someone on camera until `end`: joins through the control plane at `join_path`, publishes
+/// non-simulcast video and audio to the origin as the participant of its events socket, and
+/// re-joins and publishes again whenever that socket closes.
+pub async fn on_camera(
+    api: ControlPlane,
+    cookie: String,
+    join_path: String,
+    end: Instant,
+    log: SharedLog,
+) {
+    while Instant::now() < end {
+        let attempt = async {
+            let joined = join(&api, &cookie, &join_path).await?;
+            let (events, you) = welcome(&joined.origin, &joined).await?;
+            let addr = host_of(&joined.origin)
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e| format!("{}: {e}", joined.origin))?;
+            let path = format!(
+                "/rooms/{}/whip?participant={you}&source=camera",
+                joined.room
+            );
+            let (peer, _) = ClientPeer::connect(
+                addr,
+                &path,
+                &joined.token,
+                ClientRole::Publish { simulcast: false },
+            )
+            .await
+            .map_err(|e| format!("WHIP at {}: {e}", joined.origin))?;
+            Ok::<_, String>((joined, events, peer))
+        };
+        let (joined, mut events, mut peer) = match attempt.await {
+            Ok(ok) => ok,
+            Err(why) => {
+                record(&log, |l| l.failures.push(why));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        record(&log, |l| l.stays.push((Instant::now(), joined.origin)));
+        let closed = async { while events.next_event().await.is_some() {} };
+        tokio::select! {
+            sent = peer.publish_until(end, false) => {
+                record(&log, |l| l.frames_sent += sent.unwrap_or(0));
+                // The peer ended by itself before `end`: the room is gone; join again.
+                if Instant::now() < end {
+                    record(&log, |l| l.lost.push(Instant::now()));
+                }
+            }
+            () = closed => record(&log, |l| l.lost.push(Instant::now())),
+        }
+    }
+}
+
+/// Someone watching until `end`: joins through the control plane at `join_path`, watches
+/// `slots` slots from where the answer says, and re-joins whenever the events socket closes.
+/// Each stay logs when video from `expect` people (distinct slots) is flowing.
+pub async fn watching(
+    api: ControlPlane,
+    cookie: String,
+    join_path: String,
+    expect: usize,
+    end: Instant,
+    log: SharedLog,
+) {
+    let slots = expect.max(1) + 1;
+    while Instant::now() < end {
+        let joined = match join(&api, &cookie, &join_path).await {
+            Ok(joined) => joined,
+            Err(why) => {
+                record(&log, |l| l.failures.push(why));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let watcher = match Watcher::join(&joined.sfu, &joined.room, &joined.token, slots).await {
+            Ok(w) => w,
+            Err(e) => {
+                record(&log, |l| l.failures.push(format!("{}: {e}", joined.sfu)));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        record(&log, |l| l.stays.push((Instant::now(), joined.sfu.clone())));
+        let Watcher {
+            mut events,
+            mut peer,
+            ..
+        } = watcher;
+        let mut frames: BTreeMap<Mid, u32> = BTreeMap::new();
+        let mut reported = false;
+        let mut events_open = true;
+        while Instant::now() < end && peer.rtc.is_alive() && events_open {
+            tokio::select! {
+                stepped = peer.step(end) => {
+                    let Ok(got) = stepped else { break };
+                    for e in got {
+                        let Event::MediaData(m) = e else { continue };
+                        if !m.params.spec().codec.is_video() {
+                            continue;
+                        }
+                        *frames.entry(m.mid).or_default() += 1;
+                    }
+                    let flowing = frames.values().filter(|n| **n >= FLOWING).count();
+                    if !reported && flowing >= expect {
+                        reported = true;
+                        record(&log, |l| l.all_video.push(Instant::now()));
+                    }
+                }
+                event = events.next_event() => {
+                    if event.is_none() {
+                        events_open = false;
+                    }
+                }
+            }
+        }
+        if Instant::now() < end {
+            record(&log, |l| l.lost.push(Instant::now()));
+        }
+    }
+}
