@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use str0m::media::{Direction, MediaKind, Mid, Rid};
 
+use super::loss::Gaps;
 use super::{
     Feed, KeyframeThrottle, Media, MediaEvent, PeerId, PeerRole, RateMeter, Slot, Source, TrackIn,
     rank_rids,
@@ -38,6 +39,7 @@ impl Media {
                     source,
                     kind: added.kind,
                     meters: vec![RateMeter::default(); layers.len().max(1)],
+                    gaps: vec![Gaps::default(); layers.len().max(1)],
                     layers,
                     subscribers: Vec::new(),
                     keyframes: KeyframeThrottle::default(),
