@@ -639,6 +639,49 @@ fn a_viewer_starting_low_climbs_to_the_full_layer_on_its_own_feedback() {
 }
 
 #[test]
+fn a_new_viewer_starts_at_the_layer_its_tile_and_first_estimate_allow() {
+    // Layers measured first: the publisher has been sending for a while.
+    let first_layer = |initial_bps: u64, tile: Option<(u32, u32)>| {
+        let mut w = World::with_estimate(Bwe::Feedback, initial_bps);
+        let p = w.publisher(1, true, Codec::Vp8);
+        w.clients[p].keyframe_every = 100_000; // only keyframes asked for
+        w.run(Duration::from_secs(3));
+        let v = w.viewer(2, 1);
+        if let Some((width, height)) = tile {
+            // The page reports the tile's size as soon as the slot exists, before video.
+            while w.sfu.peers().all(|p| p.slots.len() < 2) {
+                w.step();
+            }
+            let mid = w
+                .sfu
+                .peers()
+                .find(|p| p.role == PeerRole::View)
+                .unwrap()
+                .slots[1]
+                .mid;
+            w.sfu.set_view(w.now, ParticipantId(2), &mid, width, height);
+        }
+        w.run(Duration::from_millis(700));
+        let frames = w.client(v).video_frames();
+        assert!(
+            !frames.is_empty(),
+            "no video within 700 ms ({initial_bps}, {tile:?})"
+        );
+        assert!(frames[0].1.is_keyframe());
+        frame_layer(frames[0].1)
+    };
+    // 3 Mbit/s: the full layer (~1.2 Mbit/s) fits a large tile from the first frame.
+    assert_eq!(first_layer(3_000_000, None), 2);
+    // 1.5 Mbit/s (the default): 80 % of it does not carry the full layer, the middle one fits.
+    assert_eq!(first_layer(1_500_000, None), 1);
+    // 300 kbit/s: only the lowest.
+    assert_eq!(first_layer(300_000, None), 0);
+    // A small tile starts small whatever the estimate.
+    assert_eq!(first_layer(3_000_000, Some((320, 180))), 0);
+    assert_eq!(first_layer(3_000_000, Some((640, 360))), 1);
+}
+
+#[test]
 fn a_small_tile_gets_the_small_layer() {
     let mut w = World::new();
     w.publisher(1, true, Codec::Vp8);
