@@ -130,6 +130,9 @@ async fn serve(issuer: &str) -> String {
     format!("http://{addr}")
 }
 
+/// Makes the token answer of one sign-in from its nonce.
+type Minter<'a> = Box<dyn Fn(&str) -> String + 'a>;
+
 fn param<'a>(url: &'a str, name: &str) -> &'a str {
     url.split(&format!("{name}="))
         .nth(1)
@@ -170,7 +173,7 @@ async fn tokens_a_real_provider_would_not_send_sign_nobody_in() {
         "a good token signs in"
     );
 
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String + '_>, &str)> = vec![
+    let cases: Vec<(&str, Minter<'_>, &str)> = vec![
         (
             "another sign-in's nonce",
             Box::new(|_| issuer.es256(&issuer.claims("someone-elses"))),
