@@ -31,6 +31,7 @@ pub mod rejection;
 pub mod relay;
 pub mod room;
 pub mod rules;
+pub mod send_batch;
 pub mod server;
 pub mod shell;
 pub mod vocab;

@@ -16,6 +16,7 @@ use crate::Result;
 use crate::media::{PeerId, Source};
 use crate::room::{Room, RoomOutput, RoomStatus};
 use crate::rules::{ClientCommand, Identity, ParticipantId, Refusal, ServerEvent};
+use crate::send_batch;
 
 /// What an events channel receives.
 #[derive(Debug)]
@@ -305,17 +306,19 @@ fn handle_request(
     }
 }
 
+/// Send what the core transmits, in batches across viewers (see [`send_batch`]).
 async fn flush<D: Driven>(core: &mut D, socket: &UdpSocket) {
-    while let Some(t) = core.poll_transmit() {
-        match socket.try_send_to(&t.contents, t.destination) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                    tracing::debug!("udp send: {e}");
-                }
-            }
-            Err(e) => tracing::debug!("udp send to {}: {e}", t.destination),
+    let mut batch: Vec<Transmit> = Vec::with_capacity(send_batch::BATCH);
+    loop {
+        batch.clear();
+        while batch.len() < send_batch::BATCH {
+            let Some(t) = core.poll_transmit() else { break };
+            batch.push(t);
         }
+        if batch.is_empty() {
+            break;
+        }
+        send_batch::send_all(socket, &batch).await;
     }
     core.deliver();
 }
