@@ -59,6 +59,29 @@ pub enum Change {
         name: String,
         at: jiff::Timestamp,
     },
+    /// A host's dashboard creates (`create`) or edits one of their rooms; `passcode` is the
+    /// room's passcode when its spec names the passcode Secret.
+    PutRoom {
+        room: Box<Room>,
+        passcode: Option<String>,
+        create: bool,
+    },
+    /// A host's dashboard deletes one of their rooms.
+    DeleteRoom {
+        namespace: String,
+        name: String,
+    },
+}
+
+/// The label naming the host (their slug) whose dashboard made a room.
+pub const OWNER_LABEL: &str = "roundtable.dev/owner";
+
+/// The key of a dashboard room's passcode in its Secret (`<room>-passcode`).
+pub const PASSCODE_KEY: &str = "passcode";
+
+/// The Secret holding a dashboard room's passcode.
+pub fn passcode_secret(room_name: &str) -> String {
+    format!("{room_name}-passcode")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +123,11 @@ pub trait Catalog: Send + Sync + 'static {
     fn change(&self, change: Change) -> BoxFuture<'_, Result<(), CatalogError>>;
     /// Whether the caches are filled (readiness).
     fn ready(&self) -> bool;
+    /// Whether rooms made on dashboards outlive this process here (Kubernetes keeps them);
+    /// if not, the control plane keeps them in its store and hands them back at start-up.
+    fn keeps_rooms(&self) -> bool {
+        true
+    }
 }
 
 fn is<K: Resource>(object: &K, namespace: &str, name: &str) -> bool {
@@ -287,6 +315,77 @@ impl KubeCatalog {
                 )
                 .await?
             }
+            Change::PutRoom {
+                room,
+                passcode,
+                create,
+            } => self.put_room(*room, passcode, create).await?,
+            Change::DeleteRoom { namespace, name } => {
+                let api: Api<Room> = Api::namespaced(self.client.clone(), &namespace);
+                api.delete(&name, &DeleteParams::default()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or edits a dashboard room; its passcode goes into a Secret the Room owns (so it
+    /// is deleted with it). Edits are a merge patch of the spec fields a dashboard sets.
+    async fn put_room(
+        &self,
+        room: Room,
+        passcode: Option<String>,
+        create: bool,
+    ) -> Result<(), CatalogError> {
+        use serde_json::json;
+        let namespace = room.metadata.namespace.clone().unwrap_or_default();
+        let name = room.metadata.name.clone().unwrap_or_default();
+        let api: Api<Room> = Api::namespaced(self.client.clone(), &namespace);
+        let kept = if create {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            api.create(&params, &room).await?
+        } else {
+            let spec = &room.spec;
+            let patch = json!({"spec": {
+                "title": spec.title,
+                "theme": spec.theme,
+                "locked": spec.locked,
+                "passcode": spec.passcode,
+                "allowedEmailDomains": spec.allowed_email_domains,
+                "hosts": spec.hosts,
+            }});
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Merge(&patch),
+            )
+            .await?
+        };
+        if let Some(passcode) = passcode {
+            let owner = kept.controller_owner_ref(&()).ok_or_else(|| {
+                CatalogError::Other("the API server returned a Room without a uid".into())
+            })?;
+            let secret = json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": passcode_secret(&name),
+                    "namespace": namespace,
+                    "labels": room.metadata.labels,
+                    "ownerReferences": [owner],
+                },
+                "stringData": {PASSCODE_KEY: passcode},
+            });
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            secrets
+                .patch(
+                    &passcode_secret(&name),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await?;
         }
         Ok(())
     }

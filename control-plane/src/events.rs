@@ -14,7 +14,6 @@ use serde_json::json;
 use super::access::{self, Attendance, Refusal};
 use super::catalog::{self, CatalogError, Change};
 use super::identity::Person;
-use super::store::Label;
 use super::{ApiError, ApiResult, ApiState, Joined};
 use roundtable_crds::live_room::LiveRoom;
 
@@ -326,10 +325,7 @@ pub async fn join_session(
     let status = session.status.clone().unwrap_or_default();
     access::joinable(status.phase)?;
     let grants = access::session_grants(&session, &attendance, &person.email);
-    let label = Label {
-        name: person.name.clone(),
-        ..Label::default()
-    };
+    let label = super::people::person_label(&state, &person).await?;
     let room = LiveRoom::from(&*session);
     let servers = super::Servers {
         origin: status.endpoint.as_deref(),

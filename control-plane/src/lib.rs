@@ -18,9 +18,11 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod accounts;
 pub mod browser_policy;
 pub mod catalog;
 pub mod chat;
+pub mod dashboard;
 pub mod error;
 mod events;
 pub mod forwarded;
@@ -29,8 +31,9 @@ pub mod limiter;
 pub mod mail;
 pub mod manifest_catalog;
 pub mod manifests;
+pub mod oidc;
 mod pages;
-mod people;
+pub(crate) mod people;
 pub mod relays;
 mod rooms;
 pub mod serve;
@@ -124,6 +127,10 @@ pub struct Inner {
     http: reqwest::Client,
     /// TURN servers handed to each join, if the deployment runs one ([`turn`]).
     pub turn: Option<turn::Turn>,
+    /// How accounts work here ([`accounts`]).
+    pub accounts: accounts::AccountSettings,
+    /// The identity provider people may sign up with ([`oidc`]).
+    pub oidc: Option<oidc::Oidc>,
 }
 
 impl Drop for Inner {
@@ -178,6 +185,8 @@ pub struct Protection {
     pub session_limits: SessionLimits,
     /// TURN servers and their shared secret, for attendees whose networks block UDP.
     pub turn: Option<turn::Turn>,
+    /// Sign-up with an identity provider, where dashboard rooms go, whom to ask.
+    pub accounts: accounts::AccountSettings,
 }
 
 impl ApiState {
@@ -224,6 +233,8 @@ impl ApiState {
             chat_feed: feed.map(|feed| tokio::spawn(deliver_chat(feed, inner.clone()))),
             http,
             turn: protection.turn,
+            oidc: protection.accounts.oidc.clone().map(oidc::Oidc::new),
+            accounts: protection.accounts,
         }));
         Ok(state)
     }
@@ -244,6 +255,14 @@ impl ApiState {
         let Some(mut person) = person else {
             return Ok(None);
         };
+        let account = self
+            .store
+            .account(&person.email)
+            .await
+            .map_err(|e| ApiError::internal("reading an account", e))?;
+        if let Some(account) = account.filter(|a| a.slug.is_some()) {
+            person.name = account.display_name;
+        }
         let registered = self
             .store
             .tickets_of(&person.email)
@@ -462,6 +481,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/signin/registration", post(people::registration))
         .route("/api/signout", post(people::sign_out))
         .route("/signin", get(people::sign_in_link))
+        .route("/signin/oidc", get(oidc::flow::start))
+        .route(oidc::flow::CALLBACK, get(oidc::flow::callback))
+        .route("/api/account", get(accounts::profile::account))
+        .route("/api/account/slug", get(accounts::profile::check_slug))
+        .route("/api/account/onboarding", post(accounts::profile::onboard))
+        .route(
+            "/api/account/profile",
+            axum::routing::put(accounts::profile::save_profile),
+        )
+        .route(
+            "/api/account/avatar",
+            post(accounts::profile::upload_avatar).layer(axum::extract::DefaultBodyLimit::max(
+                2 * accounts::avatar::MAX_BYTES,
+            )),
+        )
+        .route(
+            "/api/account/delete",
+            post(accounts::deletion::delete_account),
+        )
+        .route("/avatars/{file}", get(accounts::profile::avatar_image))
+        .route("/api/hosts/{slug}", get(dashboard::dashboard))
+        .route("/api/hosts/{slug}/rooms", post(dashboard::create_room))
+        .route(
+            "/api/hosts/{slug}/rooms/{room}",
+            axum::routing::put(dashboard::edit_room).delete(dashboard::delete_room),
+        )
         .route("/api/events/{ns}/{event}", get(events::event))
         .route("/api/events/{ns}/{event}/register", post(people::register))
         .route("/api/events/{ns}/{event}/tickets", get(events::tickets))

@@ -53,6 +53,10 @@ struct Overlay {
     stage_lifecycle: HashMap<Key, roundtable_crds::Lifecycle>,
     locked: HashMap<Key, bool>,
     wake: HashMap<Key, jiff::Timestamp>,
+    /// Rooms made on dashboards (kept in the store by the control plane, handed back here
+    /// at start-up), and their passcodes by room.
+    kept_rooms: Vec<Room>,
+    passcodes: HashMap<Key, String>,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +162,16 @@ impl LocalCatalog {
 
     fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
         let state = self.state.read().expect("catalog lock");
+        let kept = state.overlay.kept_rooms.iter().find(|r| {
+            r.metadata.namespace.as_deref() == Some(namespace)
+                && crate::catalog::passcode_secret(r.metadata.name.as_deref().unwrap_or_default())
+                    == name
+        });
+        if let Some(room) = kept
+            && key == crate::catalog::PASSCODE_KEY
+        {
+            return state.overlay.passcodes.get(&key_of(room)).cloned();
+        }
         state
             .manifests
             .secrets
@@ -237,6 +251,7 @@ fn rebuild(state: &mut State) {
         });
     }
     let mut rooms = state.manifests.rooms.clone();
+    rooms.extend(o.kept_rooms.iter().cloned());
     for r in &mut rooms {
         let key = key_of(r);
         if let Some(locked) = o.locked.get(&key) {
@@ -418,6 +433,39 @@ impl Catalog for LocalCatalog {
                     }
                     state.overlay.wake.insert(key, at);
                 }
+                Change::PutRoom {
+                    room,
+                    passcode,
+                    create,
+                } => {
+                    let key = key_of(&*room);
+                    let kept = state
+                        .overlay
+                        .kept_rooms
+                        .iter()
+                        .position(|r| key_of(r) == key);
+                    match (create, kept) {
+                        (true, _) if exists("room", &key) => return Err(CatalogError::Conflict),
+                        (true, _) => state.overlay.kept_rooms.push(*room),
+                        (false, Some(i)) => state.overlay.kept_rooms[i] = *room,
+                        (false, None) => return Err(CatalogError::NotFound),
+                    }
+                    state.overlay.locked.remove(&key);
+                    match passcode {
+                        Some(p) => state.overlay.passcodes.insert(key, p),
+                        None => state.overlay.passcodes.remove(&key),
+                    };
+                }
+                Change::DeleteRoom { namespace, name } => {
+                    let key = (namespace, name);
+                    let before = state.overlay.kept_rooms.len();
+                    state.overlay.kept_rooms.retain(|r| key_of(r) != key);
+                    if state.overlay.kept_rooms.len() == before {
+                        return Err(CatalogError::NotFound);
+                    }
+                    state.overlay.passcodes.remove(&key);
+                    state.overlay.locked.remove(&key);
+                }
             }
             Ok(())
         });
@@ -426,5 +474,9 @@ impl Catalog for LocalCatalog {
 
     fn ready(&self) -> bool {
         true
+    }
+
+    fn keeps_rooms(&self) -> bool {
+        false
     }
 }

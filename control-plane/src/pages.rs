@@ -41,7 +41,7 @@ pub(crate) struct Page {
     pub script: &'static str,
 }
 
-pub(crate) const PAGES: [(&str, Page); 7] = [
+pub(crate) const PAGES: [(&str, Page); 10] = [
     (
         "/",
         Page {
@@ -88,6 +88,30 @@ pub(crate) const PAGES: [(&str, Page); 7] = [
             kind: "report",
             title: "Event report",
             script: "report",
+        },
+    ),
+    (
+        "/welcome",
+        Page {
+            kind: "welcome",
+            title: "Welcome",
+            script: "welcome",
+        },
+    ),
+    (
+        "/settings",
+        Page {
+            kind: "settings",
+            title: "Profile settings",
+            script: "settings",
+        },
+    ),
+    (
+        "/{host}",
+        Page {
+            kind: "dashboard",
+            title: "Dashboard",
+            script: "dashboard",
         },
     ),
     (

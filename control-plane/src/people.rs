@@ -31,12 +31,21 @@ pub struct Me {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     tickets: Vec<Ticket>,
-    /// The name label of this person's last room join, to prefill the next.
+    /// The name label to prefill: a host's profile, else this person's last room join.
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<Label>,
+    /// A host's URL slug once onboarded (their dashboard is `/<slug>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slug: Option<String>,
+    /// Whether the host wants browser notifications (ask-to-join, requests to share).
+    notifications: bool,
+    /// The identity provider's name when sign-in with one is offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc: Option<String>,
 }
 
 async fn me_of(state: &ApiState, person: Option<Person>) -> ApiResult<Me> {
+    let oidc = state.oidc.as_ref().map(|o| o.provider.name.clone());
     Ok(match person {
         None => Me {
             signed_in: false,
@@ -44,19 +53,63 @@ async fn me_of(state: &ApiState, person: Option<Person>) -> ApiResult<Me> {
             name: None,
             tickets: vec![],
             label: None,
+            slug: None,
+            notifications: false,
+            oidc,
         },
-        Some(p) => Me {
-            signed_in: true,
-            label: state
+        Some(p) => {
+            let account = state
                 .store
-                .label_of(&p.email)
+                .account(&p.email)
                 .await
-                .map_err(|e| ApiError::internal("reading a label", e))?,
-            email: Some(p.email),
-            name: Some(p.name),
-            tickets: p.tickets,
-        },
+                .map_err(|e| ApiError::internal("reading an account", e))?;
+            Me {
+                signed_in: true,
+                label: prefill(state, &p.email).await?,
+                slug: account.as_ref().and_then(|a| a.slug.clone()),
+                notifications: account.is_some_and(|a| a.notifications),
+                email: Some(p.email),
+                name: Some(p.name),
+                tickets: p.tickets,
+                oidc,
+            }
+        }
     })
+}
+
+/// The name label a signed-in person shows in sessions and on stage: an onboarded host's
+/// profile, else their name.
+pub(crate) async fn person_label(state: &ApiState, person: &Person) -> ApiResult<Label> {
+    let account = state
+        .store
+        .account(&person.email)
+        .await
+        .map_err(|e| ApiError::internal("reading an account", e))?;
+    Ok(account
+        .as_ref()
+        .and_then(crate::accounts::profile_label)
+        .unwrap_or_else(|| Label {
+            name: person.name.clone(),
+            ..Label::default()
+        }))
+}
+
+/// The name label that prefills `email`'s next join: an onboarded host's profile, else the
+/// label of their last join.
+pub(crate) async fn prefill(state: &ApiState, email: &str) -> ApiResult<Option<Label>> {
+    let account = state
+        .store
+        .account(email)
+        .await
+        .map_err(|e| ApiError::internal("reading an account", e))?;
+    if let Some(label) = account.as_ref().and_then(crate::accounts::profile_label) {
+        return Ok(Some(label));
+    }
+    state
+        .store
+        .label_of(email)
+        .await
+        .map_err(|e| ApiError::internal("reading a label", e))
 }
 
 pub async fn me(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Me>> {
@@ -195,7 +248,7 @@ async fn new_sign_in_code(
 }
 
 /// The `Set-Cookie` value of a sign-in.
-fn session_cookie(state: &ApiState, person: &Person) -> HeaderValue {
+pub(crate) fn session_cookie(state: &ApiState, person: &Person) -> HeaderValue {
     let now = state.clock.now() as u64;
     let token = state
         .keys

@@ -44,11 +44,7 @@ pub async fn room(
     let person = state.viewer(&headers).await?;
     let email = person.as_ref().map(|p| p.email.as_str());
     let label = match email {
-        Some(e) => state
-            .store
-            .label_of(e)
-            .await
-            .map_err(|e| ApiError::internal("reading a label", e))?,
+        Some(e) => super::people::prefill(&state, e).await?,
         None => None,
     };
     let status = room.status.clone().unwrap_or_default();
@@ -150,6 +146,7 @@ fn check_label(label: &Label) -> ApiResult<Label> {
     let image = label.image.trim();
     if !(image.is_empty()
         || ((image.starts_with("https://") || image.starts_with("http://")) && image.len() <= 2048)
+        || (image.starts_with("/avatars/") && image.len() <= 200)
         || (image.starts_with("data:image/") && image.len() <= 200_000))
     {
         return Err(ApiError::bad_request(

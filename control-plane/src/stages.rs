@@ -13,7 +13,6 @@ use super::catalog::{self, Change};
 use super::events::{attended, stage_view, write_error};
 use super::identity::Person;
 use super::limiter::Scope;
-use super::store::Label;
 use super::{ApiError, ApiResult, ApiState, Client, Joined};
 use roundtable_crds::live_room::LiveRoom;
 
@@ -84,10 +83,7 @@ pub async fn join(
     let status = stage.status.clone().unwrap_or_default();
     access::joinable(status.phase)?;
     let grants = access::stage_grants(&attendance, request.backstage);
-    let label = Label {
-        name: person.name.clone(),
-        ..Label::default()
-    };
+    let label = super::people::person_label(&state, &person).await?;
     // Relays carry what stage watchers see; the backstage stays on the origin.
     let servers = if request.backstage {
         super::Servers::origin_only(status.endpoint.as_deref())

@@ -110,6 +110,9 @@ macro_rules! on_pool {
     };
 }
 
+mod accounts;
+pub use accounts::{Account, Deletion, KeptRoom, NotOnboarded, OidcPending, Profile};
+
 /// Holds `key` for the rest of the current transaction.
 trait Serialise {
     async fn serialise(&mut self, key: &str) -> StoreResult<()>;

@@ -171,6 +171,7 @@ async fn harness_with(mailer: Option<Mailer>) -> Harness {
                 per_event: 3,
             },
             turn: None,
+            accounts: accounts::AccountSettings::default(),
         },
     )
     .await
@@ -1734,3 +1735,8 @@ fn the_web_client_builds_its_pages_without_html_strings_or_inline_code() {
     }
     assert!(files > 10, "read the web client ({files} files)");
 }
+
+/// Host accounts: onboarding, profile, avatar, dashboard rooms, deletion, OpenID Connect
+/// refusals that need no provider.
+#[path = "tests_accounts.rs"]
+mod accounts_tests;

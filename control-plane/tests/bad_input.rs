@@ -63,6 +63,12 @@ const JSON_ROUTES: &[(&str, &str)] = &[
         r#"{"email":"ada@example.com"}"#,
     ),
     ("/api/rooms/ada/coffee/lock", r#"{"locked":true}"#),
+    (
+        "/api/account/onboarding",
+        r#"{"useCase":"meetings","displayName":"Ada","slug":"ada"}"#,
+    ),
+    ("/api/account/delete", r#"{"confirm":"ada"}"#),
+    ("/api/hosts/ada/rooms", r#"{"slug":"office"}"#),
     ("/api/stages/default/gala-main-stage/join", r#"{}"#),
     (
         "/api/stages/default/gala-main-stage/broadcast",
@@ -73,6 +79,7 @@ const JSON_ROUTES: &[(&str, &str)] = &[
 /// Every other route that changes something, with its method.
 const OTHER_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/signout"),
+    ("POST", "/api/account/avatar"),
     ("POST", "/api/sessions/default/gala-open-source/join"),
     ("POST", "/api/sessions/default/gala-open-source/start"),
     ("DELETE", "/api/sessions/default/gala-open-source"),

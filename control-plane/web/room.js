@@ -7,6 +7,7 @@
 //   lobby   — a locked room: "Ask to join", any host lets you in;
 //   room    — the video wall, hosts admit joiners and lock the room.
 
+import { notifyIfHidden } from "./notify.js";
 import { enc, get, pathParams, post, query, sleep } from "./api.js";
 import { main, onLeave, refuse, whoami, refusedPage } from "./page.js";
 import { RoomView, cameraError } from "./roomview.js";
@@ -299,6 +300,7 @@ async function enter(answer) {
     view.live.on("join_requested", (e) => {
       joins.add(e.participant);
       notice(`${e.participant.profile.name || "Someone"} is asking to join.`, "info");
+      notifyIfHidden("Someone is asking to join", `${e.participant.profile.name || "Someone"} wants to join ${document.title}.`);
     });
     view.live.on("join_resolved", (e) => joins.remove(e.participant));
   }

@@ -4,6 +4,7 @@
 
 import { sleep } from "./api.js";
 import { LiveRoom } from "./live.js";
+import { notifyIfHidden } from "./notify.js";
 import { GIVE_UP_MS, backoffDelay, worthRetrying } from "./reconnect.js";
 import { Tiles, diagnostics } from "./tiles.js";
 import { h, button, chatPanel, countsView, moderationPanel, notice } from "./ui.js";
@@ -102,7 +103,10 @@ export class RoomView {
     });
     live.on("counts", (e) => this.setCounts(e));
     live.on("chat", (m) => this.chat.add(m.name, m.text, m.at_ms));
-    live.on("share_requested", (e) => this.moderation?.add(e.participant));
+    live.on("share_requested", (e) => {
+      this.moderation?.add(e.participant);
+      if (this.moderation) notifyIfHidden("A request to share", `${e.participant.profile?.name || "Someone"} asks to share audio and video.`);
+    });
     live.on("share_request_resolved", (e) => this.moderation?.remove(e.participant));
     live.on("on_camera", (e) => {
       this.onCamera.set(e.participant.id, e.participant.profile);

@@ -6,9 +6,19 @@ import { main, refuse, whoami } from "./page.js";
 import { clear, h, notice, setTitle } from "./ui.js";
 
 // Why an emailed sign-in link did not sign you in (`/?error=<code>` from the server).
+// Why a sign-in with the identity provider did not sign you in (`/?error=oidc_…`); the server's
+// `OidcRefusal` says the same.
 const linkErrors = {
   link_invalid: "That sign-in link has expired or was already used. Ask for a new one below.",
   too_many_attempts: "Too many attempts. Wait a few minutes, then ask for a new link.",
+  oidc_denied: "The sign-in was cancelled at the identity provider.",
+  oidc_state: "That sign-in has expired or was already used. Start again with the button below.",
+  oidc_browser: "That sign-in was started in another browser. Start again in this one.",
+  oidc_provider: "The identity provider did not answer as expected. Try again in a minute.",
+  oidc_token: "The identity provider's answer could not be verified, so you were not signed in.",
+  oidc_nonce: "The identity provider's answer was not for this sign-in. Start again.",
+  oidc_email: "Your identity provider did not give a verified email address, which an account needs.",
+  oidc_off: "This server has no identity provider set up.",
 };
 
 // `next` is where to go after signing in: only a path of this site, as the server checks it.
@@ -27,6 +37,40 @@ function eventFromLink() {
   if (e && e.includes("/")) return e;
   const m = (nextPath() || "").match(/^\/e\/([^/]+)\/([^/?]+)/);
   return m ? `${decodeURIComponent(m[1])}/${decodeURIComponent(m[2])}` : null;
+}
+
+// Hosts sign up here: with the identity provider when the server has one, or by email; both
+// lead to onboarding the first time.
+function hostSignUp(who) {
+  const next = nextPath() || "/welcome";
+  const email = h("input", { type: "email", id: "signup-email-address", required: true, autocomplete: "email", placeholder: "you@example.com" });
+  return h(
+    "section",
+    { class: "card", id: "host-signup" },
+    h("h2", {}, "Host your own rooms"),
+    h("p", { class: "muted" }, "An account gives you a dashboard and your own URL. Joining a room never needs one."),
+    who.oidc
+      ? h("a", { class: "button primary", id: "oidc-signin", href: `/signin/oidc?next=${encodeURIComponent(next)}` }, `Sign in with ${who.oidc}`)
+      : null,
+    h(
+      "form",
+      {
+        id: "signup-email",
+        onsubmit: async (e) => {
+          e.preventDefault();
+          try {
+            await post("/api/signin", { email: email.value.trim(), next });
+            notice(`We sent a sign-up link to ${email.value.trim()}. Open it on this device to choose your URL.`, "ok");
+          } catch (err) {
+            refuse(err);
+          }
+        },
+      },
+      h("label", { for: "signup-email-address" }, who.oidc ? "Or with an emailed link" : "Email"),
+      email,
+      h("div", { class: "form-row" }, h("button", { type: "submit" }, "Email me a sign-up link")),
+    ),
+  );
 }
 
 function signInForm() {
@@ -147,6 +191,7 @@ async function run() {
   setTitle("Welcome");
   const error = query("error");
   if (error) notice(linkErrors[error] || "Signing in did not work. Ask for a new link below.");
+  if (query("deleted")) notice("Your account was deleted. A record that it was deleted is kept; nothing else.", "ok");
   const who = await whoami();
   const next = nextPath();
   if (who.signedIn && next) {
@@ -154,8 +199,14 @@ async function run() {
     return;
   }
   const parts = [];
-  if (who.signedIn) parts.push(myEvents(who));
-  else parts.push(signInForm());
+  if (who.signedIn) {
+    parts.push(myEvents(who));
+    if (who.slug) parts.push(h("p", { class: "card" }, h("a", { href: `/${enc(who.slug)}`, id: "my-dashboard" }, "Your dashboard"), " · ", h("a", { href: "/settings" }, "Profile settings")));
+    else parts.push(h("p", { class: "card" }, h("a", { href: "/welcome" }, "Set up your host account")));
+  } else {
+    parts.push(signInForm());
+    parts.push(hostSignUp(who));
+  }
   parts.push(registerForm());
   clear(main(), h("div", { class: "narrow" }, parts));
 }

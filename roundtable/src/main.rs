@@ -176,6 +176,66 @@ struct ApiArgs {
     mail: MailArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    accounts: AccountArgs,
+}
+
+/// Host accounts: sign-up with an OpenID Connect issuer, where dashboard rooms go, whom to ask.
+#[derive(Args, Debug)]
+struct AccountArgs {
+    /// An OpenID Connect issuer hosts may sign up with, e.g. https://id.example.com/realms/main
+    /// (its discovery document is read from /.well-known/openid-configuration). Register
+    /// `<public URL>/signin/oidc/callback` as the client's redirect URI.
+    #[arg(long, env = "ROUNDTABLE_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_client_secret_file"])]
+    oidc_issuer: Option<String>,
+    /// The client id registered at the issuer.
+    #[arg(long, env = "ROUNDTABLE_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// File holding the client secret (a mounted Secret).
+    #[arg(long, env = "ROUNDTABLE_OIDC_CLIENT_SECRET_FILE")]
+    oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// The issuer's name on the sign-in button ("Sign in with <name>").
+    #[arg(
+        long,
+        env = "ROUNDTABLE_OIDC_NAME",
+        default_value = "your organisation"
+    )]
+    oidc_name: String,
+    /// The namespace where hosts' dashboard rooms are created as Room resources.
+    #[arg(long, env = "ROUNDTABLE_ROOMS_NAMESPACE", default_value = "default")]
+    rooms_namespace: String,
+    /// How people reach whoever runs this platform (shown where an email address cannot be
+    /// changed), e.g. "support@example.com".
+    #[arg(long, env = "ROUNDTABLE_OPERATOR_CONTACT")]
+    operator_contact: Option<String>,
+}
+
+impl AccountArgs {
+    fn settings(&self) -> anyhow::Result<api::accounts::AccountSettings> {
+        let oidc = match &self.oidc_issuer {
+            None => None,
+            Some(issuer) => {
+                let file = self
+                    .oidc_client_secret_file
+                    .as_ref()
+                    .context("--oidc-client-secret-file")?;
+                let secret = std::fs::read_to_string(file).with_context(|| {
+                    format!("reading the OIDC client secret {}", file.display())
+                })?;
+                Some(api::oidc::Provider {
+                    issuer: issuer.trim_end_matches('/').to_string(),
+                    client_id: self.oidc_client_id.clone().context("--oidc-client-id")?,
+                    client_secret: secret.trim().to_string(),
+                    name: self.oidc_name.clone(),
+                })
+            }
+        };
+        Ok(api::accounts::AccountSettings {
+            oidc,
+            rooms_namespace: self.rooms_namespace.clone(),
+            operator_contact: self.operator_contact.clone(),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +273,8 @@ struct UpArgs {
     mail: MailArgs,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    accounts: AccountArgs,
 }
 
 #[derive(Args, Debug)]
@@ -408,6 +470,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 per_event: args.attendee_sessions_per_event,
             },
             turn: args.net.turn()?,
+            accounts: args.accounts.settings()?,
         },
     )
     .await
@@ -482,6 +545,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         tls,
         turn,
         trust,
+        accounts: args.accounts.settings()?,
     };
     local::up(options, terminated()).await
 }

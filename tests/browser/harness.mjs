@@ -110,6 +110,23 @@ export async function startSmtpSink(work) {
   };
 }
 
+// Keycloak, the real OpenID Connect provider (tests/keycloak/start.sh): its own login page,
+// realm `roundtable` with user ada / ada-password. It stops when `stop()` closes its input.
+export async function startKeycloak(redirect = "http://127.0.0.1:*") {
+  const script = new URL("../keycloak/start.sh", import.meta.url).pathname;
+  const secret = "browser-test-secret";
+  const child = spawn(script, ["0", redirect, secret], { stdio: ["pipe", "pipe", "inherit"] });
+  const [, issuer] = await firstLine(child, /^ready (\S+)/, "Keycloak");
+  return {
+    issuer,
+    secret,
+    stop: () => new Promise((r) => {
+      child.once("exit", r);
+      child.stdin.end();
+    }),
+  };
+}
+
 function withoutRustLog(env) {
   const { RUST_LOG, ...rest } = env;
   return rest;
@@ -119,7 +136,7 @@ export const workDir = () => mkdtempSync(join(tmpdir(), "roundtable-browser-"));
 
 // `listen` defaults to a free port; a scenario that restarts the server passes the address it
 // had, so the pages it serves find it again (and the SQLite file in `work` is reused).
-export async function startRoundtable({ work, examples, smtpUrl, listen = "127.0.0.1:0" }) {
+export async function startRoundtable({ work, examples, smtpUrl, listen = "127.0.0.1:0", extraArgs = [] }) {
   const bin = process.env.ROUNDTABLE_BIN;
   assert.ok(bin, "set ROUNDTABLE_BIN to the roundtable binary (run.sh does)");
   const manifests = join(work, "examples");
@@ -144,6 +161,7 @@ export async function startRoundtable({ work, examples, smtpUrl, listen = "127.0
       join(work, "recordings"),
       "--smtp-url",
       smtpUrl,
+      ...extraArgs,
     ],
     // The default log levels, as a person running `./scripts/run` reads them: the scenarios
     // check what that terminal shows.

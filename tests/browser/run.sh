@@ -3,7 +3,8 @@
 # examples/ with a temp SQLite file, a real SMTP server on loopback (aiosmtpd) for the emailed
 # links, and headless Debian Chromium (/usr/bin/chromium, never a downloaded browser) with a
 # fake camera; and (netns.test.mjs) HTTPS, NAT and a UDP-blocking firewall built from network
-# namespaces, with coturn. Screenshots of the main pages land in tests/browser/screenshots/.
+# namespaces, with coturn; (accounts.test.mjs) host sign-up through Keycloak's own login page
+# (tests/keycloak/). Screenshots of the main pages land in tests/browser/screenshots/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -44,4 +45,4 @@ cd "$here"
 # disruption.test.mjs SIGKILLs and restarts `roundtable up` under live pages.
 # netns.test.mjs builds real networks (namespaces, NAT, coturn) and needs root; without it
 # its scenarios are skipped with the reason printed.
-node --test --test-concurrency=1 e2e.test.mjs disruption.test.mjs netns.test.mjs
+node --test --test-concurrency=1 e2e.test.mjs accounts.test.mjs disruption.test.mjs netns.test.mjs

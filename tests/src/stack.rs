@@ -95,7 +95,15 @@ impl Stack {
                 .local_addr()
                 .context(|| "reading the control plane's port".to_string())?
         );
-        let state = ApiState::new(
+        // Hosts' dashboard rooms go into this test's namespace.
+        let protection = api::Protection {
+            accounts: api::accounts::AccountSettings {
+                rooms_namespace: ns.name.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let state = ApiState::protected(
             Arc::new(catalog),
             ApiSettings {
                 store: Store::in_memory()
@@ -108,6 +116,7 @@ impl Stack {
                 clock: Clock::default(),
                 recordings_dir: None,
             },
+            protection,
         )
         .await
         .map_err(|e| Error::Stack(format!("{e:?}")))?;
@@ -177,6 +186,23 @@ impl ControlPlane {
     pub async fn get(&self, cookie: &str, path: &str) -> Result<(u16, Value)> {
         self.send(self.http.get(format!("{}{path}", self.base)), cookie)
             .await
+    }
+
+    /// `method` `body` to `path` on the control plane as `cookie`: the status and the JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        cookie: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<(u16, Value)> {
+        self.send(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .json(&body),
+            cookie,
+        )
+        .await
     }
 
     /// POST `body` to `path` on the control plane as `cookie`: the status and the JSON body.

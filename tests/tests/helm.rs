@@ -335,6 +335,8 @@ async fn every_rendered_object_passes_the_api_servers_validation() {
                 "PersistentVolumeClaim",
                 "PodDisruptionBudget",
                 "Role",
+                "Role",
+                "RoleBinding",
                 "RoleBinding",
                 "Secret",
                 "Service",
@@ -389,6 +391,8 @@ networkPolicy:
                 "Role",
                 "Role",
                 "Role",
+                "Role",
+                "RoleBinding",
                 "RoleBinding",
                 "RoleBinding",
                 "RoleBinding",
@@ -420,6 +424,8 @@ networkPolicy:
                 "PodDisruptionBudget",
                 "PodDisruptionBudget",
                 "Role",
+                "Role",
+                "RoleBinding",
                 "RoleBinding",
                 "Secret",
                 "Secret",
@@ -1138,7 +1144,23 @@ operator:
             ],
             false,
         ),
-        (api, &["delete", "rooms.roundtable.dev", "-n", home], false),
+        // Hosts' dashboard rooms: Rooms and their passcode Secrets are created, changed and
+        // deleted in the rooms namespace (here the watched one), nowhere else; Secrets are
+        // still never read there.
+        (api, &["create", "rooms.roundtable.dev", "-n", home], true),
+        (api, &["delete", "rooms.roundtable.dev", "-n", home], true),
+        (api, &["create", "secrets", "-n", home], true),
+        (
+            api,
+            &["delete", "rooms.roundtable.dev", "-n", rooms.name.as_str()],
+            false,
+        ),
+        (
+            api,
+            &["create", "rooms.roundtable.dev", "-n", elsewhere],
+            false,
+        ),
+        (api, &["delete", "secrets", "-n", home], false),
         (api, &["create", "pods", "-n", home], false),
         (
             api,

@@ -152,3 +152,8 @@ every copy of the Secret and the control plane's checksum agree.
 {{- define "roundtable.turnSecretName" -}}
 {{- default (printf "%s-turn" .Release.Name) .Values.turn.existingSecret -}}
 {{- end }}
+
+{{/* Where hosts' dashboard rooms are created. */}}
+{{- define "roundtable.roomsNamespace" -}}
+{{- .Values.api.accounts.roomsNamespace | default .Values.watchNamespace | default .Release.Namespace -}}
+{{- end }}

@@ -38,6 +38,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "sign-in claimant",
         include_str!("../../migrations/sqlite/0003_sign_in_claimant.sql"),
     ),
+    (
+        4,
+        "accounts",
+        include_str!("../../migrations/sqlite/0004_accounts.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -51,6 +56,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "sign-in claimant",
         include_str!("../../migrations/postgres/0002_sign_in_claimant.sql"),
+    ),
+    (
+        3,
+        "accounts",
+        include_str!("../../migrations/postgres/0003_accounts.sql"),
     ),
 ];
 

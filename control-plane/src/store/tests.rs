@@ -6,7 +6,7 @@ use super::*;
 pub(crate) mod postgres;
 
 /// A store of each backend, named.
-async fn stores() -> Vec<Store> {
+pub(crate) async fn stores() -> Vec<Store> {
     vec![
         Store::in_memory().await.unwrap(),
         Store::connect(&postgres::database().await, 4)

@@ -44,6 +44,9 @@ pub struct UpOptions {
     pub turn: Option<api::turn::Turn>,
     /// The local certificate authority to tell people to trust (`--lan`).
     pub trust: Option<PathBuf>,
+    /// Sign-up with an identity provider, whom to ask; dashboard rooms are kept in the
+    /// database next to the manifests' rooms.
+    pub accounts: api::accounts::AccountSettings,
 }
 
 /// Where the embedded SFUs listen: their signalling (WHIP, WHEP, events) and admin HTTP, and
@@ -102,6 +105,15 @@ pub async fn up(
         .with_context(|| format!("opening {}", options.database.display()))?;
     let join_key: Vec<u8> = rand::random::<[u8; 32]>().to_vec();
     let catalog = Arc::new(LocalCatalog::new(loaded, jiff::Timestamp::now()));
+    let restored = api::dashboard::restore(&store, &*catalog)
+        .await
+        .context("reading the rooms hosts made on their dashboards")?;
+    if restored > 0 {
+        tracing::info!(
+            rooms = restored,
+            "dashboard rooms restored from the database"
+        );
+    }
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
@@ -135,6 +147,7 @@ pub async fn up(
         },
         api::Protection {
             turn: options.turn.clone(),
+            accounts: options.accounts.clone(),
             ..api::Protection::default()
         },
     )
@@ -266,6 +279,7 @@ mod tests {
             tls: None,
             turn: None,
             trust: None,
+            accounts: Default::default(),
         };
         let banner = welcome(&catalog, "http://127.0.0.1:8080", &options);
         let rooms: Vec<&str> = banner.lines().filter(|l| l.starts_with("  room")).collect();

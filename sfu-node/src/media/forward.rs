@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use str0m::format::Codec;
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 
 use super::rewrite::{Payload, starts_keyframe, vp8_patch, vp8_picture_id};
@@ -46,6 +46,24 @@ impl Media {
             }
         }
         self.flush(now);
+    }
+
+    /// Whether some viewer is being forwarded layer `rid` of `publisher`'s track `mid`.
+    fn layer_watched(&self, publisher: PeerId, mid: Mid, rid: Option<Rid>) -> bool {
+        let Some(track) = self
+            .peers
+            .get(&publisher)
+            .and_then(|p| p.tracks_in.iter().find(|t| t.mid == mid))
+        else {
+            return false;
+        };
+        track.subscribers.iter().any(|&(viewer, slot)| {
+            self.peers
+                .get(&viewer)
+                .and_then(|v| v.slots.get(slot))
+                .and_then(|s| s.feed.as_ref())
+                .is_some_and(|f| f.publisher == publisher && f.current == Some(rid))
+        })
     }
 
     pub(super) fn forward(&mut self, now: Instant, from: PeerId, packet: RtpPacket) {
@@ -86,8 +104,17 @@ impl Media {
         let payload = &packet.payload;
         track.meters[layer].add(now, payload.len());
         let kind = track.kind;
+        let unrepaired = kind == MediaKind::Video
+            && track
+                .gaps
+                .get_mut(layer)
+                .is_some_and(|g| g.on_packet(now, *packet.seq_no));
         if kind == MediaKind::Video && track.keyframes.take_deferred(now, rid) {
             self.send_keyframe_request(from, mid, rid);
+        }
+        if unrepaired && self.layer_watched(from, mid, rid) {
+            // Loss NACK could not repair: the decoders on this layer need a fresh keyframe.
+            self.request_keyframe(now, from, mid, rid);
         }
         let payload_kind = match params.spec().codec {
             Codec::Vp8 => Payload::Vp8,

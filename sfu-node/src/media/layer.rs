@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
-use str0m::media::{MediaKind, Rid};
+use str0m::media::{MediaKind, Mid, Rid};
 
-use super::{Bwe, Media, PeerId, PeerRole};
+use super::{Bwe, Media, Peer, PeerId, PeerRole};
 use crate::vocab::ParticipantId;
 
 /// Rank a simulcast rid from lowest (0) to highest (2) quality by its common spellings
@@ -52,6 +52,8 @@ pub fn max_layer_for_tile(width: u32, height: u32, layers: usize) -> usize {
 const ESTIMATE_USE: u64 = 80;
 /// RTP/SRTP/UDP/IP overhead on top of measured payload bitrate.
 const OVERHEAD_PCT: u64 = 115;
+/// An audio track's bitrate until it is measured.
+const AUDIO_BPS: u64 = 40_000;
 
 /// What one viewer can afford per video: its estimate, less headroom and audio, shared
 /// equally between the videos it shows.
@@ -146,6 +148,58 @@ impl Media {
         self.flush(now);
     }
 
+    /// The estimate a viewer's layers follow: its estimator's, or the starting estimate until
+    /// the first one; none when estimation is off (layers follow tile sizes only).
+    fn layer_estimate(&self, peer: &Peer) -> Option<u64> {
+        match self.config.bwe {
+            Bwe::Off => None,
+            Bwe::Feedback | Bwe::Gcc => peer
+                .estimate_bps()
+                .or(Some(self.config.initial_estimate_bps)),
+        }
+    }
+
+    /// The bitrate of the audio `peer` receives (measured, or a typical Opus rate).
+    fn audio_bps(&self, peer: &Peer) -> u64 {
+        peer.slots
+            .iter()
+            .filter_map(|s| s.feed.as_ref())
+            .filter_map(|f| {
+                self.peers
+                    .get(&f.publisher)
+                    .and_then(|p| p.tracks_in.iter().find(|t| t.mid == f.track))
+            })
+            .filter(|t| t.kind == MediaKind::Audio)
+            .map(|t| t.meters[0].bps().unwrap_or(AUDIO_BPS))
+            .sum()
+    }
+
+    /// The layer a viewer's new feed of `publisher`'s video `track`, shown in slot `slot`,
+    /// starts on: the highest that the tile and the viewer's estimate allow, as a layer
+    /// check would choose it, so a large tile does not begin on the smallest layer.
+    pub(super) fn start_layer(
+        &self,
+        viewer: PeerId,
+        slot: usize,
+        publisher: PeerId,
+        track: Mid,
+    ) -> Option<Rid> {
+        let peer = self.peers.get(&viewer)?;
+        let track = self
+            .peers
+            .get(&publisher)?
+            .tracks_in
+            .iter()
+            .find(|t| t.mid == track)?;
+        let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
+        // This feed is not placed yet: it is one more video sharing the estimate.
+        let share = self
+            .layer_estimate(peer)
+            .map(|e| video_share(e, peer.video_feeds() + 1, self.audio_bps(peer)));
+        let tile_max = peer.slots.get(slot).map_or(2, |s| s.tile_max);
+        track.layer_rid(choose_layer(share, tile_max, &rates))
+    }
+
     /// Re-choose the simulcast layer of each video `viewer` receives, and tell its BWE what
     /// rate would carry everything it wants.
     pub(super) fn update_layers(&mut self, now: Instant, viewer: PeerId) {
@@ -153,7 +207,7 @@ impl Media {
             return;
         };
         let videos = peer.video_feeds();
-        let mut audio_bps = 0;
+        let audio_bps = self.audio_bps(peer);
         let mut wanted = Vec::new();
         let mut layers = Vec::new();
         for (idx, slot) in peer.slots.iter().enumerate() {
@@ -165,11 +219,10 @@ impl Media {
             else {
                 continue;
             };
-            let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
             if track.kind == MediaKind::Audio {
-                audio_bps += rates[0].unwrap_or(40_000);
                 continue;
             }
+            let rates: Vec<Option<u64>> = track.meters.iter().map(RateMeter::bps).collect();
             let top = slot.tile_max.min(rates.len() - 1);
             wanted.push(
                 rates[..=top]
@@ -178,9 +231,9 @@ impl Media {
                     .find_map(|r| *r)
                     .unwrap_or(500_000),
             );
-            // A feed that has not shown its first frame keeps its (lowest) start layer, so
-            // the keyframe already requested for it is the one that starts the video.
-            if !track.layers.is_empty() && feed.current.is_some() {
+            // Also a feed that has not shown its first frame: a tile size that arrives
+            // before it retargets the start.
+            if !track.layers.is_empty() {
                 layers.push((
                     idx,
                     rates,
@@ -191,8 +244,9 @@ impl Media {
                 ));
             }
         }
-        let share = peer
-            .estimate_bps()
+        let connected = peer.connected;
+        let share = self
+            .layer_estimate(peer)
             .map(|e| video_share(e, videos, audio_bps));
         let mut changes = Vec::new();
         for (idx, rates, tile_max, target, publisher, track_mid) in layers {
@@ -229,7 +283,10 @@ impl Media {
             {
                 feed.target = rid;
             }
-            self.request_keyframe(now, publisher, track, rid);
+            // Before it connects, the viewer's first keyframes are asked for when it does.
+            if connected {
+                self.request_keyframe(now, publisher, track, rid);
+            }
         }
     }
 }

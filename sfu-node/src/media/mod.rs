@@ -27,8 +27,9 @@
 //! `placement` which track feeds which slot; `forward` the media itself (RTP packets, each
 //! looked at once and written to every viewer with `rewrite`'s header fields) and the
 //! viewer's gate; `layer` simulcast layer choice; `keyframe` throttled keyframe requests;
-//! `upstream` a relay's peer to its origin; [`estimate`] a viewer's bandwidth from TWCC feedback;
-//! `peer` the per-connection state; `event`, `config` and `stats` what goes in and out.
+//! `loss` holes in a publisher's layer that NACK did not fill; `upstream` a relay's peer to
+//! its origin; [`estimate`] a viewer's bandwidth from TWCC feedback; `peer` the
+//! per-connection state; `event`, `config` and `stats` what goes in and out.
 
 mod config;
 mod drive;
@@ -38,6 +39,7 @@ mod forward;
 mod keyframe;
 mod layer;
 mod lifecycle;
+mod loss;
 mod peer;
 mod placement;
 mod rewrite;

@@ -10,6 +10,7 @@ use str0m::media::{MediaKind, Mid, Pt, Rid};
 
 use super::keyframe::KeyframeThrottle;
 use super::layer::RateMeter;
+use super::loss::Gaps;
 use super::upstream::Upstream;
 use crate::vocab::{ParticipantId, Source};
 
@@ -54,6 +55,8 @@ pub struct TrackIn {
     /// Simulcast layers, lowest first; empty without simulcast.
     pub layers: Vec<Rid>,
     pub meters: Vec<RateMeter>,
+    /// Per layer: holes in what arrived, for asking a keyframe when NACK cannot fill them.
+    pub gaps: Vec<Gaps>,
     /// Viewers fed by this track: (viewer peer, slot index).
     pub subscribers: Vec<(PeerId, usize)>,
     pub keyframes: KeyframeThrottle,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use str0m::media::{Direction, MediaKind, Mid, Rid};
 
+use super::loss::Gaps;
 use super::{
     Feed, KeyframeThrottle, Media, MediaEvent, PeerId, PeerRole, RateMeter, Slot, Source, TrackIn,
     rank_rids,
@@ -38,6 +39,7 @@ impl Media {
                     source,
                     kind: added.kind,
                     meters: vec![RateMeter::default(); layers.len().max(1)],
+                    gaps: vec![Gaps::default(); layers.len().max(1)],
                     layers,
                     subscribers: Vec::new(),
                     keyframes: KeyframeThrottle::default(),
@@ -85,7 +87,7 @@ impl Media {
             let pinned = role == PeerRole::Relay;
             for (pid, participant, mid, kind, source, layers) in &tracks {
                 for rid in feeds_wanted(role, layers) {
-                    let viewer = self.peers.get_mut(&vid).expect("listed");
+                    let viewer = self.peers.get(&vid).expect("listed");
                     if viewer.participant == *participant
                         || viewer.slots.iter().any(|s| {
                             s.feed.as_ref().is_some_and(|f| {
@@ -104,6 +106,13 @@ impl Media {
                     else {
                         continue;
                     };
+                    let rid = match role {
+                        PeerRole::View if *kind == MediaKind::Video && !layers.is_empty() => {
+                            self.start_layer(vid, idx, *pid, *mid).or(rid)
+                        }
+                        _ => rid,
+                    };
+                    let viewer = self.peers.get_mut(&vid).expect("listed");
                     viewer.slots[idx].feed = Some(Feed {
                         publisher: *pid,
                         participant: *participant,
@@ -165,9 +174,9 @@ impl Media {
 }
 
 /// The layers of a track (`layers` lowest first, empty without simulcast) one receiving peer
-/// is fed, each into a slot of its own. A viewer gets one slot, starting on the lowest layer
-/// (its keyframe is small and arrives fast; layer checks move up once bitrates are measured).
-/// A relay gets every layer, each slot pinned to its layer, so its own viewers can switch.
+/// is fed, each into a slot of its own. A viewer gets one slot, here the lowest layer, which
+/// `Media::start_layer` raises to what its tile and estimate allow. A relay gets every
+/// layer, each slot pinned to its layer, so its own viewers can switch.
 pub fn feeds_wanted(role: PeerRole, layers: &[Rid]) -> Vec<Option<Rid>> {
     match role {
         PeerRole::Relay if !layers.is_empty() => layers.iter().copied().map(Some).collect(),

@@ -37,6 +37,8 @@ struct Client {
     timeout: Instant,
     events: Vec<(Instant, Event)>,
     down: Downlink,
+    /// Everything this client sends is lost until then.
+    up_lost_until: Instant,
     // Publisher state.
     audio: Option<Mid>,
     video: Option<Mid>,
@@ -158,6 +160,7 @@ impl World {
                 sent: 0,
                 queue: VecDeque::new(),
             },
+            up_lost_until: self.now,
             audio: None,
             video: None,
             simulcast: false,
@@ -172,6 +175,31 @@ impl World {
 
     fn publisher(&mut self, participant: u64, simulcast: bool, codec: Codec) -> usize {
         let rtc = self.client_rtc(codec);
+        self.publisher_with(participant, simulcast, codec, rtc)
+    }
+
+    /// From now on publisher `i` keeps nothing to retransmit: NACKs find nothing.
+    fn stop_retransmissions(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let mid = c.video.unwrap();
+        let rids: Vec<Option<Rid>> = match c.simulcast {
+            true => LAYERS.iter().map(|(r, _)| Some((*r).into())).collect(),
+            false => vec![None],
+        };
+        for rid in rids {
+            if let Some(tx) = c.rtc.direct_api().stream_tx_by_mid(mid, rid) {
+                tx.set_rtx_cache(0, Duration::ZERO, None);
+            }
+        }
+    }
+
+    fn publisher_with(
+        &mut self,
+        participant: u64,
+        simulcast: bool,
+        codec: Codec,
+        rtc: Rtc,
+    ) -> usize {
         let (idx, mids) = self.add_client(
             participant,
             rtc,
@@ -217,6 +245,13 @@ impl World {
             poll_client(c, now, &mut self.to_sfu);
         }
         for (src, bytes) in std::mem::take(&mut self.to_sfu) {
+            if self
+                .clients
+                .iter()
+                .any(|c| c.addr == src && c.up_lost_until > now)
+            {
+                continue;
+            }
             self.sfu.handle_receive(now, src, &bytes);
         }
         if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
@@ -604,6 +639,49 @@ fn a_viewer_starting_low_climbs_to_the_full_layer_on_its_own_feedback() {
 }
 
 #[test]
+fn a_new_viewer_starts_at_the_layer_its_tile_and_first_estimate_allow() {
+    // Layers measured first: the publisher has been sending for a while.
+    let first_layer = |initial_bps: u64, tile: Option<(u32, u32)>| {
+        let mut w = World::with_estimate(Bwe::Feedback, initial_bps);
+        let p = w.publisher(1, true, Codec::Vp8);
+        w.clients[p].keyframe_every = 100_000; // only keyframes asked for
+        w.run(Duration::from_secs(3));
+        let v = w.viewer(2, 1);
+        if let Some((width, height)) = tile {
+            // The page reports the tile's size as soon as the slot exists, before video.
+            while w.sfu.peers().all(|p| p.slots.len() < 2) {
+                w.step();
+            }
+            let mid = w
+                .sfu
+                .peers()
+                .find(|p| p.role == PeerRole::View)
+                .unwrap()
+                .slots[1]
+                .mid;
+            w.sfu.set_view(w.now, ParticipantId(2), &mid, width, height);
+        }
+        w.run(Duration::from_millis(700));
+        let frames = w.client(v).video_frames();
+        assert!(
+            !frames.is_empty(),
+            "no video within 700 ms ({initial_bps}, {tile:?})"
+        );
+        assert!(frames[0].1.is_keyframe());
+        frame_layer(frames[0].1)
+    };
+    // 3 Mbit/s: the full layer (~1.2 Mbit/s) fits a large tile from the first frame.
+    assert_eq!(first_layer(3_000_000, None), 2);
+    // 1.5 Mbit/s (the default): 80 % of it does not carry the full layer, the middle one fits.
+    assert_eq!(first_layer(1_500_000, None), 1);
+    // 300 kbit/s: only the lowest.
+    assert_eq!(first_layer(300_000, None), 0);
+    // A small tile starts small whatever the estimate.
+    assert_eq!(first_layer(3_000_000, Some((320, 180))), 0);
+    assert_eq!(first_layer(3_000_000, Some((640, 360))), 1);
+}
+
+#[test]
 fn a_small_tile_gets_the_small_layer() {
     let mut w = World::new();
     w.publisher(1, true, Codec::Vp8);
@@ -665,6 +743,67 @@ fn lost_packets_are_repaired_by_nack_and_rtx() {
         frames.len()
     );
     assert!(w.sfu.stats().nacks_received > 0, "the viewer NACKed");
+}
+
+#[test]
+fn loss_nack_cannot_repair_gets_the_viewers_layer_a_keyframe() {
+    let mut w = World::new();
+    let p = w.publisher(1, true, Codec::Vp8);
+    w.clients[p].keyframe_every = 100_000; // only keyframes asked for
+    let v = w.viewer(2, 1);
+    w.run(Duration::from_secs(2));
+    let mid = w
+        .sfu
+        .peers()
+        .find(|p| p.role == PeerRole::View)
+        .unwrap()
+        .slots[1]
+        .mid;
+    // A small tile: the viewer is on the lowest layer only.
+    w.sfu.set_view(w.now, ParticipantId(2), &mid, 320, 180);
+    w.run(Duration::from_secs(2));
+    assert_eq!(frame_layer(w.client(v).video_frames().last().unwrap().1), 0);
+    let asked = |w: &World, layer: usize| {
+        let rid: Rid = LAYERS[layer].0.into();
+        w.client(p)
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::KeyframeRequest(k) if k.rid == Some(rid)))
+            .count()
+    };
+    let before: Vec<usize> = (0..3).map(|l| asked(&w, l)).collect();
+    let seen = w.client(v).video_frames().len();
+
+    // 100 ms of the publisher's packets are lost on the way in, on every layer, and NACK
+    // finds nothing to resend.
+    w.stop_retransmissions(p);
+    let lost_at = w.now;
+    w.clients[p].up_lost_until = w.now + Duration::from_millis(100);
+    w.run(Duration::from_secs(2));
+
+    let frames = w.client(v).video_frames();
+    let key = frames[seen..]
+        .iter()
+        .find(|(_, d)| d.is_keyframe())
+        .map(|(t, _)| *t - lost_at);
+    assert!(
+        key.is_some_and(|k| k < Duration::from_millis(1_000)),
+        "a keyframe repairs the viewer's video after the loss: {key:?}"
+    );
+    assert_eq!(
+        asked(&w, 0) - before[0],
+        1,
+        "one request for the lowest layer"
+    );
+    assert_eq!(
+        (asked(&w, 1), asked(&w, 2)),
+        (before[1], before[2]),
+        "nobody is on the other layers: no keyframes asked there"
+    );
+    assert!(
+        frames.last().unwrap().0 > w.now - Duration::from_millis(100),
+        "video flows again"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid, Rid};
 
+use super::loss::Gaps;
 use super::{KeyframeThrottle, Media, PeerId, PeerRole, RateMeter, Source, TrackIn, rank_rids};
 use crate::vocab::ParticipantId;
 use crate::{Error, Result};
@@ -147,6 +148,7 @@ impl Media {
                     t.layers.push(rid);
                     t.layers = rank_rids(&t.layers);
                     t.meters = vec![RateMeter::default(); t.layers.len()];
+                    t.gaps = vec![Gaps::default(); t.layers.len()];
                 }
             }
             None => p.tracks_in.push(TrackIn {
@@ -156,6 +158,7 @@ impl Media {
                 kind,
                 layers: rid.into_iter().collect(),
                 meters: vec![RateMeter::default()],
+                gaps: vec![Gaps::default()],
                 subscribers: Vec::new(),
                 keyframes: KeyframeThrottle::default(),
             }),
@@ -179,6 +182,7 @@ impl Media {
             if let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == route.track) {
                 t.layers.retain(|l| Some(*l) != route.rid);
                 t.meters = vec![RateMeter::default(); t.layers.len().max(1)];
+                t.gaps = vec![Gaps::default(); t.layers.len().max(1)];
             }
             return;
         }
