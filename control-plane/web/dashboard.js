@@ -46,6 +46,8 @@ function roomForm(room, done) {
           if (room) await api("PUT", `/api/hosts/${enc(slug)}/rooms/${enc(room.slug)}`, body);
           else await post(`/api/hosts/${enc(slug)}/rooms`, body);
           notice(room ? "The room was saved." : `Your room is ready at ${location.host}/${slug}/${body.slug}.`, "ok");
+          // A new room's form is empty again for the next one.
+          if (!room) e.target.reset();
           done();
         } catch (err) {
           refuse(err);

@@ -131,7 +131,14 @@ test("a host signs up with Keycloak, onboards, uploads an avatar, creates a room
   await office.waitFor();
   assert.match(await office.textContent(), /Office hours/);
   assert.match(await office.textContent(), /Edit/);
+  assert.equal(await ada.inputValue("#room-slug"), "", "the create form is empty again after a room is made");
+  assert.equal(await ada.inputValue("#room-title"), "");
+  await ada.evaluate(() => window.scrollTo(0, 0));
   await shot(ada, SHOTS, "dashboard");
+  const desktop = ada.viewportSize();
+  await ada.setViewportSize({ width: 390, height: 844 });
+  await shot(ada, SHOTS, "phone-dashboard");
+  await ada.setViewportSize(desktop);
 
   // The host joins with her profile's label; a guest joins and sees it on her tile.
   await ada.click('.room-row[data-room="office"] a.room-link');

@@ -25,15 +25,20 @@ export SMTP_SINK_PYTHON
 
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
+# The cargo profile of the binary under test: scripts/test-all builds every test in release.
+profile="${ROUNDTABLE_CARGO_PROFILE:-dev}"
+profile_dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 # A debug build serves control-plane/web from the path it was built in, and a target directory
 # shared by several checkouts holds one `roundtable` for all of them: keep a link to the one
-# this checkout just built, and make sure it is this checkout's.
+# this checkout just built, and make sure it is this checkout's. (A release build embeds the
+# files.)
 bin_dir="$(mktemp -d)"
 trap 'rm -rf "$bin_dir"' EXIT
 for attempt in 1 2 3; do
-  cargo build -p roundtable --bin roundtable
-  ln -f "$target/debug/roundtable" "$bin_dir/roundtable" 2>/dev/null ||
-    cp "$target/debug/roundtable" "$bin_dir/roundtable"
+  cargo build --profile "$profile" -p roundtable --bin roundtable
+  ln -f "$target/$profile_dir/roundtable" "$bin_dir/roundtable" 2>/dev/null ||
+    cp "$target/$profile_dir/roundtable" "$bin_dir/roundtable"
+  [ "$profile" != dev ] && break
   grep -qF "$repo/control-plane/web" "$bin_dir/roundtable" && break
   if [ "$attempt" = 3 ]; then
     echo "the roundtable binary keeps being rebuilt from another checkout" >&2

@@ -110,6 +110,42 @@ fn timeline(log: &Log, at: Instant) -> String {
     )
 }
 
+/// Waits up to a minute for every watcher to see both speakers again after `killed`, and
+/// returns when each did. On a timeout the test fails with every client's timeline and the
+/// tail of each SFU pod's log, so a CI failure says what the media servers did.
+async fn everyone_watching_again(
+    stack: &Stack,
+    clients: &[SharedLog],
+    watchers: &[SharedLog],
+    killed: Instant,
+    what: &str,
+) -> Vec<Instant> {
+    let back = roundtable_e2e::poll(Duration::from_secs(60), async || {
+        watchers
+            .iter()
+            .map(|w| video_back(w, killed))
+            .collect::<Option<Vec<_>>>()
+    })
+    .await;
+    if let Some(back) = back {
+        return back;
+    }
+    let timelines: Vec<String> = clients.iter().map(|l| timeline(&read(l), killed)).collect();
+    let tail = |pod: &str| {
+        let log = stack.agent.log(&stack.ns.name, pod, "sfu-node");
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    };
+    panic!(
+        "timed out after 60s waiting for every watcher to see both speakers again after {what}\n\
+         clients (seconds from the kill):\n{}\n--- session-roundtable sfu-node log (tail) ---\n{}\n\
+         --- session-roundtable-relay-0 sfu-node log (tail) ---\n{}",
+        timelines.join("\n"),
+        tail("session-roundtable"),
+        tail("session-roundtable-relay-0"),
+    );
+}
+
 async fn live_session(stack: &Stack, relays: u32) -> Api<Session> {
     stack
         .cluster
@@ -230,17 +266,8 @@ async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_an
     let killed = Instant::now();
 
     // Nobody is told anything: every watcher sees both speakers again.
-    let back = wait_until(
-        "every watcher to see both speakers again after the kill",
-        Duration::from_secs(60),
-        async || {
-            watchers
-                .iter()
-                .map(|w| video_back(w, killed))
-                .collect::<Option<Vec<_>>>()
-        },
-    )
-    .await;
+    let clients: Vec<SharedLog> = speakers.iter().chain(&watchers).cloned().collect();
+    let back = everyone_watching_again(&stack, &clients, &watchers, killed, "the kill").await;
     let measured = back.iter().map(|at| *at - killed).max().unwrap();
     for log in speakers.iter().chain(&watchers) {
         eprintln!("disruption: {}", timeline(&read(log), killed));
@@ -295,8 +322,8 @@ async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
     .await
     .unwrap();
     live_session(&stack, 1).await;
-    let end = Instant::now() + Duration::from_secs(60);
-    let (_speakers, watchers) = people_in_the_room(&stack, 2, end).await;
+    let end = Instant::now() + Duration::from_secs(90);
+    let (speakers, watchers) = people_in_the_room(&stack, 2, end).await;
 
     // The watchers were sent to the relay; it dies under them.
     let pods: Api<Pod> = Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
@@ -326,17 +353,8 @@ async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
         .await
         .unwrap();
     let killed = Instant::now();
-    let back = wait_until(
-        "every watcher to see both speakers again after the relay died",
-        Duration::from_secs(60),
-        async || {
-            watchers
-                .iter()
-                .map(|w| video_back(w, killed))
-                .collect::<Option<Vec<_>>>()
-        },
-    )
-    .await;
+    let clients: Vec<SharedLog> = speakers.iter().chain(&watchers).cloned().collect();
+    let back = everyone_watching_again(&stack, &clients, &watchers, killed, "the relay died").await;
     let measured = back.iter().map(|at| *at - killed).max().unwrap();
     for log in &watchers {
         eprintln!("disruption: {}", timeline(&read(log), killed));

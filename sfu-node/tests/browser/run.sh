@@ -18,8 +18,11 @@ if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules
 fi
 
 cd "$repo"
-cargo build -p sfu-node --bin sfu-node
+# The cargo profile of the binary under test: scripts/test-all builds every test in release.
+profile="${ROUNDTABLE_CARGO_PROFILE:-dev}"
+profile_dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
+cargo build --profile "$profile" -p sfu-node --bin sfu-node
 target="${CARGO_TARGET_DIR:-$repo/target}"
-export SFU_NODE_BIN="$target/debug/sfu-node"
+export SFU_NODE_BIN="$target/$profile_dir/sfu-node"
 cd "$here"
 node --test sfu.test.mjs

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 
+/// A directory of this workspace's binaries, already built (see [`workspace_binary`]).
+pub const PREBUILT_ENV: &str = "ROUNDTABLE_PREBUILT_BINARIES";
+
 /// A cold build of the media server on a small machine takes minutes.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
@@ -13,7 +16,17 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// running test, and returns the executable's path, e.g. to map the `sfu-node` image:
 /// `ImageMap::new().map("sfu-node", workspace_binary("sfu-node", "sfu-node").await?)`.
 /// Cargo is idle while tests run, so this only waits for other builds.
+/// With `ROUNDTABLE_PREBUILT_BINARIES` set to a directory holding `bin` (scripts/test-all sets
+/// it to the release directory its one build of the workspace filled), that file is used
+/// instead: `cargo build -p <package>` alone resolves other features than the workspace's test
+/// build and would rebuild most dependencies.
 pub async fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(PREBUILT_ENV) {
+        let prebuilt = Path::new(&dir).join(bin);
+        if prebuilt.is_file() {
+            return Ok(prebuilt);
+        }
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = tokio::process::Command::new(cargo);
