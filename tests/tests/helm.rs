@@ -281,6 +281,80 @@ fn kinds(rendered: &str) -> Vec<String> {
     kinds
 }
 
+/// Browsers reach SFU pods' signalling through the control plane's `/sfu/` proxy, so the
+/// chart's policy keeps the pods' TCP ports closed to everyone else: only the control plane,
+/// relays and recorders (and peers the values add) may connect; media (UDP) stays open.
+#[tokio::test]
+async fn sfu_signalling_ports_admit_only_the_control_plane_relays_and_recorders() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use serde::Deserialize as _;
+    let cluster = Cluster::shared().await.unwrap();
+    let rendered = render(
+        cluster,
+        "rt-system",
+        &format!(
+            "api: {{publicUrl: {PUBLIC_URL}}}\n\
+             networkPolicy: {{signallingFrom: [{{namespaceSelector: {{matchLabels: {{team: tools}}}}}}]}}\n"
+        ),
+    )
+    .await;
+    let sfu: NetworkPolicy = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"] == "NetworkPolicy")
+        .map(|doc| serde_yaml::from_value::<NetworkPolicy>(doc).unwrap())
+        .find(|p| {
+            let selector = p.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+            selector
+                .and_then(|s| s.match_labels.as_ref())
+                .and_then(|l| l.get("app.kubernetes.io/name"))
+                .is_some_and(|name| name == "sfu-node")
+        })
+        .expect("the chart renders a NetworkPolicy for SFU pods");
+    let rules = sfu.spec.unwrap().ingress.unwrap();
+    let opens = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule, proto: &str| {
+        rule.ports.iter().flatten().any(|p| {
+            p.protocol.as_deref() == Some(proto)
+                && p.port
+                    == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(31000))
+                && p.end_port == Some(31999)
+        })
+    };
+    let udp: Vec<_> = rules.iter().filter(|r| opens(r, "UDP")).collect();
+    assert!(
+        udp.len() == 1 && udp[0].from.is_none(),
+        "media (UDP) on the host port range is open to anyone: {udp:?}"
+    );
+    let tcp: Vec<_> = rules.iter().filter(|r| opens(r, "TCP")).collect();
+    assert_eq!(tcp.len(), 1, "one rule opens signalling: {rules:?}");
+    let peers = serde_json::to_value(
+        tcp[0]
+            .from
+            .as_ref()
+            .expect("signalling is not open to anyone"),
+    )
+    .unwrap();
+    assert_eq!(
+        peers,
+        serde_json::json!([
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "rt-system"}},
+                "podSelector": {"matchLabels": {
+                    "app.kubernetes.io/name": "roundtable",
+                    "app.kubernetes.io/instance": "rt",
+                    "app.kubernetes.io/component": "api",
+                }},
+            },
+            {"podSelector": {"matchExpressions": [{
+                "key": "app.kubernetes.io/name",
+                "operator": "In",
+                "values": ["sfu-node", "roundtable-recorder"],
+            }]}},
+            {"namespaceSelector": {"matchLabels": {"team": "tools"}}},
+        ]),
+        "signalling admits the control plane, the namespace's relays and recorders, and the added peer"
+    );
+}
+
 /// Creates a namespace whose Pod Security admission warns about anything short of the
 /// `restricted` profile.
 async fn restricted_namespace(cluster: &Cluster, prefix: &str) -> String {
