@@ -407,6 +407,25 @@ async fn a_host_creates_edits_and_deletes_rooms_on_their_dashboard() {
     let fresh = LocalCatalog::new(manifests::Manifests::default(), at(NOW));
     assert_eq!(dashboard::restore(&h.state.store, &fresh).await.unwrap(), 1);
     assert!(catalog::find_room(&fresh, "ada", "office").is_some());
+    // Since then a manifest declared a room at the same URL: it is served, not both.
+    let mut declared = manifests::Manifests::default();
+    let mut taken = (*catalog::find_room(&fresh, "ada", "office").unwrap()).clone();
+    taken.metadata.name = Some("declared-office".into());
+    taken.spec.title = Some("Declared".into());
+    declared.rooms.push(taken);
+    let clash = LocalCatalog::new(declared, at(NOW));
+    assert_eq!(dashboard::restore(&h.state.store, &clash).await.unwrap(), 0);
+    let at_url: Vec<_> = clash
+        .rooms()
+        .into_iter()
+        .filter(|r| r.spec.host == "ada" && r.spec.slug == "office")
+        .map(|r| r.spec.title.clone())
+        .collect();
+    assert_eq!(
+        at_url,
+        [Some("Declared".to_string())],
+        "one room at the URL, the manifest's"
+    );
 
     let gone = h
         .call(

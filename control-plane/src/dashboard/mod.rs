@@ -294,6 +294,13 @@ pub async fn restore(
             tracing::warn!(host = %kept.host, slug = %kept.slug, "a kept dashboard room does not read as a Room");
             continue;
         };
+        // A manifest declared a room at the same URL since: the manifest's is served (and
+        // listed read-only on the dashboard), never two rooms at one URL.
+        if catalog::find_room(catalog, &kept.host, &kept.slug).is_some() {
+            tracing::warn!(host = %kept.host, slug = %kept.slug,
+                "a kept dashboard room was not restored: the manifests declare a room at its URL");
+            continue;
+        }
         let change = Change::PutRoom {
             room: Box::new(room),
             passcode: kept.passcode,
