@@ -252,6 +252,8 @@ async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_an
     let pods: Api<Pod> = Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
     let pod = pods.get("session-roundtable").await.unwrap();
     let uid = pod.metadata.uid.clone().unwrap();
+    // Before the signal: a client may notice the loss before `kill` returns.
+    let killed = Instant::now();
     stack
         .agent
         .signal(
@@ -263,7 +265,6 @@ async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_an
         )
         .await
         .unwrap();
-    let killed = Instant::now();
 
     // Nobody is told anything: every watcher sees both speakers again.
     let clients: Vec<SharedLog> = speakers.iter().chain(&watchers).cloned().collect();
@@ -341,6 +342,8 @@ async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
             "watchers watch through the relay: {log:?}"
         );
     }
+    // Before the signal: a client may notice the loss before `kill` returns.
+    let killed = Instant::now();
     stack
         .agent
         .signal(
@@ -352,7 +355,6 @@ async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
         )
         .await
         .unwrap();
-    let killed = Instant::now();
     let clients: Vec<SharedLog> = speakers.iter().chain(&watchers).cloned().collect();
     let back = everyone_watching_again(&stack, &clients, &watchers, killed, "the relay died").await;
     let measured = back.iter().map(|at| *at - killed).max().unwrap();
