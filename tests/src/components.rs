@@ -141,6 +141,9 @@ pub(crate) async fn start_apiserver(
             format!("--client-ca-file={}", path(&pki.ca_cert)),
             format!("--token-auth-file={}", path(files.token_file)),
             "--authorization-mode=Node,RBAC".into(),
+            // Lets a test keep its namespace's pods on its own nodes (a namespace annotation,
+            // see `stack.rs`) while other tests of the binary run beside it.
+            "--enable-admission-plugins=PodNodeSelector".into(),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
             format!(
                 "--service-account-key-file={}",

@@ -7,6 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use roundtable_control_plane::{
     self as api, ApiSettings, ApiState, Clock, KubeCatalog, Mailer, RegistrationVerifier, Store,
 };
@@ -22,6 +25,8 @@ use crate::{Cluster, TestNamespace};
 pub const JOIN_KEY: &str = "e2e-join-token-key";
 /// The key registration tokens are signed with.
 pub const REGISTRATION_KEY: &[u8] = b"e2e-registration-key";
+/// The label of a stack's nodes; its namespace's pods are scheduled only there.
+pub const STACK_LABEL: &str = "e2e.roundtable.dev/stack";
 /// The image the operator is told to run for sfu-node; the node agent runs this checkout's.
 pub const SFU_IMAGE: &str = "registry.example/roundtable/sfu-node:e2e";
 
@@ -53,16 +58,32 @@ impl Stack {
         cluster.install_crds().await?;
         cluster.start_scheduler().await?;
         let ns = cluster.namespace(prefix).await?;
+        // One scheduler serves every test of the binary, and tests run in parallel: without
+        // this, a pod of this namespace could land on another test's node (same labels and
+        // taints) and die with that test's node agent. The PodNodeSelector admission plugin
+        // adds this selector to every pod of the namespace.
+        let stack_label = format!("{STACK_LABEL}={}", ns.name);
+        Api::<Namespace>::all(cluster.admin_client()?)
+            .patch(
+                &ns.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "scheduler.alpha.kubernetes.io/node-selector": stack_label,
+                }}})),
+            )
+            .await?;
         let sfu = node_agent::workspace_binary("sfu-node", "sfu-node").await?;
         let agent = NodeAgent::start(
             cluster,
             vec![
                 NodeSpec::new(format!("{}-media", ns.name))
+                    .label(STACK_LABEL, &ns.name)
                     .label("roundtable.dev/media", "true")
                     .taint("roundtable.dev/media", "", "NoSchedule")
                     .cpu("16")
                     .memory("32Gi"),
                 NodeSpec::new(format!("{}-rooms", ns.name))
+                    .label(STACK_LABEL, &ns.name)
                     .cpu("16")
                     .memory("32Gi"),
             ],
