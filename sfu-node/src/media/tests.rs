@@ -233,6 +233,20 @@ impl World {
         }
     }
 
+    /// The (first) viewer's connection in the SFU.
+    fn viewer_peer(&self) -> &Peer {
+        self.sfu
+            .peers()
+            .find(|p| p.role == PeerRole::View)
+            .expect("a viewer is connected")
+    }
+
+    /// The mid of the viewer's video slot (slot 0 carries audio), as the page reports a tile
+    /// size for.
+    fn viewer_video_mid(&self) -> Mid {
+        self.viewer_peer().slots[1].mid
+    }
+
     fn step(&mut self) {
         self.now += TICK;
         let now = self.now;
@@ -577,13 +591,7 @@ fn layer_follows_bandwidth(bwe: Bwe) {
     let v = w.viewer(2, 1);
     w.run(Duration::from_secs(4));
     let last_layer = |w: &World| frame_layer(w.client(v).video_frames().last().unwrap().1);
-    let est = |w: &World| {
-        w.sfu
-            .peers()
-            .find(|p| p.role == PeerRole::View)
-            .unwrap()
-            .estimate_bps()
-    };
+    let est = |w: &World| w.viewer_peer().estimate_bps();
     assert_eq!(
         last_layer(&w),
         2,
@@ -625,12 +633,7 @@ fn a_viewer_starting_low_climbs_to_the_full_layer_on_its_own_feedback() {
     let layer = |w: &World| frame_layer(w.client(v).video_frames().last().unwrap().1);
     assert!(layer(&w) < 2, "starts below the full layer");
     w.run(Duration::from_secs(8));
-    let est = w
-        .sfu
-        .peers()
-        .find(|p| p.role == PeerRole::View)
-        .and_then(|p| p.estimate_bps())
-        .unwrap();
+    let est = w.viewer_peer().estimate_bps().unwrap();
     assert_eq!(layer(&w), 2, "climbed to the full layer (estimate {est})");
     assert!(
         w.client(v).video_frames().iter().all(|(_, d)| d.contiguous),
@@ -652,13 +655,7 @@ fn a_new_viewer_starts_at_the_layer_its_tile_and_first_estimate_allow() {
             while w.sfu.peers().all(|p| p.slots.len() < 2) {
                 w.step();
             }
-            let mid = w
-                .sfu
-                .peers()
-                .find(|p| p.role == PeerRole::View)
-                .unwrap()
-                .slots[1]
-                .mid;
+            let mid = w.viewer_video_mid();
             w.sfu.set_view(w.now, ParticipantId(2), &mid, width, height);
         }
         w.run(Duration::from_millis(700));
@@ -687,13 +684,7 @@ fn a_small_tile_gets_the_small_layer() {
     w.publisher(1, true, Codec::Vp8);
     let v = w.viewer(2, 1);
     w.run(Duration::from_secs(3));
-    let mid = w
-        .sfu
-        .peers()
-        .find(|p| p.role == PeerRole::View)
-        .unwrap()
-        .slots[1]
-        .mid;
+    let mid = w.viewer_video_mid();
     w.sfu.set_view(w.now, ParticipantId(2), &mid, 320, 180);
     w.run(Duration::from_secs(1));
     let frames = w.client(v).video_frames();
@@ -752,13 +743,7 @@ fn loss_nack_cannot_repair_gets_the_viewers_layer_a_keyframe() {
     w.clients[p].keyframe_every = 100_000; // only keyframes asked for
     let v = w.viewer(2, 1);
     w.run(Duration::from_secs(2));
-    let mid = w
-        .sfu
-        .peers()
-        .find(|p| p.role == PeerRole::View)
-        .unwrap()
-        .slots[1]
-        .mid;
+    let mid = w.viewer_video_mid();
     // A small tile: the viewer is on the lowest layer only.
     w.sfu.set_view(w.now, ParticipantId(2), &mid, 320, 180);
     w.run(Duration::from_secs(2));
