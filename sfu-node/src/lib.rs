@@ -7,8 +7,9 @@
 //! - [`media`]: a sans-IO SFU owning every `str0m::Rtc` of the room; datagrams and timeouts
 //!   in, datagrams and events out;
 //! - [`room`]: both together, the one state machine the shell drives;
-//! - [`shell`], [`http`], [`admin`], [`server`]: the thin tokio shell — the UDP socket,
-//!   WHIP/WHEP signalling and the events WebSocket, the admin port, draining.
+//! - [`shell`], [`send_batch`], [`http`], [`admin`], [`server`]: the thin tokio shell — the
+//!   UDP socket (sends batched with `sendmmsg`), WHIP/WHEP signalling and the events
+//!   WebSocket, the admin port, draining.
 //!
 //! [`relay`] is relay mode (`--origin`): the same binary serving a room's watchers from
 //! another sfu-node, the room's origin.
@@ -31,6 +32,7 @@ pub mod rejection;
 pub mod relay;
 pub mod room;
 pub mod rules;
+pub mod send_batch;
 pub mod server;
 pub mod shell;
 pub mod vocab;

@@ -16,6 +16,7 @@ use crate::Result;
 use crate::media::{PeerId, Source};
 use crate::room::{Room, RoomOutput, RoomStatus};
 use crate::rules::{ClientCommand, Identity, ParticipantId, Refusal, ServerEvent};
+use crate::send_batch;
 
 /// What an events channel receives.
 #[derive(Debug)]
@@ -152,9 +153,10 @@ pub async fn run<D: Driven>(
     status: Arc<StatusCell>,
 ) -> Result<()> {
     let mut buf = vec![0u8; 2048];
+    let mut outbox = Vec::with_capacity(send_batch::BATCH);
     let mut next_status = Instant::now();
     loop {
-        flush(&mut core, &socket).await;
+        flush(&mut core, &socket, &mut outbox).await;
         if core.is_done() {
             break;
         }
@@ -195,7 +197,7 @@ pub async fn run<D: Driven>(
             }
         }
     }
-    flush(&mut core, &socket).await;
+    flush(&mut core, &socket, &mut outbox).await;
     status.set(core.status());
     Ok(())
 }
@@ -305,17 +307,19 @@ fn handle_request(
     }
 }
 
-async fn flush<D: Driven>(core: &mut D, socket: &UdpSocket) {
-    while let Some(t) = core.poll_transmit() {
-        match socket.try_send_to(&t.contents, t.destination) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                    tracing::debug!("udp send: {e}");
-                }
-            }
-            Err(e) => tracing::debug!("udp send to {}: {e}", t.destination),
+/// Send what the core transmits, up to [`send_batch::BATCH`] datagrams (across viewers) per
+/// system call; `outbox` is only a buffer kept between wake-ups.
+async fn flush<D: Driven>(core: &mut D, socket: &UdpSocket, outbox: &mut Vec<Transmit>) {
+    loop {
+        outbox.clear();
+        while outbox.len() < send_batch::BATCH {
+            let Some(t) = core.poll_transmit() else { break };
+            outbox.push(t);
         }
+        if outbox.is_empty() {
+            break;
+        }
+        send_batch::send_all(socket, outbox).await;
     }
     core.deliver();
 }
