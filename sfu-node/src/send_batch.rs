@@ -191,7 +191,10 @@ mod tests {
                 }
                 let meant = u16::from_be_bytes(t.contents[..2].try_into().unwrap());
                 let n = u32::from_be_bytes(t.contents[2..6].try_into().unwrap());
-                self.received.entry(t.destination).or_default().push((meant, n));
+                self.received
+                    .entry(t.destination)
+                    .or_default()
+                    .push((meant, n));
                 sent += 1;
             }
             self.room -= sent;
@@ -216,7 +219,10 @@ mod tests {
                 datagrams.push(numbered(refused, n));
             }
         }
-        let refusals = datagrams.iter().filter(|t| t.destination == refused).count();
+        let refusals = datagrams
+            .iter()
+            .filter(|t| t.destination == refused)
+            .count();
         assert!(refusals >= 4 && datagrams.len() > 4 * BATCH);
 
         // Buffer space that runs out at uneven points, mid-batch and at a batch's start.
