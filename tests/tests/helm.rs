@@ -697,8 +697,12 @@ async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &
         .join("..")
         .join(crate_dir)
         .join("src");
+    // With the binaries prebuilt (ROUNDTABLE_PREBUILT_BINARIES) nothing is built here, and
+    // marking the sources changed would only make the next cargo command rebuild them.
+    let prebuilt = std::env::var_os(node_agent::PREBUILT_ENV)
+        .is_some_and(|dir| Path::new(&dir).join(bin).is_file());
     for file in ["lib.rs", "main.rs"].map(|f| src.join(f)) {
-        if file.exists() {
+        if file.exists() && !prebuilt {
             std::fs::File::options()
                 .append(true)
                 .open(&file)

@@ -94,7 +94,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::{oneshot, watch};
 
-pub use cargo::workspace_binary;
+pub use cargo::{PREBUILT_ENV, workspace_binary};
 pub use image::{Entrypoint, ImageMap};
 pub use node::NodeSpec;
 pub use wait::{is_ready, wait_for_pod};
