@@ -16,8 +16,10 @@ use crate::kubectl::{KubectlOutput, command_line, run_captured};
 pub const HELM_ENV: &str = "ROUNDTABLE_HELM";
 
 const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/build.sh");
+const GATEWAY_API_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway-api/fetch.sh");
 
 static HELM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static GATEWAY_API: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// The chart in this repository, `charts/roundtable`.
 pub fn chart_dir() -> PathBuf {
@@ -31,27 +33,98 @@ pub fn helm_binary() -> Result<PathBuf> {
         if let Some(path) = std::env::var_os(HELM_ENV) {
             return Ok(PathBuf::from(path));
         }
-        let output = std::process::Command::new("bash")
-            .arg(BUILD_SCRIPT)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("running {BUILD_SCRIPT}: {e}"))?;
-        if !output.status.success() {
-            return Err(format!("{BUILD_SCRIPT} failed with {}", output.status));
-        }
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| PathBuf::from(l.trim()))
-            .ok_or_else(|| format!("{BUILD_SCRIPT} printed no path"))
+        last_line_of(BUILD_SCRIPT)
     })
     .clone()
     .map_err(|detail| Error::MissingBinary {
         what: "helm",
         detail,
     })
+}
+
+/// The folder of the Gateway API's standard-channel CRDs (`sigs.k8s.io/gateway-api`, fetched
+/// once through the Go module proxy and checked against its pinned checksum by
+/// `tests/gateway-api/fetch.sh`), for validating the chart's HTTPRoute.
+pub fn gateway_api_crds() -> Result<PathBuf> {
+    GATEWAY_API
+        .get_or_init(|| last_line_of(GATEWAY_API_SCRIPT))
+        .clone()
+        .map_err(|detail| Error::MissingBinary {
+            what: "Gateway API CRDs",
+            detail,
+        })
+}
+
+/// Runs `script` and returns the path it prints on its last line.
+fn last_line_of(script: &str) -> Result<PathBuf, String> {
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {script}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{script} failed with {}", output.status));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim()))
+        .ok_or_else(|| format!("{script} printed no path"))
+}
+
+/// The image `roundtable` on the test nodes: sets the ServiceAccount credentials the kubelet
+/// would mount as a token (a kubeconfig per component: `operator` or `api`, the container's
+/// first argument), then runs `roundtable`. Written as a script so one image serves both
+/// containers, as the real image does. A pod may start before the test has written the
+/// kubeconfigs (they need the ServiceAccounts the install makes): the script waits for its
+/// file, as a kubelet waits for the token it mounts.
+pub fn roundtable_entrypoint(
+    path: &Path,
+    roundtable: &Path,
+    operator: &Path,
+    api: &Path,
+) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let text = format!(
+        r#"#!/bin/sh
+case "$1" in
+  operator) export KUBECONFIG='{operator}' ;;
+  api) export KUBECONFIG='{api}' ;;
+esac
+if [ -n "$KUBECONFIG" ]; then
+  waited=0
+  while [ ! -s "$KUBECONFIG" ] && [ "$waited" -lt 600 ]; do sleep 0.1; waited=$((waited + 1)); done
+fi
+exec '{roundtable}' "$@"
+"#,
+        operator = operator.display(),
+        api = api.display(),
+        roundtable = roundtable.display(),
+    );
+    let io = |e: std::io::Error| Error::Io {
+        context: format!("writing {}", path.display()),
+        source: e,
+    };
+    std::fs::write(path, text).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    Ok(path.to_path_buf())
+}
+
+/// An HS256 registration token, as an external registration system would sign it.
+pub fn registration_token(key: &[u8], email: &str, name: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({
+            "sub": email,
+            "name": name,
+            "tickets": [],
+            "exp": crate::unix_now() + 600,
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .expect("an HS256 token signs")
 }
 
 /// Runs `helm <args>` without a cluster (lint, template), with Helm's own directories kept
@@ -112,6 +185,13 @@ impl Cluster {
             .create(&Default::default(), &secret)
             .await?;
         Ok(key)
+    }
+
+    /// A TLS serving certificate for `dns_name`, signed by this cluster's CA (whose
+    /// certificate is [`Cluster::ca_cert`]), as PEM files `(cert, key)` in `dir`: what a
+    /// user's certificate authority would issue for the public origin.
+    pub fn serving_cert(&self, dir: &Path, dns_name: &str) -> Result<(PathBuf, PathBuf)> {
+        self.pki().serving_cert(dir, dns_name)
     }
 
     /// Writes a kubeconfig to `path` that authenticates as ServiceAccount `namespace/name`

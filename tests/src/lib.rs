@@ -41,6 +41,7 @@ mod process;
 pub mod real_node;
 pub mod rejoin;
 pub mod stack;
+pub mod turn;
 pub mod wait;
 
 pub use binaries::Binaries;

@@ -78,12 +78,18 @@ impl RunningOperator {
     /// Stops the replica and waits (up to 10 s) for its controllers to finish, after checking
     /// that every reconcile failure it logged in its namespace is also a Warning Event on the
     /// object (what `kubectl describe` shows): nothing reaches only the log.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         let missing = self.silent_failures().await;
         assert!(
             missing.is_empty(),
             "reconcile failures that reached only the operator's log: {missing:#?}"
         );
+        self.shutdown().await;
+    }
+
+    /// Stops the replica and waits (up to 10 s) for its controllers to finish, checking
+    /// nothing: for `./scripts/run-cluster`'s Ctrl-C, which must be quick.
+    pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

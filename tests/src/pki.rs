@@ -140,6 +140,47 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A serving certificate for `dns_name` signed by the CA, as `(cert, key)` in `dir`.
+    pub(crate) fn serving_cert(&self, dir: &Path, dns_name: &str) -> Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let (cert, key, csr, ext) = (
+            dir.join(format!("{dns_name}.crt")),
+            dir.join(format!("{dns_name}.key")),
+            dir.join(format!("{dns_name}.csr")),
+            dir.join(format!("{dns_name}.ext")),
+        );
+        let subject = format!("/CN={dns_name}");
+        let mut req = vec!["req", "-subj", &subject];
+        req.extend([
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ]);
+        openssl(&req, &[("-keyout", &key), ("-out", &csr)])?;
+        std::fs::write(
+            &ext,
+            format!(
+                "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\nsubjectAltName = DNS:{dns_name}\n"
+            ),
+        )
+        .context(|| format!("writing {}", ext.display()))?;
+        openssl(
+            &["x509", "-req", "-days", "7", "-set_serial", "4"],
+            &[
+                ("-in", &csr),
+                ("-CA", &self.ca_cert),
+                ("-CAkey", &self.ca_key),
+                ("-extfile", &ext),
+                ("-out", &cert),
+            ],
+        )?;
+        Ok((cert, key))
+    }
+}
+
 fn openssl(args: &[&str], files: &[(&str, &Path)]) -> Result<()> {
     let mut cmd = Command::new("openssl");
     cmd.args(args);

@@ -2,7 +2,8 @@
 //! - `helm lint` passes and bad values fail early with a message naming the value;
 //! - everything `helm template` renders is accepted by the real API server
 //!   (`kubectl apply --dry-run=server --validate=strict`, which checks every object against the
-//!   exact Kubernetes schemas and the chart's own CRDs) without Pod Security warnings;
+//!   exact Kubernetes schemas, the chart's own CRDs and the Gateway API's, for the HTTPRoute)
+//!   without Pod Security warnings (but coturn's one for the host's network);
 //! - `helm install` into the test cluster runs the chart's operator Deployment (two replicas,
 //!   one leader) as pods of the test node agent, with a token of the chart's operator
 //!   ServiceAccount, so the API server enforces the chart's RBAC; an example session goes
@@ -10,7 +11,10 @@
 //! - negative RBAC checks: SFU pods have no API credentials and their ServiceAccount cannot
 //!   read Secrets; the operator cannot read Secrets, delete Deployments or change specs (only
 //!   sessions' and stages' relays, through the scale subresource); a
-//!   namespaced install grants nothing outside its namespace.
+//!   namespaced install grants nothing outside its namespace;
+//! - `api.tls` and `turn.enabled`: the control plane serves HTTPS with the Secret's
+//!   certificate, and a join answer's TURN credential is accepted by the chart's coturn (run
+//!   from Debian's `turnserver` by the node agent) and refused once expired.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,8 +26,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use roundtable_crds::{LivePhase, Session};
-use roundtable_e2e::helm::{chart_dir, helm_offline};
+use roundtable_e2e::helm::{
+    chart_dir, gateway_api_crds, helm_offline, registration_token, roundtable_entrypoint,
+};
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
+use roundtable_e2e::turn::{self, Allocation};
 use roundtable_e2e::{Cluster, KubectlOutput};
 use roundtable_e2e::{poll, unix_now, wait_until};
 use sfu_node::auth::{Claims, mint};
@@ -126,6 +133,19 @@ async fn the_chart_lints_and_bad_values_fail_early_with_a_message_naming_the_val
         (
             &["--set", "image.pullPolicy=Sometimes"],
             "at '/image/pullPolicy'",
+        ),
+        (
+            &["--set", "api.httpRoute.enabled=true"],
+            "api.httpRoute.parentRefs is required with api.httpRoute.enabled",
+        ),
+        (
+            &[
+                "--set",
+                "api.httpRoute.parentRefs[0].name=public",
+                "--set",
+                "api.httpRoute.hostnames[0]=Events.Example.com",
+            ],
+            "at '/api/httpRoute/hostnames/0'",
         ),
     ];
     let chart = chart();
@@ -391,6 +411,27 @@ async fn every_rendered_object_passes_the_api_servers_validation() {
         .await
         .unwrap());
 
+    // The Gateway API's CRDs (standard channel), so the API server checks the HTTPRoute too.
+    let gateway_api = gateway_api_crds().unwrap();
+    ok(cluster
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            gateway_api.to_str().unwrap(),
+        ])
+        .await
+        .unwrap());
+    ok(cluster
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/httproutes.gateway.networking.k8s.io",
+        ])
+        .await
+        .unwrap());
+
     let value_sets = [
         // The defaults: cluster-wide, control plane with a database volume.
         (
@@ -439,6 +480,11 @@ api:
   database: {{persistence: {{existingClaim: roundtable-db}}}}
   service: {{type: LoadBalancer}}
   ingress: {{enabled: true, className: nginx, host: events.example.com, tlsSecretName: events-tls}}
+  httpRoute:
+    enabled: true
+    parentRefs: [{{name: public, namespace: gateway-system, sectionName: https}}]
+    hostnames: [events.example.com]
+    annotations: {{team: events}}
 recording:
   persistentVolumeClaim: {{create: true, storageClassName: nfs}}
 networkPolicy:
@@ -451,6 +497,7 @@ networkPolicy:
             &[
                 "Deployment",
                 "Deployment",
+                "HTTPRoute",
                 "Ingress",
                 "NetworkPolicy",
                 "NetworkPolicy",
@@ -555,6 +602,75 @@ operator: {{podDisruptionBudget: {{enabled: false}}}}
         );
     }
 
+    // The HTTPRoute sends every path of the public origin (pages, API, the /sfu/ signalling
+    // proxy) to the control plane's Service.
+    let route = render(cluster, &release, &value_sets[1].0).await;
+    let route = serde_yaml::Deserializer::from_str(&route)
+        .map(|doc| {
+            use serde::Deserialize as _;
+            serde_yaml::Value::deserialize(doc).unwrap()
+        })
+        .find(|doc| doc["kind"] == "HTTPRoute")
+        .unwrap();
+    let route = serde_json::to_value(&route).unwrap();
+    assert_eq!(
+        route["spec"]["rules"],
+        serde_json::json!([{
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": "rt-roundtable-api", "port": 80}],
+        }]),
+        "{route}"
+    );
+    assert_eq!(
+        route["spec"]["hostnames"],
+        serde_json::json!(["events.example.com"])
+    );
+
+    // TURN (coturn) and HTTPS served by the control plane. coturn runs on the node's network
+    // (hostNetwork), which Pod Security's baseline and restricted profiles flag: that is the
+    // one warning, everything else about the pod (seccomp, non-root, no capabilities, no
+    // privilege escalation) meets `restricted`.
+    let turn_values = format!(
+        r#"
+api: {{publicUrl: {PUBLIC_URL}, tls: {{secretName: events-tls}}}}
+turn:
+  enabled: true
+  urls: ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp"]
+"#
+    );
+    let rendered = render(cluster, &release, &turn_values).await;
+    let turn_kinds = kinds(&rendered);
+    assert_eq!(
+        turn_kinds.iter().filter(|k| *k == "Deployment").count(),
+        3,
+        "operator, control plane and coturn: {turn_kinds:?}"
+    );
+    let out = server_validate(cluster, &rendered).await;
+    assert!(
+        out.success(),
+        "the API server refused the chart rendered with\n{turn_values}\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout.lines().count(),
+        turn_kinds.len(),
+        "{}",
+        out.stdout
+    );
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Warning"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "Warning: would violate PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
+        ],
+        "coturn's pod meets Pod Security `restricted` but for the host's network:\n{}",
+        out.stderr
+    );
+
     // The validator bites: a misspelt field and a wrong type in the same output are refused.
     let rendered = render(cluster, &release, &value_sets[0].0).await;
     let misspelt = rendered.replacen("serviceAccountName:", "serviceAccount_Name:", 1);
@@ -570,30 +686,6 @@ operator: {{podDisruptionBudget: {{enabled: false}}}}
     assert!(!out.success(), "a wrong type is refused: {}", out.stdout);
 }
 
-/// The image `roundtable` on the test nodes: sets the ServiceAccount credentials the kubelet
-/// would mount as a token (a kubeconfig per component: `operator` or `api`, the container's
-/// first argument). Written as a script so one image serves both containers, as the real
-/// image does.
-fn roundtable_entrypoint(dir: &Path, roundtable: &Path, operator: &Path, api: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let script = dir.join("roundtable-image.sh");
-    let text = format!(
-        r#"#!/bin/sh
-case "$1" in
-  operator) export KUBECONFIG='{operator}' ;;
-  api) export KUBECONFIG='{api}' ;;
-esac
-exec '{roundtable}' "$@"
-"#,
-        operator = operator.display(),
-        api = api.display(),
-        roundtable = roundtable.display(),
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
 /// Builds `bin` of `package` (in folder `crate_dir`) from this checkout and returns a hard link
 /// to it in `dir`. Several checkouts may share one cargo target directory (`CARGO_TARGET_DIR`):
 /// their builds of a crate land in the same files, and cargo, which compares source times,
@@ -605,8 +697,12 @@ async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &
         .join("..")
         .join(crate_dir)
         .join("src");
+    // With the binaries prebuilt (ROUNDTABLE_PREBUILT_BINARIES) nothing is built here, and
+    // marking the sources changed would only make the next cargo command rebuild them.
+    let prebuilt = std::env::var_os(node_agent::PREBUILT_ENV)
+        .is_some_and(|dir| Path::new(&dir).join(bin).is_file());
     for file in ["lib.rs", "main.rs"].map(|f| src.join(f)) {
-        if file.exists() {
+        if file.exists() && !prebuilt {
             std::fs::File::options()
                 .append(true)
                 .open(&file)
@@ -620,16 +716,6 @@ async fn this_checkouts_binary(package: &str, bin: &str, crate_dir: &str, dir: &
         std::fs::copy(&binary, &link).unwrap();
     }
     link
-}
-
-/// An HS256 registration token, as an external registration system would sign it.
-fn registration_token(key: &[u8], email: &str, name: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": email, "name": name, "tickets": [], "exp": unix_now() + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(key),
-    )
-    .unwrap()
 }
 
 /// The ServiceAccount credentials stand in for the token the kubelet would mount (see
@@ -710,8 +796,13 @@ operator:
     let roundtable =
         this_checkouts_binary("roundtable", "roundtable", "roundtable", &scratch).await;
     let sfu = this_checkouts_binary("sfu-node", "sfu-node", "sfu-node", &scratch).await;
-    let entrypoint =
-        roundtable_entrypoint(&scratch, &roundtable, &operator_kubeconfig, &api_kubeconfig);
+    let entrypoint = roundtable_entrypoint(
+        &scratch.join("roundtable-image.sh"),
+        &roundtable,
+        &operator_kubeconfig,
+        &api_kubeconfig,
+    )
+    .unwrap();
     let images = ImageMap::new()
         .map("roundtable", entrypoint)
         .map("sfu-node", sfu);
@@ -1285,4 +1376,389 @@ operator:
         .await
         .unwrap());
     assert_eq!(home_key, key(ns.client.clone(), ns.name.clone()).await);
+}
+
+/// `PATH`'s `name`, if installed.
+fn installed(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// base64(HMAC-SHA1(secret, username)), computed by openssl: what coturn's
+/// `use-auth-secret` expects as the password of `username`.
+fn turn_rest_password(secret: &[u8], username: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "openssl dgst -sha1 -hmac \"$KEY\" -binary | base64"])
+        .env("KEY", String::from_utf8(secret.to_vec()).unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(username.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The chart with `api.tls` (HTTPS served by the control plane itself, with a certificate of
+/// the cluster's CA standing in for the user's) and `turn.enabled` (coturn on the node's
+/// network, run by the node agent from Debian's `turnserver`): the control plane answers
+/// HTTPS for the public name with that certificate and nothing in plain HTTP, an organiser
+/// starts a session over HTTPS, and her join answer lists the chart's TURN URLs with
+/// credentials that expire after `turn.credentialTtlSeconds`, whose password is the TURN REST
+/// HMAC of the shared secret coturn was started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_credentials() {
+    let turnserver = installed("turnserver").expect(
+        "coturn's turnserver is not installed: scripts/install-deps installs Debian's coturn",
+    );
+    let cluster = Cluster::shared().await.unwrap();
+    cluster.start_controller_manager().await.unwrap();
+    cluster.start_scheduler().await.unwrap();
+    let ns = cluster.namespace("helm-tls").await.unwrap();
+    let admin = ns.client.clone();
+    let registration_key = cluster
+        .create_registration_secret(admin.clone(), &ns.name)
+        .await
+        .unwrap();
+    let scratch = cluster.dir().join(&ns.name);
+    std::fs::create_dir_all(&scratch).unwrap();
+
+    // The public origin's certificate, in the kubernetes.io/tls Secret `api.tls` names.
+    let host = "events.example.com";
+    let (cert, key) = cluster.serving_cert(&scratch, host).unwrap();
+    ok(cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "tls",
+            "events-tls",
+            "-n",
+            &ns.name,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .await
+        .unwrap());
+
+    // The nodes come first: coturn listens at its node's address, which the TURN URLs name.
+    let operator_kubeconfig = scratch.join("operator.kubeconfig");
+    let api_kubeconfig = scratch.join("api.kubeconfig");
+    let roundtable =
+        this_checkouts_binary("roundtable", "roundtable", "roundtable", &scratch).await;
+    let sfu = this_checkouts_binary("sfu-node", "sfu-node", "sfu-node", &scratch).await;
+    let entrypoint = roundtable_entrypoint(
+        &scratch.join("roundtable-image.sh"),
+        &roundtable,
+        &operator_kubeconfig,
+        &api_kubeconfig,
+    )
+    .unwrap();
+    let images = ImageMap::new()
+        .map("roundtable", entrypoint)
+        .map("sfu-node", sfu)
+        .map("coturn/coturn", turnserver);
+    let pool = ns.name.clone();
+    let system = NodeSpec::new(format!("{pool}-system"))
+        .label("e2e.roundtable.dev/pool", &pool)
+        .taint("e2e.roundtable.dev/pool", &pool, "NoSchedule")
+        .cpu("4")
+        .memory("8Gi");
+    let edge = NodeSpec::new(format!("{pool}-edge"))
+        .label("e2e.roundtable.dev/turn", &pool)
+        .taint("e2e.roundtable.dev/pool", &pool, "NoSchedule")
+        .cpu("2")
+        .memory("4Gi");
+    let media = NodeSpec::new(format!("{pool}-media"))
+        .label("roundtable.dev/media", "true")
+        .taint("roundtable.dev/media", "", "NoSchedule")
+        .cpu("8")
+        .memory("16Gi");
+    let agent = NodeAgent::start(cluster, vec![system, edge, media], images)
+        .await
+        .unwrap();
+    let edge_ip = agent
+        .nodes()
+        .iter()
+        .find(|(name, _)| name.ends_with("-edge"))
+        .unwrap()
+        .1;
+    let turn_urls = [
+        format!("turn:{edge_ip}:3478?transport=udp"),
+        format!("turn:{edge_ip}:3478?transport=tcp"),
+    ];
+
+    let placement = format!(
+        "nodeSelector: {{e2e.roundtable.dev/pool: {pool}}}\n  tolerations: [{{key: e2e.roundtable.dev/pool, operator: Equal, value: {pool}, effect: NoSchedule}}]"
+    );
+    let values = format!(
+        r#"
+api:
+  publicUrl: https://{host}
+  tls: {{secretName: events-tls}}
+  registration: {{keySecret: registration}}
+  database: {{persistence: {{enabled: false}}}}
+  {placement}
+bindAddress: "$(POD_IP)"
+media: {{hostPorts: {{first: 34100, last: 34199}}}}
+operator:
+  drainGraceSeconds: 3
+  statsIntervalSeconds: 1
+  {placement}
+turn:
+  enabled: true
+  urls: ["{udp}", "{tcp}"]
+  credentialTtlSeconds: 600
+  relayPorts: {{min: 49160, max: 49199}}
+  nodeSelector: {{e2e.roundtable.dev/turn: {pool}}}
+  tolerations: [{{key: e2e.roundtable.dev/pool, operator: Equal, value: {pool}, effect: NoSchedule}}]
+"#,
+        udp = turn_urls[0],
+        tcp = turn_urls[1],
+    );
+    ok(cluster.helm_install("rt", &ns.name, &values).await.unwrap());
+    cluster
+        .service_account_kubeconfig(&ns.name, "rt-roundtable-operator", &operator_kubeconfig)
+        .await
+        .unwrap();
+    cluster
+        .service_account_kubeconfig(&ns.name, "rt-roundtable-api", &api_kubeconfig)
+        .await
+        .unwrap();
+
+    // coturn runs on its node's network with the chart's shared secret.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
+    let turn_pod = wait_until("coturn to be ready", Duration::from_secs(60), async || {
+        let pods = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/component=turn"))
+            .await
+            .ok()?;
+        let pod = pods.items.into_iter().next()?;
+        node_agent::is_ready(&pod).then_some(pod)
+    })
+    .await;
+    let turn_pod_name = turn_pod.metadata.name.clone().unwrap();
+    assert_eq!(
+        turn_pod.status.unwrap().pod_ip.as_deref(),
+        Some(edge_ip.to_string().as_str()),
+        "coturn has its node's address (hostNetwork)"
+    );
+    let listening = poll(Duration::from_secs(30), async || {
+        tokio::net::TcpStream::connect((edge_ip, 3478)).await.ok()
+    })
+    .await;
+    assert!(
+        listening.is_some(),
+        "coturn listens on {edge_ip}:3478; its log:\n{}",
+        agent.log(&ns.name, &turn_pod_name, "coturn")
+    );
+
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
+    let api_ready = poll(Duration::from_secs(120), async || {
+        let d = deployments.get("rt-roundtable-api").await.ok()?;
+        (d.status?.ready_replicas? == 1).then_some(())
+    })
+    .await;
+    let api_pod = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=api"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let api_pod_name = api_pod.metadata.name.clone().unwrap();
+    assert!(
+        api_ready.is_some(),
+        "the control plane was not ready in 120s; its log:\n{}",
+        agent.log(&ns.name, &api_pod_name, "api")
+    );
+    let api_ip: std::net::IpAddr = api_pod.status.unwrap().pod_ip.unwrap().parse().unwrap();
+
+    // A browser that trusts the user's CA and resolves the public name to the control plane.
+    let ca = std::fs::read(cluster.ca_cert()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(host, std::net::SocketAddr::new(api_ip, 8080))
+        .build()
+        .unwrap();
+    // reqwest sends to the URL's port, not the resolved address's: name 8080 in the URL.
+    let base = format!("https://{host}:8080");
+    let page = https
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "GET {base}/ over HTTPS: {e:?}; the control plane's log:\n{}",
+                agent.log(&ns.name, &api_pod_name, "api")
+            )
+        });
+    assert!(page.status().is_success(), "GET {base}/: {}", page.status());
+    let plain = reqwest::Client::new()
+        .get(format!("http://{api_ip}:8080/"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "no page in plain HTTP on the HTTPS port"
+    );
+    // A client that does not trust the CA is refused: the certificate is the one the Secret holds.
+    let untrusting = reqwest::Client::builder()
+        .resolve(host, std::net::SocketAddr::new(api_ip, 8080))
+        .build()
+        .unwrap()
+        .get(format!("{base}/"))
+        .send()
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "a client without the CA refuses the certificate"
+    );
+
+    // An organiser starts the example session over HTTPS; the operator brings it Live.
+    let gala = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gala.yaml");
+    ok(cluster
+        .kubectl(&["apply", "-n", &ns.name, "-f", gala.to_str().unwrap()])
+        .await
+        .unwrap());
+    let ada = registration_token(registration_key.as_bytes(), "ada@example.com", "Ada");
+    let session_url = format!("{base}/api/sessions/{}/{SESSION}", ns.name);
+    let mut last = String::new();
+    let started = poll(Duration::from_secs(30), async || {
+        let response = https
+            .post(format!("{session_url}/start"))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        last = format!("{status} {}", response.text().await.unwrap_or_default());
+        status.is_success().then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "Start over HTTPS: {last}");
+    let sessions: Api<Session> = Api::namespaced(admin.clone(), &ns.name);
+    poll(Duration::from_secs(120), async || {
+        let status = sessions.get(SESSION).await.ok()?.status?;
+        (status.phase == Some(LivePhase::Live)).then_some(())
+    })
+    .await
+    .expect("the session goes Live");
+
+    // Her join answer carries TURN with credentials of its own, valid for the chart's TTL.
+    let joined: serde_json::Value = poll(Duration::from_secs(30), async || {
+        let response = https
+            .post(format!("{session_url}/join"))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        last = format!("{status} {body}");
+        status
+            .is_success()
+            .then(|| serde_json::from_str(&body).expect("a join answer is JSON"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("join over HTTPS: {last}"));
+    let joined_at = unix_now();
+    let ice = joined["iceServers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("iceServers in {joined}"));
+    assert_eq!(ice.len(), 1, "{joined}");
+    assert_eq!(ice[0]["urls"], serde_json::json!(turn_urls), "{joined}");
+    let username = ice[0]["username"].as_str().unwrap();
+    let expires: u64 = username.split(':').next().unwrap().parse().unwrap();
+    assert!(
+        (joined_at + 590..=joined_at + 600).contains(&expires),
+        "the credential expires turn.credentialTtlSeconds (600) after the join: {username} at {joined_at}"
+    );
+    let secret = Api::<Secret>::namespaced(admin.clone(), &ns.name)
+        .get("rt-turn")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .remove("secret")
+        .unwrap()
+        .0;
+    assert_eq!(secret.len(), 48, "a generated 48-character shared secret");
+    assert_eq!(
+        ice[0]["credential"].as_str().unwrap(),
+        turn_rest_password(&secret, username),
+        "the password is base64(HMAC-SHA1(shared secret, username)), as coturn checks it"
+    );
+    let again: serde_json::Value = https
+        .post(format!("{session_url}/join"))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        again["iceServers"][0]["username"], ice[0]["username"],
+        "each join gets its own credential"
+    );
+
+    // coturn, started by the chart with that secret, accepts the join's credential and relays
+    // at its node's address; a wrong password, and a credential past its expiry, are refused.
+    let server = std::net::SocketAddr::new(edge_ip.into(), 3478);
+    let password = ice[0]["credential"].as_str().unwrap();
+    let turn_log = || agent.log(&ns.name, &turn_pod_name, "coturn");
+    match turn::allocate(server, username, password).await.unwrap() {
+        Allocation::Relayed(relay) => {
+            assert_eq!(
+                relay.ip(),
+                std::net::IpAddr::V4(edge_ip),
+                "relayed at the node"
+            );
+            assert!(
+                (49160..=49199).contains(&relay.port()),
+                "in turn.relayPorts: {relay}"
+            );
+            eprintln!("e2e: coturn relays for the join's credential at {relay}");
+        }
+        refused => panic!(
+            "coturn refused the join's credential: {refused:?}; its log:\n{}",
+            turn_log()
+        ),
+    }
+    let wrong = turn::allocate(server, username, "not-the-password")
+        .await
+        .unwrap();
+    assert!(
+        matches!(wrong, Allocation::Refused(401, _)),
+        "a wrong password: {wrong:?}"
+    );
+    let expired_name = format!("{}:someone", unix_now() - 60);
+    let expired = turn::allocate(
+        server,
+        &expired_name,
+        &turn_rest_password(&secret, &expired_name),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(expired, Allocation::Refused(401, _)),
+        "an expired credential, rightly signed: {expired:?}"
+    );
+    eprintln!(
+        "e2e: HTTPS with the Secret's certificate; TURN {} with a credential valid {}s",
+        turn_urls.join(", "),
+        expires - joined_at
+    );
+    agent.stop().await.unwrap();
 }

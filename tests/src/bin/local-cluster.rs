@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     // Media nodes are tainted for the event's sessions and stage (their placement tolerates
     // it); rooms carry no placement, so a general node runs them.
     let general = NodeSpec::new("general-1").cpu("16").memory("32Gi");
-    let agent = NodeAgent::start(
+    // Kept running until the process exits (see the end of main).
+    let _agent = NodeAgent::start(
         cluster,
         vec![media_node("media-1"), media_node("media-2"), general],
         ImageMap::new().map("sfu-node", sfu),
@@ -89,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
         "\nRoundtable is running on a local Kubernetes control plane ({url}).\n\n{applied}\n\
          Explore it:\n  export KUBECONFIG={kubeconfig}\n  alias kubectl={kubectl}\n  kubectl config set-context --current --namespace={ns}\n  \
          kubectl get roundtable\n  kubectl patch session gala-future-of-work --type merge -p '{{\"spec\":{{\"lifecycle\":\"Started\"}}}}'\n  \
-         kubectl get sessions -w\n\nThe operator watches every namespace; rooms run on the general node, sessions and\n\
+         kubectl get sessions -w\n  \
+         kubectl annotate room ada-coffee --overwrite roundtable.dev/join-requested-at=$(date -u +%FT%TZ)\n  \
+         kubectl get rooms -w\n\n\
+         A room has a pod only while someone wants to join it (the control plane's join page sets\n\
+         that annotation); it goes Idle again after its idle timeout.\nThe operator watches every namespace; rooms run on the general node, sessions and\n\
          the stage on the tainted media nodes. Ctrl-C stops everything.",
         url = cluster.url(),
         kubectl = cluster.binaries().kubectl.display(),
@@ -97,12 +102,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     tokio::signal::ctrl_c().await?;
-    // Ctrl-C in a terminal also reaches the control plane's processes, so they may already be
-    // gone: stopping is best effort, and everything dies with this process anyway.
+    // Ctrl-C in a terminal reaches the whole process group; the control plane's servers and
+    // the pods' processes run under watchdogs that end them when this process exits
+    // (tests/src/process.rs), so stopping is: the operator's controllers, then exit. Tidying
+    // up the API objects first (the node agent's stop) would only delay the end of a cluster
+    // whose data directory goes with it.
     eprintln!("stopping");
-    operator.stop().await;
-    if let Err(error) = agent.stop().await {
-        eprintln!("node agent: {error}");
-    }
-    Ok(())
+    operator.shutdown().await;
+    std::process::exit(0)
 }

@@ -23,6 +23,11 @@ impl Ips {
         }
     }
 
+    /// The node's own address (its `InternalIP`), which pods on the host's network share.
+    pub(crate) fn node_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.node, 1)
+    }
+
     pub(crate) fn allocate(&mut self) -> Option<Ipv4Addr> {
         let span = LAST - FIRST + 1;
         let n = (0..span)

@@ -17,6 +17,9 @@
 //!   `status.hostIP`: there is no NAT, so the pod's processes listen on their
 //!   `containerPort`s on that address, and a `hostPort` is reachable only where it equals
 //!   the `containerPort` (the usual case for media servers).
+//!   A pod with `hostNetwork: true` has the node's address instead (`127.0.<node>.1`),
+//!   as on a real node, so a process on the host's network is reached at the node's
+//!   `InternalIP`.
 //! - Each container is a local process (see [`ImageMap`] for how an image becomes a program)
 //!   started with the pod's environment and `$(VAR)`-expanded arguments, in a scratch
 //!   directory, under the same watchdog as the control plane so it dies with the test
@@ -91,7 +94,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::{oneshot, watch};
 
-pub use cargo::workspace_binary;
+pub use cargo::{PREBUILT_ENV, workspace_binary};
 pub use image::{Entrypoint, ImageMap};
 pub use node::NodeSpec;
 pub use wait::{is_ready, wait_for_pod};
@@ -414,12 +417,19 @@ fn dispatch(
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return;
     }
+    // A pod on the host's network has the node's address, shared with the node's other such
+    // pods, as a kubelet reports it; every other pod gets an address of its own.
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
     let ip = {
         let mut ips = ips.lock().unwrap_or_else(|e| e.into_inner());
         let Some(node_ips) = ips.get_mut(&node) else {
             return;
         };
-        node_ips.allocate()
+        if host_network {
+            Some(node_ips.node_ip())
+        } else {
+            node_ips.allocate()
+        }
     };
     let Some(ip) = ip else {
         say(format_args!(
@@ -437,7 +447,7 @@ fn dispatch(
         async move {
             pod::run(ctx, ip, updates_rx, stop).await;
             let mut ips = ips.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(node_ips) = ips.get_mut(&node) {
+            if let (Some(node_ips), false) = (ips.get_mut(&node), host_network) {
                 node_ips.release(ip);
             }
         }
