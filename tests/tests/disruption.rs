@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use roundtable_crds::{LiveEvent, LivePhase, Session};
+use roundtable_crds::{LiveEvent, LivePhase, RecordingState, Session};
 use roundtable_e2e::node_agent::is_ready;
 use roundtable_e2e::operator_process::{OperatorProcess, new_leader};
 use roundtable_e2e::rejoin::{self, Log, SharedLog};
@@ -196,6 +196,16 @@ async fn people_in_the_room(
     watchers: usize,
     end: Instant,
 ) -> (Vec<SharedLog>, Vec<SharedLog>) {
+    people_in_the_room_until(stack, watchers, end, end).await
+}
+
+/// [`people_in_the_room`] with the speakers leaving the screen at `speakers_end`.
+async fn people_in_the_room_until(
+    stack: &Stack,
+    watchers: usize,
+    speakers_end: Instant,
+    end: Instant,
+) -> (Vec<SharedLog>, Vec<SharedLog>) {
     let path = format!("/api/sessions/{}/roundtable/join", stack.ns.name);
     let mut speakers = Vec::new();
     for who in ["ada", "bob"] {
@@ -209,7 +219,7 @@ async fn people_in_the_room(
             stack.api.clone(),
             cookie,
             path.clone(),
-            end,
+            speakers_end,
             log.clone(),
         ));
         speakers.push(log);
@@ -689,5 +699,379 @@ async fn the_operator_leader_is_sigkilled_while_200_sessions_are_applied_and_non
         "all {SESSIONS} sessions Live {to_live:.2?} after the new leader took the Lease (limit {LIVE_LIMIT:?})"
     );
     standby.stop().await.unwrap();
+    stack.stop().await.unwrap();
+}
+
+/// The claim of the events' recording volume in the recording cases.
+const CLAIM: &str = "expo-recordings";
+
+/// A PersistentVolume bound to the claim [`CLAIM`] of `ns` (the node agent backs the claim
+/// with a local folder; the scheduler places a pod only once its claim is bound).
+fn recording_volume(ns: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {ns}-recordings\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: e2e-{ns}\n  hostPath: {{path: /var/lib/roundtable-e2e/{ns}}}\n  claimRef: {{namespace: {ns}, name: {CLAIM}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {CLAIM}\n  namespace: {ns}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: e2e-{ns}\n  volumeName: {ns}-recordings\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+    )
+}
+
+/// The event of the recording cases: running now, SFU pods on the media node with host
+/// ports, recordings on [`CLAIM`]; `sessions` are appended.
+fn recorded_event(sessions: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let start = now - jiff::SignedDuration::from_mins(5);
+    let end = now + jiff::SignedDuration::from_hours(3);
+    format!(
+        r#"apiVersion: roundtable.dev/v1alpha1
+kind: LiveEvent
+metadata:
+  name: expo
+spec:
+  title: Disruption expo
+  start: "{start}"
+  end: "{end}"
+  ticketTypes:
+    - name: general
+      title: General admission
+  organizers:
+    - org@example.org
+  recordingStorage:
+    persistentVolumeClaim: {CLAIM}
+  sfu:
+    placement:
+      nodeSelector:
+        roundtable.dev/media: "true"
+      tolerations:
+        - key: roundtable.dev/media
+          operator: Exists
+          effect: NoSchedule
+    network:
+      mode: HostPort
+{sessions}"#
+    )
+}
+
+/// A started session of the event `expo`; `extra` is added to its spec.
+fn started_session(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: roundtable.dev/v1alpha1\nkind: Session\nmetadata:\n  name: {name}\nspec:\n  event: expo\n  title: Session {name}\n  lifecycle: Started\n  share:\n    policy: Open\n  maxWatchers: 20\n{extra}"
+    )
+}
+
+async fn apply(stack: &Stack, yaml: &str) {
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-n", &stack.ns.name, "-f", "-"], Some(yaml))
+        .await
+        .unwrap();
+    assert!(out.success(), "kubectl apply: {}", out.stderr);
+}
+
+async fn merge_patch(sessions: &Api<Session>, name: &str, patch: serde_json::Value) {
+    sessions
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+fn phase_of(s: &Session) -> Option<LivePhase> {
+    s.status.as_ref()?.phase
+}
+
+/// The pod of the session's recorder once its log says it joined the room.
+async fn recorder_joined(stack: &Stack, session: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
+    let selector =
+        format!("app.kubernetes.io/name=roundtable-recorder,roundtable.dev/room={session}");
+    wait_until(
+        "the recorder to join the room",
+        Duration::from_secs(90),
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            let pod = list.items.into_iter().next()?;
+            let name = pod.metadata.name.clone()?;
+            stack
+                .agent
+                .log(&stack.ns.name, &name, "recorder")
+                .contains("joined the room as recorder")
+                .then_some(pod)
+        },
+    )
+    .await
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operator_replica_is_down_for_a_minute_and_it_catches_up_when_back() {
+    let _side_by_side = ALONE.read().await;
+    const OUTAGE: Duration = Duration::from_secs(60);
+    /// Speakers leave the screen this long into the outage.
+    const SPEAKERS_LEAVE: Duration = Duration::from_secs(40);
+    const GAP_LIMIT: Duration = Duration::from_secs(1);
+    const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+    roundtable_e2e::init_test_logs();
+    let stack = Stack::start_with(
+        "disrupt-opdown",
+        StackOptions {
+            operator: None,
+            recorder: true,
+            ..StackOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ns = stack.ns.name.clone();
+    let client = stack.ns.client.clone();
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&recording_volume(&ns)))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let config = stack::with_images(OperatorConfig {
+        host_ports: 34100..=34199,
+        drain_grace_seconds: 2,
+        stats_interval: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    });
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        replicas.push(
+            OperatorProcess::start(stack.cluster, &ns, identity, &config)
+                .await
+                .unwrap(),
+        );
+    }
+    let scaling = "  recording: true\n  autoscaling:\n    enabled: true\n    minRelays: 0\n    maxRelays: 1\n    watchersPerRelay: 20\n    headroom: 0\n    scaleDownDelaySeconds: 60\n";
+    apply(
+        &stack,
+        &recorded_event(&format!(
+            "{}{}",
+            started_session("roundtable", scaling),
+            started_session("closing", "")
+        )),
+    )
+    .await;
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    wait_until(
+        "both sessions to be Live",
+        Duration::from_secs(120),
+        async || {
+            for name in ["roundtable", "closing"] {
+                (phase_of(&sessions.get(name).await.ok()?)? == LivePhase::Live).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    let recorder = recorder_joined(&stack, "roundtable").await;
+
+    // Two on camera until 40 s into the outage, two watching throughout.
+    let setup = Instant::now();
+    let end = setup + Duration::from_secs(240);
+    let speakers_end = setup + Duration::from_secs(40) + SPEAKERS_LEAVE;
+    let (speakers, watchers) = people_in_the_room_until(&stack, 2, speakers_end, end).await;
+    wait_until(
+        "the recording to be Recording in status",
+        Duration::from_secs(30),
+        async || {
+            let s = sessions.get("roundtable").await.ok()?.status?;
+            (s.recordings.first()?.state == RecordingState::Recording).then_some(())
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let origin_uid = pods.get("session-roundtable").await.unwrap().metadata.uid;
+    let recorder_name = recorder.metadata.name.clone().unwrap();
+
+    // The outage: every replica gets SIGTERM, as `kubectl scale --replicas=0`, a rolling
+    // update or a drained node sends it; the replicas give up the Lease and exit. (A SIGKILL
+    // differs only in the Lease staying held until it expires, which the leader case covers.)
+    let wait_for_outage =
+        (setup + Duration::from_secs(40)).saturating_duration_since(Instant::now());
+    tokio::time::sleep(wait_for_outage).await;
+    let down = Instant::now();
+    for replica in &replicas {
+        replica.signal("TERM").await.unwrap();
+    }
+    for replica in replicas.drain(..) {
+        let identity = replica.identity.clone();
+        let status = replica.stop().await.unwrap();
+        eprintln!("disruption: operator {identity} stopped by SIGTERM: {status}");
+    }
+    let all_down = Instant::now();
+
+    // While it is down: a new session, a session ended, relays asked for; the speakers leave
+    // the screen (the recording pauses) at 40 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    apply(&stack, &started_session("latecomer", "")).await;
+    merge_patch(
+        &sessions,
+        "closing",
+        serde_json::json!({"spec": {"lifecycle": "Ended"}}),
+    )
+    .await;
+    merge_patch(
+        &sessions,
+        "roundtable",
+        serde_json::json!({"spec": {"autoscaling": {"minRelays": 1}}}),
+    )
+    .await;
+    tokio::time::sleep(
+        (down + OUTAGE - Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    // Nobody acted in the meantime: the operator really was down.
+    assert!(
+        pods.get_opt("session-latecomer").await.unwrap().is_none(),
+        "no operator was running, yet the new session got a pod"
+    );
+    assert!(
+        pods.get_opt("session-closing").await.unwrap().is_some(),
+        "no operator was running, yet the ended session's pod went"
+    );
+    tokio::time::sleep((down + OUTAGE).saturating_duration_since(Instant::now())).await;
+
+    // Back: a new replica (a restarted pod has a new name).
+    let back = Instant::now();
+    let replica = OperatorProcess::start(stack.cluster, &ns, "replica-c", &config)
+        .await
+        .unwrap();
+    let outage = back - down;
+    let mut caught_up: Vec<(&str, Option<Duration>)> = Vec::new();
+    let limit = CATCH_UP_LIMIT * 3;
+    let since_back = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(back));
+    let latecomer = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("latecomer").await.ok()?;
+        (phase_of(&s)? == LivePhase::Live).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the session applied during the outage is Live",
+        since_back(latecomer),
+    ));
+    let closing = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("closing").await.ok()?;
+        let gone = pods.get_opt("session-closing").await.ok()?.is_none();
+        (phase_of(&s)? == LivePhase::Ended && gone).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the session ended during the outage is Ended, its pod gone",
+        since_back(closing),
+    ));
+    let scaled = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        (s.relays? == 1).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the relay asked for during the outage is ready",
+        since_back(scaled),
+    ));
+    let counts = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        (s.on_camera? == 0 && s.watching? == 2).then(Instant::now)
+    })
+    .await;
+    caught_up.push(("status shows 0 on camera, 2 watching", since_back(counts)));
+    let recording = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        let r = s.recordings.first()?;
+        (r.state == RecordingState::Paused && r.file.is_some()).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "status lists the paused recording's MP4",
+        since_back(recording),
+    ));
+
+    // Nothing already live was disturbed.
+    let watched_until = speakers_end - Duration::from_secs(1);
+    let longest_gap = watchers
+        .iter()
+        .map(|w| read(w).longest_video_gap(down, watched_until))
+        .max()
+        .unwrap();
+    let lost: usize = speakers
+        .iter()
+        .chain(&watchers)
+        .map(|l| read(l).lost.iter().filter(|at| **at < speakers_end).count())
+        .sum();
+    let origin_now = pods.get("session-roundtable").await.unwrap();
+    let recorder_now = pods.get(&recorder_name).await.unwrap();
+
+    eprintln!(
+        "disruption: every operator replica down {:.2} s (SIGTERM to the last exit {:.2} s)",
+        outage.as_secs_f64(),
+        (all_down - down).as_secs_f64()
+    );
+    figure(
+        "longest pause in any watcher's video while the operator was down",
+        longest_gap.as_secs_f64(),
+        "s",
+        GAP_LIMIT.as_secs_f64(),
+    );
+    for (what, took) in &caught_up {
+        match took {
+            Some(d) => figure(
+                &format!("operator back -> {what}"),
+                d.as_secs_f64(),
+                "s",
+                CATCH_UP_LIMIT.as_secs_f64(),
+            ),
+            None => eprintln!(
+                "figure: operator back -> {what} = not reached in {} s (limit {} s)",
+                limit.as_secs(),
+                CATCH_UP_LIMIT.as_secs()
+            ),
+        }
+    }
+    let all_caught_up = caught_up
+        .iter()
+        .map(|(_, took)| *took)
+        .collect::<Option<Vec<_>>>()
+        .map(|t| t.into_iter().max().unwrap_or_default());
+    if let Some(d) = all_caught_up {
+        figure(
+            "operator back -> caught up on everything",
+            d.as_secs_f64(),
+            "s",
+            CATCH_UP_LIMIT.as_secs_f64(),
+        );
+    }
+
+    assert_eq!(lost, 0, "nobody lost the room during the outage");
+    assert_eq!(
+        origin_now.metadata.uid, origin_uid,
+        "the live session's SFU pod is the same one"
+    );
+    assert_eq!(
+        (recorder_now.metadata.uid.clone(), restarts(&recorder_now)),
+        (recorder.metadata.uid.clone(), 0),
+        "the recorder ran on, unrestarted"
+    );
+    assert!(
+        longest_gap <= GAP_LIMIT,
+        "a watcher went {longest_gap:.2?} without video while the operator was down"
+    );
+    let all_caught_up = all_caught_up.unwrap_or_else(|| {
+        panic!(
+            "the operator did not catch up within {limit:?}: {caught_up:?}; its log:\n{}",
+            replica.log_tail(60)
+        )
+    });
+    assert!(
+        all_caught_up <= CATCH_UP_LIMIT,
+        "caught up {all_caught_up:.2?} after coming back (limit {CATCH_UP_LIMIT:?}): {caught_up:?}"
+    );
+    replica.stop().await.unwrap();
     stack.stop().await.unwrap();
 }
