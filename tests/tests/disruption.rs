@@ -32,6 +32,9 @@ use roundtable_e2e::rejoin::{self, Log, SharedLog};
 use roundtable_e2e::stack::{self, Stack, StackOptions};
 use roundtable_e2e::wait_until;
 use roundtable_operator::OperatorConfig;
+use sfu_node::auth::{Claims, mint};
+use sfu_node::publisher::{TestMedia, publish};
+use sfu_node::recorder::compose::probe;
 
 /// The 200-Session case measures the operator, not a machine shared with the other cases: it
 /// runs alone, the others side by side.
@@ -1074,4 +1077,368 @@ async fn every_operator_replica_is_down_for_a_minute_and_it_catches_up_when_back
     );
     replica.stop().await.unwrap();
     stack.stop().await.unwrap();
+}
+
+/// What the recorder reports on its admin port (`/recordings`), the part the tests read.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reported {
+    state: String,
+    start_unix_ms: u64,
+    duration_seconds: f64,
+    captured_seconds: f64,
+    file: Option<String>,
+    interruptions: u32,
+    cap_at_unix_ms: Option<u64>,
+}
+
+/// The recorder pod of `session` (its Job has one), with what its recorder reports.
+async fn recorder_report(
+    pods: &Api<Pod>,
+    session: &str,
+    admin_port: u16,
+) -> Option<(Pod, Reported)> {
+    let selector =
+        format!("app.kubernetes.io/name=roundtable-recorder,roundtable.dev/room={session}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let pod = list.items.into_iter().next()?;
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    let reported: Vec<Reported> = reqwest::Client::new()
+        .get(format!("http://{ip}:{admin_port}/recordings"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((pod, reported.into_iter().next()?))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Seconds of the 2-hour allowance the stretch being recorded has used, per the recorder.
+fn allowance_used(r: &Reported, at_ms: u64) -> f64 {
+    const TWO_HOURS_MS: u64 = 2 * 60 * 60 * 1000;
+    let cap = r
+        .cap_at_unix_ms
+        .expect("a stretch being recorded has a cap");
+    (at_ms as f64 - (cap - TWO_HOURS_MS) as f64) / 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_is_sigtermed_then_sigkilled_mid_recording_and_the_recording_goes_on() {
+    let _side_by_side = ALONE.read().await;
+    /// How long after the signal the recording is being captured again.
+    const BACK_LIMIT: Duration = Duration::from_secs(20);
+    /// The MP4 against what was captured (ffprobe's duration of the composed parts).
+    const MP4_TOLERANCE_S: f64 = 1.0;
+    /// The allowance used against what the stretch recorded: the recorder's captured time
+    /// is as of its last flush (every 2 s).
+    const ALLOWANCE_TOLERANCE_S: f64 = 3.0;
+    roundtable_e2e::init_test_logs();
+    let config = OperatorConfig {
+        host_ports: 34200..=34249,
+        drain_grace_seconds: 2,
+        stats_interval: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    };
+    let admin_port = config.recorder_admin_port;
+    let stack = Stack::start_with(
+        "disrupt-rec",
+        StackOptions {
+            operator: Some(config),
+            recorder: true,
+            ..StackOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ns = stack.ns.name.clone();
+    let client = stack.ns.client.clone();
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&recording_volume(&ns)))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    apply(
+        &stack,
+        &recorded_event(&started_session("taped", "  recording: true\n")),
+    )
+    .await;
+    let media_dir =
+        std::env::temp_dir().join(format!("roundtable-e2e-media-{ns}-{}", std::process::id()));
+    let media = TestMedia::generate(&media_dir, 2, 440).await.unwrap();
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    let endpoint = wait_until(
+        "the session to be Live",
+        Duration::from_secs(120),
+        async || {
+            let status = sessions.get("taped").await.ok()?.status?;
+            (status.phase == Some(LivePhase::Live)).then_some(status.endpoint?)
+        },
+    )
+    .await;
+    let http: std::net::SocketAddr = endpoint.parse().unwrap();
+    let room = format!("session:{ns}:taped");
+    recorder_joined(&stack, "taped").await;
+
+    // One person on camera for the whole case.
+    let (leave, left) = tokio::sync::oneshot::channel::<()>();
+    let token = mint(
+        stack::JOIN_KEY.as_bytes(),
+        &Claims::new("ada", "Ada", &room, roundtable_e2e::unix_now() + 600),
+    );
+    let publisher = tokio::spawn(async move {
+        publish(http, &room, &token, &media, async move {
+            let _ = left.await;
+        })
+        .await
+    });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let recording = wait_until(
+        "the recorder to record",
+        Duration::from_secs(30),
+        async || {
+            let (_, r) = recorder_report(&pods, "taped", admin_port).await?;
+            (r.state == "Recording").then_some(r)
+        },
+    )
+    .await;
+    let volume = stack.agent.volume_path(&ns, CLAIM).join("taped");
+
+    // SIGTERM after 10 s of recording: the recorder composes what it captured and exits
+    // 143, and the Job's pod restarts it.
+    tokio::time::sleep(
+        Duration::from_millis(recording.start_unix_ms + 10_000)
+            .saturating_sub(Duration::from_millis(unix_ms())),
+    )
+    .await;
+    let (pod, before) = recorder_report(&pods, "taped", admin_port).await.unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let term_ms = unix_ms();
+    let termed = Instant::now();
+    stack
+        .agent
+        .signal(&ns, &pod_name, &uid, "recorder", "TERM")
+        .await
+        .unwrap();
+    let recorded_before_term =
+        (term_ms - (before.cap_at_unix_ms.unwrap() - 2 * 3600 * 1000)) as f64 / 1000.0;
+    let (_, again) = roundtable_e2e::poll(BACK_LIMIT * 3, async || {
+        let (pod, r) = recorder_report(&pods, "taped", admin_port).await?;
+        (restarts(&pod) >= 1 && r.state == "Recording" && r.interruptions == 1).then_some((pod, r))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the recorder did not record again after SIGTERM; its log:\n{}",
+            stack.agent.log(&ns, &pod_name, "recorder")
+        )
+    });
+    let term_back = termed.elapsed();
+    let after_term_ms = unix_ms();
+    let term_mp4 = volume.join(again.file.clone().expect("the SIGTERMed recorder composed"));
+    let term_probe = probe(std::path::Path::new("ffprobe"), &term_mp4)
+        .await
+        .unwrap();
+    let term_mp4_s = term_probe.duration_ms as f64 / 1000.0;
+    let on_camera_before_term = (term_ms - recording.start_unix_ms) as f64 / 1000.0;
+    let term_used = allowance_used(&again, after_term_ms);
+    let term_recorded = again.captured_seconds;
+
+    // SIGKILL 8 s later, just after a flush (the captured time moved): the next flush is
+    // 2 s away, so the MP4 must hold exactly what the recorder reported.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let first = recorder_report(&pods, "taped", admin_port).await.unwrap().1;
+    let flushed = wait_until("a flush", Duration::from_secs(5), async || {
+        let r = recorder_report(&pods, "taped", admin_port).await?.1;
+        (r.captured_seconds > first.captured_seconds).then_some(r)
+    })
+    .await;
+    let killed = Instant::now();
+    stack
+        .agent
+        .signal(&ns, &pod_name, &uid, "recorder", "KILL")
+        .await
+        .unwrap();
+    let back = roundtable_e2e::poll(BACK_LIMIT * 3, async || {
+        let (pod, r) = recorder_report(&pods, "taped", admin_port).await?;
+        (restarts(&pod) >= 2
+            && r.state == "Recording"
+            && r.interruptions == 2
+            && r.duration_seconds > term_mp4_s + 1.0)
+            .then_some(r)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the recorder did not record again after SIGKILL; its log:\n{}",
+            stack.agent.log(&ns, &pod_name, "recorder")
+        )
+    });
+    let kill_back = killed.elapsed();
+    let after_kill_ms = unix_ms();
+    let kill_mp4 = volume.join(back.file.clone().unwrap());
+    let kill_probe = probe(std::path::Path::new("ffprobe"), &kill_mp4)
+        .await
+        .unwrap();
+    let kill_mp4_s = kill_probe.duration_ms as f64 / 1000.0;
+    let kill_used = allowance_used(&back, after_kill_ms);
+    let kill_recorded = back.captured_seconds;
+
+    // Status and Events say what happened.
+    let status = wait_until(
+        "the Session's status to count two interruptions",
+        Duration::from_secs(30),
+        async || {
+            let s = sessions.get("taped").await.ok()?.status?;
+            let r = s.recordings.first()?.clone();
+            (r.interruptions == Some(2)).then_some(r)
+        },
+    )
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let notes: Vec<String> = wait_until(
+        "a RecordingInterrupted Warning Event",
+        Duration::from_secs(30),
+        async || {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let notes: Vec<String> = list
+                .items
+                .into_iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some("taped"))
+                .filter(|e| {
+                    e.reason.as_deref() == Some("RecordingInterrupted")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .filter_map(|e| e.message)
+                .collect();
+            (!notes.is_empty()).then_some(notes)
+        },
+    )
+    .await;
+
+    // The person leaves and the session ends: one MP4 of everything captured.
+    let _ = leave.send(());
+    publisher.await.unwrap().unwrap();
+    merge_patch(
+        &sessions,
+        "taped",
+        serde_json::json!({"spec": {"lifecycle": "Ended"}}),
+    )
+    .await;
+    let done = wait_until(
+        "the recording to complete",
+        Duration::from_secs(90),
+        async || {
+            let r = sessions
+                .get("taped")
+                .await
+                .ok()?
+                .status?
+                .recordings
+                .first()?
+                .clone();
+            (r.state == RecordingState::Complete).then_some(r)
+        },
+    )
+    .await;
+    let final_mp4 = stack
+        .agent
+        .volume_path(&ns, CLAIM)
+        .join(done.file.clone().unwrap());
+    let final_s = probe(std::path::Path::new("ffprobe"), &final_mp4)
+        .await
+        .unwrap()
+        .duration_ms as f64
+        / 1000.0;
+
+    eprintln!("disruption: RecordingInterrupted Events: {notes:?}; status {status:?}");
+    figure(
+        "recorder SIGTERM -> recording again",
+        term_back.as_secs_f64(),
+        "s",
+        BACK_LIMIT.as_secs_f64(),
+    );
+    eprintln!(
+        "figure: recorder SIGTERM: MP4 = {term_mp4_s:.2} s for {on_camera_before_term:.2} s on camera before the signal (limit ±{MP4_TOLERANCE_S} s)"
+    );
+    eprintln!(
+        "figure: recorder SIGTERM: 2-hour allowance used after the restart = {term_used:.2} s, recorded in the stretch {term_recorded:.2} s (limit ±{ALLOWANCE_TOLERANCE_S} s; a fresh allowance would be {:.2} s less)",
+        recorded_before_term
+    );
+    figure(
+        "recorder SIGKILL -> recording again",
+        kill_back.as_secs_f64(),
+        "s",
+        BACK_LIMIT.as_secs_f64(),
+    );
+    eprintln!(
+        "figure: recorder SIGKILL: MP4 = {kill_mp4_s:.2} s, captured up to the last flush {:.2} s (limit ±{MP4_TOLERANCE_S} s)",
+        flushed.captured_seconds
+    );
+    eprintln!(
+        "figure: recorder SIGKILL: 2-hour allowance used after the restart = {kill_used:.2} s, recorded in the stretch {kill_recorded:.2} s (limit ±{ALLOWANCE_TOLERANCE_S} s)"
+    );
+    eprintln!(
+        "figure: final MP4 = {final_s:.2} s, captured {:?} s, on camera {:.2} s",
+        done.duration_seconds,
+        (unix_ms() - recording.start_unix_ms) as f64 / 1000.0
+    );
+
+    assert!(
+        term_back <= BACK_LIMIT && kill_back <= BACK_LIMIT,
+        "recording again {term_back:.2?} after SIGTERM, {kill_back:.2?} after SIGKILL (limit {BACK_LIMIT:?})"
+    );
+    assert!(
+        (term_mp4_s - on_camera_before_term).abs() <= MP4_TOLERANCE_S,
+        "after SIGTERM the MP4 holds {term_mp4_s} s of {on_camera_before_term} s"
+    );
+    assert!(
+        (kill_mp4_s - flushed.captured_seconds).abs() <= MP4_TOLERANCE_S,
+        "after SIGKILL the MP4 holds {kill_mp4_s} s, {} s were flushed",
+        flushed.captured_seconds
+    );
+    assert!(
+        recorded_before_term >= 8.0,
+        "enough was recorded before the SIGTERM to tell a kept allowance from a fresh one"
+    );
+    for (signal, used, recorded) in [
+        ("SIGTERM", term_used, term_recorded),
+        ("SIGKILL", kill_used, kill_recorded),
+    ] {
+        assert!(
+            (used - recorded).abs() <= ALLOWANCE_TOLERANCE_S,
+            "after the {signal} the stretch has used {used} s of its 2 hours, but {recorded} s were recorded in it"
+        );
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("MP4 keeps what was captured")),
+        "{notes:?}"
+    );
+    assert_eq!(status.interruptions, Some(2));
+    assert!(
+        (final_s - done.duration_seconds.unwrap_or_default() as f64).abs() <= MP4_TOLERANCE_S,
+        "final MP4 {final_s} s, status {:?} s",
+        done.duration_seconds
+    );
+    assert!(
+        final_s > kill_mp4_s,
+        "the recording went on after the SIGKILL"
+    );
+    stack.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&media_dir);
 }
