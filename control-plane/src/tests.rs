@@ -1043,6 +1043,7 @@ async fn organisers_download_recordings_from_the_report_once_the_event_has_ended
         duration_seconds: Some(61),
         size_bytes: Some(17),
         file: Some("gala-future-of-work/gala-future-of-work-1.mp4".into()),
+        interruptions: None,
     };
     let mut live = h.live.lock().unwrap().clone();
     live.insert(
@@ -1621,6 +1622,7 @@ async fn assets_and_recordings_stay_inside_their_folders() {
                 duration_seconds: Some(1),
                 size_bytes: Some(1),
                 file: Some("../../../../etc/passwd".into()),
+                interruptions: None,
             }],
             ..Observed::default()
         },

@@ -218,13 +218,17 @@ pub enum RecordingState {
     Complete,
     /// Could not be produced; see the session's Events.
     Failed,
+    /// No recorder is running although the recording is not over (it crashed or was
+    /// stopped): the MP4 keeps what was captured until then, and a new recorder continues
+    /// the same recording.
+    Interrupted,
 }
 
 /// One recording of a session.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordingSummary {
-    /// Recording, Paused, Processing, Complete or Failed.
+    /// Recording, Paused, Processing, Complete, Failed or Interrupted.
     pub state: RecordingState,
     /// When the recording started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +242,10 @@ pub struct RecordingSummary {
     /// Path of the MP4 on the event's recording storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// How often the recorder stopped while people were on camera and a new one continued:
+    /// the MP4 lacks what happened in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruptions: Option<i32>,
 }
 
 /// What the operator observes of a session.

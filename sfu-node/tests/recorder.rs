@@ -231,6 +231,7 @@ async fn a_restarted_recorder_keeps_what_it_captured_and_continues_the_recording
     let _ = stop_rec.send(());
     second.await.unwrap().unwrap();
     assert_eq!(done.id, infos[0].id, "one recording across the restart");
+    assert_eq!(done.interruptions, 1, "the stop while on camera is counted");
     let p = probe(Path::new("ffprobe"), &out.join(done.file.unwrap()))
         .await
         .unwrap();

@@ -36,6 +36,7 @@ pub mod local;
 pub mod logs;
 pub mod node_agent;
 pub mod operator;
+pub mod operator_process;
 mod pki;
 mod process;
 pub mod real_node;

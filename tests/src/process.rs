@@ -114,6 +114,11 @@ impl Supervised {
         Ok(Stdio::from(fd))
     }
 
+    /// The watchdog's process id (the server is its child).
+    pub(crate) fn pid(&self) -> u32 {
+        self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
     /// The server's exit status if it has exited.
     pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
         let mut watchdog = self.watchdog.lock().unwrap_or_else(|e| e.into_inner());

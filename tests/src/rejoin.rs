@@ -26,6 +26,9 @@ const RETRY: Duration = Duration::from_millis(250);
 const FLOWING: u32 = 5;
 /// How long a join may wait for the room's welcome.
 const WELCOME_WITHIN: Duration = Duration::from_secs(5);
+/// Pauses between two video frames shorter than this are not kept in the [`Log`]: at 30
+/// frames a second from each person on camera, frames are closer than this.
+const GAP: Duration = Duration::from_millis(30);
 
 /// The control plane's join answer: where to watch, where to publish, and the token.
 #[derive(Debug, Clone)]
@@ -74,10 +77,31 @@ pub struct Log {
     pub lost: Vec<Instant>,
     /// Watchers: when video from every expected person was flowing, once per stay.
     pub all_video: Vec<Instant>,
+    /// Watchers: when the last video frame arrived.
+    pub last_video: Option<Instant>,
+    /// Watchers: every pause between two video frames of at least [`GAP`], over all stays:
+    /// when it ended and how long it was.
+    pub video_gaps: Vec<(Instant, Duration)>,
     /// Publishers: video frames sent over all stays.
     pub frames_sent: u64,
     /// Failed join attempts, in words.
     pub failures: Vec<String>,
+}
+
+impl Log {
+    /// The longest time between `from` and `to` in which this watcher received no video
+    /// frame (pauses shorter than 30 ms are not counted).
+    pub fn longest_video_gap(&self, from: Instant, to: Instant) -> Duration {
+        let Some(last) = self.last_video else {
+            return to.saturating_duration_since(from);
+        };
+        let mut longest = Duration::ZERO;
+        for &(end, gap) in &self.video_gaps {
+            let (start, end) = ((end - gap).max(from), end.min(to));
+            longest = longest.max(end.saturating_duration_since(start));
+        }
+        longest.max(to.saturating_duration_since(last.max(from)))
+    }
 }
 
 /// A client's [`Log`], shared with the task running it.
@@ -211,6 +235,15 @@ pub async fn watching(
                             continue;
                         }
                         *frames.entry(m.mid).or_default() += 1;
+                        let now = Instant::now();
+                        record(&log, |l| {
+                            if let Some(gap) = l.last_video.map(|last| now - last)
+                                && gap >= GAP
+                            {
+                                l.video_gaps.push((now, gap));
+                            }
+                            l.last_video = Some(now);
+                        });
                     }
                     let flowing = frames.values().filter(|n| **n >= FLOWING).count();
                     if !reported && flowing >= expect {

@@ -29,6 +29,44 @@ pub const REGISTRATION_KEY: &[u8] = b"e2e-registration-key";
 pub const STACK_LABEL: &str = "e2e.roundtable.dev/stack";
 /// The image the operator is told to run for sfu-node; the node agent runs this checkout's.
 pub const SFU_IMAGE: &str = "registry.example/roundtable/sfu-node:e2e";
+/// The image of recorder Jobs; the node agent runs this checkout's `roundtable-recorder`.
+pub const RECORDER_IMAGE: &str = "registry.example/roundtable/roundtable-recorder:e2e";
+
+/// What a [`Stack`] runs beyond the media node and the control plane.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The operator to run inside the test process (its images are replaced by
+    /// [`SFU_IMAGE`] and [`RECORDER_IMAGE`]); `None` for none, when the test runs
+    /// `roundtable operator` processes itself ([`crate::operator_process`]).
+    pub operator: Option<OperatorConfig>,
+    /// Untainted nodes for pods without placement (16 CPUs, 32 GiB each).
+    pub room_nodes: usize,
+    /// Pods each node takes.
+    pub pods_per_node: u32,
+    /// Recorder Jobs run: the kube-controller-manager (its Job controller) is started and the
+    /// node agent runs `roundtable-recorder`.
+    pub recorder: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            operator: Some(OperatorConfig::default()),
+            room_nodes: 1,
+            pods_per_node: 110,
+            recorder: false,
+        }
+    }
+}
+
+/// `config` with the images the stack's node agent runs.
+pub fn with_images(config: OperatorConfig) -> OperatorConfig {
+    OperatorConfig {
+        sfu_image: SFU_IMAGE.into(),
+        recorder_image: RECORDER_IMAGE.into(),
+        ..config
+    }
+}
 
 /// Everything running for one test namespace; [`Stack::stop`] ends it.
 #[derive(Debug)]
@@ -36,7 +74,8 @@ pub struct Stack {
     pub cluster: &'static Cluster,
     pub ns: TestNamespace,
     pub agent: NodeAgent,
-    pub operator: RunningOperator,
+    /// The operator running inside the test process, unless the test runs its own.
+    pub operator: Option<RunningOperator>,
     pub api: ControlPlane,
     server: tokio::task::JoinHandle<()>,
 }
@@ -54,9 +93,24 @@ impl Stack {
     /// Starts the stack in a fresh namespace named after `prefix`; `config` is the operator's
     /// (its `sfu_image` is replaced by [`SFU_IMAGE`]).
     pub async fn start(prefix: &str, config: OperatorConfig) -> Result<Stack> {
+        Self::start_with(
+            prefix,
+            StackOptions {
+                operator: Some(config),
+                ..StackOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts the stack in a fresh namespace named after `prefix`, as `options` say.
+    pub async fn start_with(prefix: &str, options: StackOptions) -> Result<Stack> {
         let cluster = Cluster::shared().await?;
         cluster.install_crds().await?;
         cluster.start_scheduler().await?;
+        if options.recorder {
+            cluster.start_controller_manager().await?;
+        }
         let ns = cluster.namespace(prefix).await?;
         // One scheduler serves every test of the binary, and tests run in parallel: without
         // this, a pod of this namespace could land on another test's node (same labels and
@@ -73,33 +127,38 @@ impl Stack {
             )
             .await?;
         let sfu = node_agent::workspace_binary("sfu-node", "sfu-node").await?;
-        let agent = NodeAgent::start(
-            cluster,
-            vec![
-                NodeSpec::new(format!("{}-media", ns.name))
+        let mut images = ImageMap::new().map("sfu-node", sfu);
+        if options.recorder {
+            let recorder = node_agent::workspace_binary("sfu-node", "roundtable-recorder").await?;
+            images = images.map("roundtable-recorder", recorder);
+        }
+        let mut nodes = vec![
+            NodeSpec::new(format!("{}-media", ns.name))
+                .label(STACK_LABEL, &ns.name)
+                .label("roundtable.dev/media", "true")
+                .taint("roundtable.dev/media", "", "NoSchedule")
+                .cpu("16")
+                .memory("32Gi")
+                .pods(options.pods_per_node),
+        ];
+        for i in 0..options.room_nodes {
+            let name = match i {
+                0 => format!("{}-rooms", ns.name),
+                i => format!("{}-rooms-{i}", ns.name),
+            };
+            nodes.push(
+                NodeSpec::new(name)
                     .label(STACK_LABEL, &ns.name)
-                    .label("roundtable.dev/media", "true")
-                    .taint("roundtable.dev/media", "", "NoSchedule")
                     .cpu("16")
-                    .memory("32Gi"),
-                NodeSpec::new(format!("{}-rooms", ns.name))
-                    .label(STACK_LABEL, &ns.name)
-                    .cpu("16")
-                    .memory("32Gi"),
-            ],
-            ImageMap::new().map("sfu-node", sfu),
-        )
-        .await?;
+                    .memory("32Gi")
+                    .pods(options.pods_per_node),
+            );
+        }
+        let agent = NodeAgent::start(cluster, nodes, images).await?;
         create_join_token_secret(ns.client.clone(), &ns.name, JOIN_KEY).await?;
-        let operator = RunningOperator::start(
-            ns.client.clone(),
-            &ns.name,
-            "e2e",
-            OperatorConfig {
-                sfu_image: SFU_IMAGE.into(),
-                ..config
-            },
-        );
+        let operator = options.operator.map(|config| {
+            RunningOperator::start(ns.client.clone(), &ns.name, "e2e", with_images(config))
+        });
 
         let catalog = KubeCatalog::start(ns.client.clone(), Some(ns.name.clone()));
         tokio::time::timeout(Duration::from_secs(30), catalog.wait_ready())
@@ -171,7 +230,9 @@ impl Stack {
     /// Stops the control plane, the operator and the node agent (its pods' processes).
     pub async fn stop(self) -> Result<()> {
         self.server.abort();
-        self.operator.stop().await;
+        if let Some(operator) = self.operator {
+            operator.stop().await;
+        }
         self.agent.stop().await
     }
 }

@@ -1,24 +1,44 @@
 //! The disruption suite (issue 20): a live event loses a part under it, and what people in it
 //! notice is measured against a limit. Run it alone with
-//! `cargo test -p roundtable-e2e --test disruption`; `scripts/test-all` runs it with the
-//! other end-to-end tests. Each case prints `limit X s, measured Y s`.
+//! `cargo test --release -p roundtable-e2e --test disruption`; `scripts/test-all` runs it
+//! with the other end-to-end tests. Each case prints its figures one a line, as
+//! `figure: <what> = <measured> (limit <limit>)`, and fails beyond the limit.
+//!
+//! The operator's cases run `roundtable operator` as processes of their own
+//! ([`roundtable_e2e::operator_process`]), so a SIGKILL is a real crash that leaves its Lease
+//! held; the recorder's run it as a pod of the test node agent, which restarts it as a
+//! kubelet would.
 //!
 //! The clients are str0m peers that behave as the web client's pages do
 //! ([`roundtable_e2e::rejoin`]): nobody tells them what happened; they notice their room
 //! socket close and re-join through the control plane by themselves. The browser pages'
 //! side of the same story is `tests/browser/disruption.test.mjs`.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use roundtable_crds::{LivePhase, Session};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use roundtable_crds::{LiveEvent, LivePhase, RecordingState, Session};
 use roundtable_e2e::node_agent::is_ready;
+use roundtable_e2e::operator_process::{OperatorProcess, new_leader};
 use roundtable_e2e::rejoin::{self, Log, SharedLog};
-use roundtable_e2e::stack::Stack;
+use roundtable_e2e::stack::{self, Stack, StackOptions};
 use roundtable_e2e::wait_until;
 use roundtable_operator::OperatorConfig;
+use sfu_node::auth::{Claims, mint};
+use sfu_node::publisher::{TestMedia, publish};
+use sfu_node::recorder::compose::probe;
+
+/// The 200-Session case measures the operator, not a machine shared with the other cases: it
+/// runs alone, the others side by side.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// An event running now with one open session on the media node (host ports, as in
 /// production), `relays` relays in front of the origin.
@@ -179,6 +199,16 @@ async fn people_in_the_room(
     watchers: usize,
     end: Instant,
 ) -> (Vec<SharedLog>, Vec<SharedLog>) {
+    people_in_the_room_until(stack, watchers, end, end).await
+}
+
+/// [`people_in_the_room`] with the speakers leaving the screen at `speakers_end`.
+async fn people_in_the_room_until(
+    stack: &Stack,
+    watchers: usize,
+    speakers_end: Instant,
+    end: Instant,
+) -> (Vec<SharedLog>, Vec<SharedLog>) {
     let path = format!("/api/sessions/{}/roundtable/join", stack.ns.name);
     let mut speakers = Vec::new();
     for who in ["ada", "bob"] {
@@ -192,7 +222,7 @@ async fn people_in_the_room(
             stack.api.clone(),
             cookie,
             path.clone(),
-            end,
+            speakers_end,
             log.clone(),
         ));
         speakers.push(log);
@@ -232,6 +262,7 @@ async fn people_in_the_room(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_and_watching() {
+    let _side_by_side = ALONE.read().await;
     const LIMIT: Duration = Duration::from_secs(10);
     roundtable_e2e::init_test_logs();
     let stack = Stack::start(
@@ -273,10 +304,11 @@ async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_an
     for log in speakers.iter().chain(&watchers) {
         eprintln!("disruption: {}", timeline(&read(log), killed));
     }
-    eprintln!(
-        "disruption: sfu-node SIGKILL, kill to video back for every watcher: limit {} s, measured {:.2} s",
-        LIMIT.as_secs(),
-        measured.as_secs_f64()
+    figure(
+        "sfu-node SIGKILL -> video back for every watcher",
+        measured.as_secs_f64(),
+        "s",
+        LIMIT.as_secs_f64(),
     );
 
     // A new pod is Ready in place of the killed one; the session is Live with both on camera.
@@ -309,6 +341,7 @@ async fn a_live_sessions_sfu_node_is_sigkilled_and_everyone_is_back_on_camera_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
+    let _side_by_side = ALONE.read().await;
     const LIMIT: Duration = Duration::from_secs(5);
     roundtable_e2e::init_test_logs();
     let stack = Stack::start(
@@ -371,14 +404,1041 @@ async fn a_relay_is_sigkilled_and_its_watchers_watch_elsewhere() {
                 .unwrap_or_default()
         })
         .collect();
-    eprintln!(
-        "disruption: relay SIGKILL, kill to video back for its watchers (now on {now_on:?}): limit {} s, measured {:.2} s",
-        LIMIT.as_secs(),
-        measured.as_secs_f64()
+    eprintln!("disruption: the relay's watchers now on {now_on:?}");
+    figure(
+        "relay SIGKILL -> video back for its watchers",
+        measured.as_secs_f64(),
+        "s",
+        LIMIT.as_secs_f64(),
     );
     assert!(
         measured <= LIMIT,
         "the relay's watchers watch elsewhere within {LIMIT:?}, took {measured:.2?}"
     );
     stack.stop().await.unwrap();
+}
+
+/// The SFU origin pods of a namespace as a watch sees them: per room, the pods that exist
+/// now, the most that ever existed at once, and every pod ever seen.
+#[derive(Debug, Default)]
+struct OriginPods {
+    now: HashMap<String, HashSet<String>>,
+    most: HashMap<String, usize>,
+    ever: HashMap<String, HashSet<String>>,
+}
+
+impl OriginPods {
+    fn room_and_uid(pod: &Pod) -> Option<(String, String)> {
+        let room = pod
+            .metadata
+            .labels
+            .as_ref()?
+            .get("roundtable.dev/room")?
+            .clone();
+        Some((room, pod.metadata.uid.clone()?))
+    }
+
+    fn add(&mut self, pod: &Pod) {
+        let Some((room, uid)) = Self::room_and_uid(pod) else {
+            return;
+        };
+        self.ever
+            .entry(room.clone())
+            .or_default()
+            .insert(uid.clone());
+        let now = self.now.entry(room.clone()).or_default();
+        now.insert(uid);
+        let n = now.len();
+        let most = self.most.entry(room).or_default();
+        *most = (*most).max(n);
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        if let Some((room, uid)) = Self::room_and_uid(pod)
+            && let Some(now) = self.now.get_mut(&room)
+        {
+            now.remove(&uid);
+        }
+    }
+
+    /// The rooms that at some moment had more than one origin pod, with how many.
+    fn duplicated(&self) -> Vec<(String, usize)> {
+        let mut rooms: Vec<(String, usize)> = self
+            .most
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(room, n)| (room.clone(), *n))
+            .collect();
+        rooms.sort();
+        rooms
+    }
+}
+
+/// Watches the namespace's origin pods from now on (see [`OriginPods`]).
+fn watch_origin_pods(
+    client: kube::Client,
+    namespace: &str,
+) -> (Arc<Mutex<OriginPods>>, tokio::task::JoinHandle<()>) {
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let seen = Arc::new(Mutex::new(OriginPods::default()));
+    let task = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            let config = watcher::Config::default().labels("roundtable.dev/role=origin");
+            let mut stream = std::pin::pin!(watcher::watcher(pods, config).default_backoff());
+            while let Some(event) = stream.next().await {
+                let Ok(event) = event else { continue };
+                let mut seen = seen.lock().unwrap();
+                match event {
+                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => seen.add(&pod),
+                    watcher::Event::Delete(pod) => seen.remove(&pod),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// Prints one measured figure against its limit, in the suite's one-line format.
+fn figure(what: &str, measured: f64, unit: &str, limit: f64) {
+    eprintln!("figure: {what} = {measured:.2} {unit} (limit {limit} {unit})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_leader_is_sigkilled_while_200_sessions_are_applied_and_none_gets_two_pods() {
+    let _alone = ALONE.write().await;
+    const SESSIONS: usize = 200;
+    /// The Lease lasts 15 s and a standby retries every 2 s.
+    const TAKEOVER_LIMIT: Duration = Duration::from_secs(20);
+    /// Issue 20's limit. The 2-core test bed measured 20.8 s alone, 56 s while another
+    /// full test run shared its cores (the 200 SFU processes start on the same cores).
+    const LIVE_LIMIT: Duration = Duration::from_secs(30);
+    roundtable_e2e::init_test_logs();
+    let stack = Stack::start_with(
+        "disrupt-leader",
+        StackOptions {
+            operator: None,
+            room_nodes: 2,
+            pods_per_node: 110,
+            recorder: false,
+        },
+    )
+    .await
+    .unwrap();
+    let ns = stack.ns.name.clone();
+    let client = stack.ns.client.clone();
+    let config = stack::with_images(OperatorConfig {
+        host_ports: 34000..=34999,
+        ..OperatorConfig::default()
+    });
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        replicas.push(
+            OperatorProcess::start(stack.cluster, &ns, identity, &config)
+                .await
+                .unwrap(),
+        );
+    }
+    let (leader, _) = new_leader(&client, &ns, None, Duration::from_secs(30))
+        .await
+        .expect("a replica takes the Lease within 30 s");
+    let (seen, watch) = watch_origin_pods(client.clone(), &ns);
+
+    // Small pods (the event's resources), so 200 fit the two nodes' 32 CPUs.
+    let now = jiff::Timestamp::now();
+    let event: LiveEvent = serde_json::from_value(serde_json::json!({
+        "apiVersion": "roundtable.dev/v1alpha1", "kind": "LiveEvent",
+        "metadata": {"name": "expo"},
+        "spec": {
+            "title": "Two hundred roundtables",
+            "start": (now - jiff::SignedDuration::from_mins(5)).to_string(),
+            "end": (now + jiff::SignedDuration::from_hours(3)).to_string(),
+            "sfu": {"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}},
+        },
+    }))
+    .unwrap();
+    Api::<LiveEvent>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    let created = Arc::new(AtomicUsize::new(0));
+    let applying = tokio::spawn({
+        let sessions = sessions.clone();
+        let created = created.clone();
+        async move {
+            futures::stream::iter(0..SESSIONS)
+                .map(|i| {
+                    let sessions = sessions.clone();
+                    let created = created.clone();
+                    async move {
+                        let session: Session = serde_json::from_value(serde_json::json!({
+                            "apiVersion": "roundtable.dev/v1alpha1", "kind": "Session",
+                            "metadata": {"name": format!("table-{i:03}")},
+                            "spec": {"event": "expo", "title": format!("Table {i}"),
+                                     "lifecycle": "Started", "maxParticipants": 2,
+                                     "maxWatchers": 10},
+                        }))
+                        .unwrap();
+                        sessions
+                            .create(&PostParams::default(), &session)
+                            .await
+                            .unwrap();
+                        created.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<()>>()
+                .await;
+        }
+    });
+
+    // Half-way through the applying, the leader is SIGKILLed: no chance to give up its Lease.
+    wait_until(
+        "half of the sessions to be applied",
+        Duration::from_secs(60),
+        async || (created.load(Ordering::SeqCst) >= SESSIONS / 2).then_some(()),
+    )
+    .await;
+    let at_kill = created.load(Ordering::SeqCst);
+    let killed = Instant::now();
+    let leading = replicas.iter().position(|r| r.identity == leader).unwrap();
+    replicas[leading].signal("KILL").await.unwrap();
+    let status = replicas[leading]
+        .exited(Duration::from_secs(10))
+        .await
+        .expect("the killed replica exits");
+    let pods_at_kill: usize = seen.lock().unwrap().now.values().map(HashSet::len).sum();
+    eprintln!(
+        "disruption: SIGKILLed leader {leader} ({status}) with {at_kill} of {SESSIONS} sessions applied, {pods_at_kill} pods"
+    );
+    applying.await.unwrap();
+
+    let (new, took_over) = new_leader(&client, &ns, Some(leader.as_str()), TAKEOVER_LIMIT * 2)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no other replica took the Lease within {:?}; standby log:\n{}",
+                TAKEOVER_LIMIT * 2,
+                replicas[1 - leading].log_tail(40)
+            )
+        });
+    let takeover = took_over - killed;
+    figure(
+        &format!("leader SIGKILL -> {new} holds the Lease"),
+        takeover.as_secs_f64(),
+        "s",
+        TAKEOVER_LIMIT.as_secs_f64(),
+    );
+
+    let all_live = roundtable_e2e::poll(LIVE_LIMIT * 3, async || {
+        let list = sessions.list(&ListParams::default()).await.ok()?;
+        let live = list
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().and_then(|s| s.phase) == Some(LivePhase::Live))
+            .count();
+        (live == SESSIONS).then(Instant::now)
+    })
+    .await;
+    let live_count = sessions
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|s| s.status.as_ref().and_then(|s| s.phase) == Some(LivePhase::Live))
+        .count();
+    let seen_now = std::mem::take(&mut *seen.lock().unwrap());
+    watch.abort();
+    let duplicated = seen_now.duplicated();
+    let most = seen_now.most.values().copied().max().unwrap_or(0);
+    let created_pods: usize = seen_now.ever.values().map(HashSet::len).sum();
+    figure(
+        "most SFU pods one session had at once",
+        most as f64,
+        "pods",
+        1.0,
+    );
+    eprintln!(
+        "disruption: {} sessions had an origin pod, {created_pods} origin pods were created in all",
+        seen_now.ever.len()
+    );
+    let to_live = all_live.map(|at| at.saturating_duration_since(took_over));
+    match to_live {
+        Some(d) => figure(
+            &format!("new leader took the Lease -> all {SESSIONS} sessions Live"),
+            d.as_secs_f64(),
+            "s",
+            LIVE_LIMIT.as_secs_f64(),
+        ),
+        None => eprintln!(
+            "figure: new leader took the Lease -> all {SESSIONS} sessions Live = not reached in {} s ({live_count} Live) (limit {} s)",
+            (LIVE_LIMIT * 3).as_secs(),
+            LIVE_LIMIT.as_secs()
+        ),
+    }
+
+    let standby = replicas.remove(1 - leading);
+    assert!(
+        duplicated.is_empty(),
+        "sessions that had two SFU pods at once: {duplicated:?}"
+    );
+    assert_eq!(seen_now.ever.len(), SESSIONS, "every session got its pod");
+    assert!(
+        takeover <= TAKEOVER_LIMIT,
+        "the standby took the Lease {takeover:.2?} after the kill (limit {TAKEOVER_LIMIT:?})"
+    );
+    let to_live = to_live.unwrap_or_else(|| {
+        panic!(
+            "only {live_count} of {SESSIONS} sessions Live {:?} after the new leader took the Lease; its log:\n{}",
+            LIVE_LIMIT * 3,
+            standby.log_tail(40)
+        )
+    });
+    assert!(
+        to_live <= LIVE_LIMIT,
+        "all {SESSIONS} sessions Live {to_live:.2?} after the new leader took the Lease (limit {LIVE_LIMIT:?})"
+    );
+    standby.stop().await.unwrap();
+    stack.stop().await.unwrap();
+}
+
+/// The claim of the events' recording volume in the recording cases.
+const CLAIM: &str = "expo-recordings";
+
+/// A PersistentVolume bound to the claim [`CLAIM`] of `ns` (the node agent backs the claim
+/// with a local folder; the scheduler places a pod only once its claim is bound).
+fn recording_volume(ns: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {ns}-recordings\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: e2e-{ns}\n  hostPath: {{path: /var/lib/roundtable-e2e/{ns}}}\n  claimRef: {{namespace: {ns}, name: {CLAIM}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {CLAIM}\n  namespace: {ns}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: e2e-{ns}\n  volumeName: {ns}-recordings\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+    )
+}
+
+/// The event of the recording cases: running now, SFU pods on the media node with host
+/// ports, recordings on [`CLAIM`]; `sessions` are appended.
+fn recorded_event(sessions: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let start = now - jiff::SignedDuration::from_mins(5);
+    let end = now + jiff::SignedDuration::from_hours(3);
+    format!(
+        r#"apiVersion: roundtable.dev/v1alpha1
+kind: LiveEvent
+metadata:
+  name: expo
+spec:
+  title: Disruption expo
+  start: "{start}"
+  end: "{end}"
+  ticketTypes:
+    - name: general
+      title: General admission
+  organizers:
+    - org@example.org
+  recordingStorage:
+    persistentVolumeClaim: {CLAIM}
+  sfu:
+    placement:
+      nodeSelector:
+        roundtable.dev/media: "true"
+      tolerations:
+        - key: roundtable.dev/media
+          operator: Exists
+          effect: NoSchedule
+    network:
+      mode: HostPort
+{sessions}"#
+    )
+}
+
+/// A started session of the event `expo`; `extra` is added to its spec.
+fn started_session(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: roundtable.dev/v1alpha1\nkind: Session\nmetadata:\n  name: {name}\nspec:\n  event: expo\n  title: Session {name}\n  lifecycle: Started\n  share:\n    policy: Open\n  maxWatchers: 20\n{extra}"
+    )
+}
+
+async fn apply(stack: &Stack, yaml: &str) {
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-n", &stack.ns.name, "-f", "-"], Some(yaml))
+        .await
+        .unwrap();
+    assert!(out.success(), "kubectl apply: {}", out.stderr);
+}
+
+async fn merge_patch(sessions: &Api<Session>, name: &str, patch: serde_json::Value) {
+    sessions
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+fn phase_of(s: &Session) -> Option<LivePhase> {
+    s.status.as_ref()?.phase
+}
+
+/// The pod of the session's recorder once its log says it joined the room.
+async fn recorder_joined(stack: &Stack, session: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
+    let selector =
+        format!("app.kubernetes.io/name=roundtable-recorder,roundtable.dev/room={session}");
+    wait_until(
+        "the recorder to join the room",
+        Duration::from_secs(90),
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            let pod = list.items.into_iter().next()?;
+            let name = pod.metadata.name.clone()?;
+            stack
+                .agent
+                .log(&stack.ns.name, &name, "recorder")
+                .contains("joined the room as recorder")
+                .then_some(pod)
+        },
+    )
+    .await
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operator_replica_is_down_for_a_minute_and_it_catches_up_when_back() {
+    let _side_by_side = ALONE.read().await;
+    const OUTAGE: Duration = Duration::from_secs(60);
+    /// Speakers leave the screen this long into the outage.
+    const SPEAKERS_LEAVE: Duration = Duration::from_secs(40);
+    const GAP_LIMIT: Duration = Duration::from_secs(1);
+    const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+    roundtable_e2e::init_test_logs();
+    let stack = Stack::start_with(
+        "disrupt-opdown",
+        StackOptions {
+            operator: None,
+            recorder: true,
+            ..StackOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ns = stack.ns.name.clone();
+    let client = stack.ns.client.clone();
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&recording_volume(&ns)))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let config = stack::with_images(OperatorConfig {
+        host_ports: 34100..=34199,
+        drain_grace_seconds: 2,
+        stats_interval: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    });
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        replicas.push(
+            OperatorProcess::start(stack.cluster, &ns, identity, &config)
+                .await
+                .unwrap(),
+        );
+    }
+    let scaling = "  recording: true\n  autoscaling:\n    enabled: true\n    minRelays: 0\n    maxRelays: 1\n    watchersPerRelay: 20\n    headroom: 0\n    scaleDownDelaySeconds: 60\n";
+    apply(
+        &stack,
+        &recorded_event(&format!(
+            "{}{}",
+            started_session("roundtable", scaling),
+            started_session("closing", "")
+        )),
+    )
+    .await;
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    wait_until(
+        "both sessions to be Live",
+        Duration::from_secs(120),
+        async || {
+            for name in ["roundtable", "closing"] {
+                (phase_of(&sessions.get(name).await.ok()?)? == LivePhase::Live).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    let recorder = recorder_joined(&stack, "roundtable").await;
+
+    // Two on camera until 40 s into the outage, two watching throughout.
+    let setup = Instant::now();
+    let end = setup + Duration::from_secs(240);
+    let speakers_end = setup + Duration::from_secs(40) + SPEAKERS_LEAVE;
+    let (speakers, watchers) = people_in_the_room_until(&stack, 2, speakers_end, end).await;
+    wait_until(
+        "the recording to be Recording in status",
+        Duration::from_secs(30),
+        async || {
+            let s = sessions.get("roundtable").await.ok()?.status?;
+            (s.recordings.first()?.state == RecordingState::Recording).then_some(())
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let origin_uid = pods.get("session-roundtable").await.unwrap().metadata.uid;
+    let recorder_name = recorder.metadata.name.clone().unwrap();
+
+    // The outage: every replica gets SIGTERM, as `kubectl scale --replicas=0`, a rolling
+    // update or a drained node sends it; the replicas give up the Lease and exit. (A SIGKILL
+    // differs only in the Lease staying held until it expires, which the leader case covers.)
+    let wait_for_outage =
+        (setup + Duration::from_secs(40)).saturating_duration_since(Instant::now());
+    tokio::time::sleep(wait_for_outage).await;
+    let down = Instant::now();
+    for replica in &replicas {
+        replica.signal("TERM").await.unwrap();
+    }
+    for replica in replicas.drain(..) {
+        let identity = replica.identity.clone();
+        let status = replica.stop().await.unwrap();
+        eprintln!("disruption: operator {identity} stopped by SIGTERM: {status}");
+    }
+    let all_down = Instant::now();
+
+    // While it is down: a new session, a session ended, relays asked for; the speakers leave
+    // the screen (the recording pauses) at 40 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    apply(&stack, &started_session("latecomer", "")).await;
+    merge_patch(
+        &sessions,
+        "closing",
+        serde_json::json!({"spec": {"lifecycle": "Ended"}}),
+    )
+    .await;
+    merge_patch(
+        &sessions,
+        "roundtable",
+        serde_json::json!({"spec": {"autoscaling": {"minRelays": 1}}}),
+    )
+    .await;
+    tokio::time::sleep(
+        (down + OUTAGE - Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    // Nobody acted in the meantime: the operator really was down.
+    assert!(
+        pods.get_opt("session-latecomer").await.unwrap().is_none(),
+        "no operator was running, yet the new session got a pod"
+    );
+    assert!(
+        pods.get_opt("session-closing").await.unwrap().is_some(),
+        "no operator was running, yet the ended session's pod went"
+    );
+    tokio::time::sleep((down + OUTAGE).saturating_duration_since(Instant::now())).await;
+
+    // Back: a new replica (a restarted pod has a new name).
+    let back = Instant::now();
+    let replica = OperatorProcess::start(stack.cluster, &ns, "replica-c", &config)
+        .await
+        .unwrap();
+    let outage = back - down;
+    let mut caught_up: Vec<(&str, Option<Duration>)> = Vec::new();
+    let limit = CATCH_UP_LIMIT * 3;
+    let since_back = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(back));
+    let latecomer = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("latecomer").await.ok()?;
+        (phase_of(&s)? == LivePhase::Live).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the session applied during the outage is Live",
+        since_back(latecomer),
+    ));
+    let closing = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("closing").await.ok()?;
+        let gone = pods.get_opt("session-closing").await.ok()?.is_none();
+        (phase_of(&s)? == LivePhase::Ended && gone).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the session ended during the outage is Ended, its pod gone",
+        since_back(closing),
+    ));
+    let scaled = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        (s.relays? == 1).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "the relay asked for during the outage is ready",
+        since_back(scaled),
+    ));
+    let counts = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        (s.on_camera? == 0 && s.watching? == 2).then(Instant::now)
+    })
+    .await;
+    caught_up.push(("status shows 0 on camera, 2 watching", since_back(counts)));
+    let recording = roundtable_e2e::poll(limit, async || {
+        let s = sessions.get("roundtable").await.ok()?.status?;
+        let r = s.recordings.first()?;
+        (r.state == RecordingState::Paused && r.file.is_some()).then(Instant::now)
+    })
+    .await;
+    caught_up.push((
+        "status lists the paused recording's MP4",
+        since_back(recording),
+    ));
+
+    // Nothing already live was disturbed.
+    let watched_until = speakers_end - Duration::from_secs(1);
+    let longest_gap = watchers
+        .iter()
+        .map(|w| read(w).longest_video_gap(down, watched_until))
+        .max()
+        .unwrap();
+    let lost: usize = speakers
+        .iter()
+        .chain(&watchers)
+        .map(|l| read(l).lost.iter().filter(|at| **at < speakers_end).count())
+        .sum();
+    let origin_now = pods.get("session-roundtable").await.unwrap();
+    let recorder_now = pods.get(&recorder_name).await.unwrap();
+
+    eprintln!(
+        "disruption: every operator replica down {:.2} s (SIGTERM to the last exit {:.2} s)",
+        outage.as_secs_f64(),
+        (all_down - down).as_secs_f64()
+    );
+    figure(
+        "longest pause in any watcher's video while the operator was down",
+        longest_gap.as_secs_f64(),
+        "s",
+        GAP_LIMIT.as_secs_f64(),
+    );
+    for (what, took) in &caught_up {
+        match took {
+            Some(d) => figure(
+                &format!("operator back -> {what}"),
+                d.as_secs_f64(),
+                "s",
+                CATCH_UP_LIMIT.as_secs_f64(),
+            ),
+            None => eprintln!(
+                "figure: operator back -> {what} = not reached in {} s (limit {} s)",
+                limit.as_secs(),
+                CATCH_UP_LIMIT.as_secs()
+            ),
+        }
+    }
+    let all_caught_up = caught_up
+        .iter()
+        .map(|(_, took)| *took)
+        .collect::<Option<Vec<_>>>()
+        .map(|t| t.into_iter().max().unwrap_or_default());
+    if let Some(d) = all_caught_up {
+        figure(
+            "operator back -> caught up on everything",
+            d.as_secs_f64(),
+            "s",
+            CATCH_UP_LIMIT.as_secs_f64(),
+        );
+    }
+
+    assert_eq!(lost, 0, "nobody lost the room during the outage");
+    assert_eq!(
+        origin_now.metadata.uid, origin_uid,
+        "the live session's SFU pod is the same one"
+    );
+    assert_eq!(
+        (recorder_now.metadata.uid.clone(), restarts(&recorder_now)),
+        (recorder.metadata.uid.clone(), 0),
+        "the recorder ran on, unrestarted"
+    );
+    assert!(
+        longest_gap <= GAP_LIMIT,
+        "a watcher went {longest_gap:.2?} without video while the operator was down"
+    );
+    let all_caught_up = all_caught_up.unwrap_or_else(|| {
+        panic!(
+            "the operator did not catch up within {limit:?}: {caught_up:?}; its log:\n{}",
+            replica.log_tail(60)
+        )
+    });
+    assert!(
+        all_caught_up <= CATCH_UP_LIMIT,
+        "caught up {all_caught_up:.2?} after coming back (limit {CATCH_UP_LIMIT:?}): {caught_up:?}"
+    );
+    replica.stop().await.unwrap();
+    stack.stop().await.unwrap();
+}
+
+/// What the recorder reports on its admin port (`/recordings`), the part the tests read.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reported {
+    state: String,
+    start_unix_ms: u64,
+    duration_seconds: f64,
+    captured_seconds: f64,
+    file: Option<String>,
+    interruptions: u32,
+    cap_at_unix_ms: Option<u64>,
+}
+
+/// The recorder pod of `session` (its Job has one), with what its recorder reports.
+async fn recorder_report(
+    pods: &Api<Pod>,
+    session: &str,
+    admin_port: u16,
+) -> Option<(Pod, Reported)> {
+    let selector =
+        format!("app.kubernetes.io/name=roundtable-recorder,roundtable.dev/room={session}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let pod = list.items.into_iter().next()?;
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    let reported: Vec<Reported> = reqwest::Client::new()
+        .get(format!("http://{ip}:{admin_port}/recordings"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((pod, reported.into_iter().next()?))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Seconds of the 2-hour allowance the stretch being recorded has used, per the recorder.
+fn allowance_used(r: &Reported, at_ms: u64) -> f64 {
+    const TWO_HOURS_MS: u64 = 2 * 60 * 60 * 1000;
+    let cap = r
+        .cap_at_unix_ms
+        .expect("a stretch being recorded has a cap");
+    (at_ms as f64 - (cap - TWO_HOURS_MS) as f64) / 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_is_sigtermed_then_sigkilled_mid_recording_and_the_recording_goes_on() {
+    let _side_by_side = ALONE.read().await;
+    /// How long after the signal the recording is being captured again.
+    const BACK_LIMIT: Duration = Duration::from_secs(20);
+    /// The MP4 against what was captured (ffprobe's duration of the composed parts).
+    const MP4_TOLERANCE_S: f64 = 1.0;
+    /// The allowance used against what the stretch recorded: the recorder's captured time
+    /// is as of its last flush (every 2 s).
+    const ALLOWANCE_TOLERANCE_S: f64 = 3.0;
+    roundtable_e2e::init_test_logs();
+    let config = OperatorConfig {
+        host_ports: 34200..=34249,
+        drain_grace_seconds: 2,
+        stats_interval: Duration::from_secs(1),
+        ..OperatorConfig::default()
+    };
+    let admin_port = config.recorder_admin_port;
+    let stack = Stack::start_with(
+        "disrupt-rec",
+        StackOptions {
+            operator: Some(config),
+            recorder: true,
+            ..StackOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ns = stack.ns.name.clone();
+    let client = stack.ns.client.clone();
+    let out = stack
+        .cluster
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&recording_volume(&ns)))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    apply(
+        &stack,
+        &recorded_event(&started_session("taped", "  recording: true\n")),
+    )
+    .await;
+    let media_dir =
+        std::env::temp_dir().join(format!("roundtable-e2e-media-{ns}-{}", std::process::id()));
+    let media = TestMedia::generate(&media_dir, 2, 440).await.unwrap();
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    let endpoint = wait_until(
+        "the session to be Live",
+        Duration::from_secs(120),
+        async || {
+            let status = sessions.get("taped").await.ok()?.status?;
+            (status.phase == Some(LivePhase::Live)).then_some(status.endpoint?)
+        },
+    )
+    .await;
+    let http: std::net::SocketAddr = endpoint.parse().unwrap();
+    let room = format!("session:{ns}:taped");
+    recorder_joined(&stack, "taped").await;
+
+    // One person on camera for the whole case.
+    let (leave, left) = tokio::sync::oneshot::channel::<()>();
+    let token = mint(
+        stack::JOIN_KEY.as_bytes(),
+        &Claims::new("ada", "Ada", &room, roundtable_e2e::unix_now() + 600),
+    );
+    let publisher = tokio::spawn(async move {
+        publish(http, &room, &token, &media, async move {
+            let _ = left.await;
+        })
+        .await
+    });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let recording = wait_until(
+        "the recorder to record",
+        Duration::from_secs(30),
+        async || {
+            let (_, r) = recorder_report(&pods, "taped", admin_port).await?;
+            (r.state == "Recording").then_some(r)
+        },
+    )
+    .await;
+    let volume = stack.agent.volume_path(&ns, CLAIM).join("taped");
+
+    // SIGTERM after 10 s of recording: the recorder composes what it captured and exits
+    // 143, and the Job's pod restarts it.
+    tokio::time::sleep(
+        Duration::from_millis(recording.start_unix_ms + 10_000)
+            .saturating_sub(Duration::from_millis(unix_ms())),
+    )
+    .await;
+    let (pod, before) = recorder_report(&pods, "taped", admin_port).await.unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let term_ms = unix_ms();
+    let termed = Instant::now();
+    stack
+        .agent
+        .signal(&ns, &pod_name, &uid, "recorder", "TERM")
+        .await
+        .unwrap();
+    let recorded_before_term =
+        (term_ms - (before.cap_at_unix_ms.unwrap() - 2 * 3600 * 1000)) as f64 / 1000.0;
+    let (_, again) = roundtable_e2e::poll(BACK_LIMIT * 3, async || {
+        let (pod, r) = recorder_report(&pods, "taped", admin_port).await?;
+        (restarts(&pod) >= 1 && r.state == "Recording" && r.interruptions == 1).then_some((pod, r))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the recorder did not record again after SIGTERM; its log:\n{}",
+            stack.agent.log(&ns, &pod_name, "recorder")
+        )
+    });
+    let term_back = termed.elapsed();
+    let after_term_ms = unix_ms();
+    let term_mp4 = volume.join(again.file.clone().expect("the SIGTERMed recorder composed"));
+    let term_probe = probe(std::path::Path::new("ffprobe"), &term_mp4)
+        .await
+        .unwrap();
+    let term_mp4_s = term_probe.duration_ms as f64 / 1000.0;
+    let on_camera_before_term = (term_ms - recording.start_unix_ms) as f64 / 1000.0;
+    let term_used = allowance_used(&again, after_term_ms);
+    let term_recorded = again.captured_seconds;
+
+    // SIGKILL 8 s later, just after a flush (the captured time moved): the next flush is
+    // 2 s away, so the MP4 must hold exactly what the recorder reported.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let first = recorder_report(&pods, "taped", admin_port).await.unwrap().1;
+    let flushed = wait_until("a flush", Duration::from_secs(5), async || {
+        let r = recorder_report(&pods, "taped", admin_port).await?.1;
+        (r.captured_seconds > first.captured_seconds).then_some(r)
+    })
+    .await;
+    let killed = Instant::now();
+    stack
+        .agent
+        .signal(&ns, &pod_name, &uid, "recorder", "KILL")
+        .await
+        .unwrap();
+    let back = roundtable_e2e::poll(BACK_LIMIT * 3, async || {
+        let (pod, r) = recorder_report(&pods, "taped", admin_port).await?;
+        (restarts(&pod) >= 2
+            && r.state == "Recording"
+            && r.interruptions == 2
+            && r.duration_seconds > term_mp4_s + 1.0)
+            .then_some(r)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the recorder did not record again after SIGKILL; its log:\n{}",
+            stack.agent.log(&ns, &pod_name, "recorder")
+        )
+    });
+    let kill_back = killed.elapsed();
+    let after_kill_ms = unix_ms();
+    let kill_mp4 = volume.join(back.file.clone().unwrap());
+    let kill_probe = probe(std::path::Path::new("ffprobe"), &kill_mp4)
+        .await
+        .unwrap();
+    let kill_mp4_s = kill_probe.duration_ms as f64 / 1000.0;
+    let kill_used = allowance_used(&back, after_kill_ms);
+    let kill_recorded = back.captured_seconds;
+
+    // Status and Events say what happened.
+    let status = wait_until(
+        "the Session's status to count two interruptions",
+        Duration::from_secs(30),
+        async || {
+            let s = sessions.get("taped").await.ok()?.status?;
+            let r = s.recordings.first()?.clone();
+            (r.interruptions == Some(2)).then_some(r)
+        },
+    )
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let notes: Vec<String> = wait_until(
+        "a RecordingInterrupted Warning Event",
+        Duration::from_secs(30),
+        async || {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let notes: Vec<String> = list
+                .items
+                .into_iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some("taped"))
+                .filter(|e| {
+                    e.reason.as_deref() == Some("RecordingInterrupted")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .filter_map(|e| e.message)
+                .collect();
+            (!notes.is_empty()).then_some(notes)
+        },
+    )
+    .await;
+
+    // The person leaves and the session ends: one MP4 of everything captured.
+    let _ = leave.send(());
+    publisher.await.unwrap().unwrap();
+    merge_patch(
+        &sessions,
+        "taped",
+        serde_json::json!({"spec": {"lifecycle": "Ended"}}),
+    )
+    .await;
+    let done = wait_until(
+        "the recording to complete",
+        Duration::from_secs(90),
+        async || {
+            let r = sessions
+                .get("taped")
+                .await
+                .ok()?
+                .status?
+                .recordings
+                .first()?
+                .clone();
+            (r.state == RecordingState::Complete).then_some(r)
+        },
+    )
+    .await;
+    let final_mp4 = stack
+        .agent
+        .volume_path(&ns, CLAIM)
+        .join(done.file.clone().unwrap());
+    let final_s = probe(std::path::Path::new("ffprobe"), &final_mp4)
+        .await
+        .unwrap()
+        .duration_ms as f64
+        / 1000.0;
+
+    eprintln!("disruption: RecordingInterrupted Events: {notes:?}; status {status:?}");
+    figure(
+        "recorder SIGTERM -> recording again",
+        term_back.as_secs_f64(),
+        "s",
+        BACK_LIMIT.as_secs_f64(),
+    );
+    eprintln!(
+        "figure: recorder SIGTERM: MP4 = {term_mp4_s:.2} s for {on_camera_before_term:.2} s on camera before the signal (limit ±{MP4_TOLERANCE_S} s)"
+    );
+    eprintln!(
+        "figure: recorder SIGTERM: 2-hour allowance used after the restart = {term_used:.2} s, recorded in the stretch {term_recorded:.2} s (limit ±{ALLOWANCE_TOLERANCE_S} s; a fresh allowance would be {:.2} s less)",
+        recorded_before_term
+    );
+    figure(
+        "recorder SIGKILL -> recording again",
+        kill_back.as_secs_f64(),
+        "s",
+        BACK_LIMIT.as_secs_f64(),
+    );
+    eprintln!(
+        "figure: recorder SIGKILL: MP4 = {kill_mp4_s:.2} s, captured up to the last flush {:.2} s (limit ±{MP4_TOLERANCE_S} s)",
+        flushed.captured_seconds
+    );
+    eprintln!(
+        "figure: recorder SIGKILL: 2-hour allowance used after the restart = {kill_used:.2} s, recorded in the stretch {kill_recorded:.2} s (limit ±{ALLOWANCE_TOLERANCE_S} s)"
+    );
+    eprintln!(
+        "figure: final MP4 = {final_s:.2} s, captured {:?} s, on camera {:.2} s",
+        done.duration_seconds,
+        (unix_ms() - recording.start_unix_ms) as f64 / 1000.0
+    );
+
+    assert!(
+        term_back <= BACK_LIMIT && kill_back <= BACK_LIMIT,
+        "recording again {term_back:.2?} after SIGTERM, {kill_back:.2?} after SIGKILL (limit {BACK_LIMIT:?})"
+    );
+    assert!(
+        (term_mp4_s - on_camera_before_term).abs() <= MP4_TOLERANCE_S,
+        "after SIGTERM the MP4 holds {term_mp4_s} s of {on_camera_before_term} s"
+    );
+    assert!(
+        (kill_mp4_s - flushed.captured_seconds).abs() <= MP4_TOLERANCE_S,
+        "after SIGKILL the MP4 holds {kill_mp4_s} s, {} s were flushed",
+        flushed.captured_seconds
+    );
+    assert!(
+        recorded_before_term >= 8.0,
+        "enough was recorded before the SIGTERM to tell a kept allowance from a fresh one"
+    );
+    for (signal, used, recorded) in [
+        ("SIGTERM", term_used, term_recorded),
+        ("SIGKILL", kill_used, kill_recorded),
+    ] {
+        assert!(
+            (used - recorded).abs() <= ALLOWANCE_TOLERANCE_S,
+            "after the {signal} the stretch has used {used} s of its 2 hours, but {recorded} s were recorded in it"
+        );
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("MP4 keeps what was captured")),
+        "{notes:?}"
+    );
+    assert_eq!(status.interruptions, Some(2));
+    assert!(
+        (final_s - done.duration_seconds.unwrap_or_default() as f64).abs() <= MP4_TOLERANCE_S,
+        "final MP4 {final_s} s, status {:?} s",
+        done.duration_seconds
+    );
+    assert!(
+        final_s > kill_mp4_s,
+        "the recording went on after the SIGKILL"
+    );
+    stack.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&media_dir);
 }

@@ -535,14 +535,27 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
     })
 }
 
-/// The least used hostPort among the SFU pods the operator knows of.
+/// How long a port handed out counts as used even if no pod in the cache shows it: longer
+/// than a created pod takes to reach the watch cache.
+const PICKED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The least used hostPort among the SFU pods the operator knows of and the ports it handed
+/// out lately. Without the latter, reconciles running at once (many sessions applied
+/// together) all read the same cache and give their pods the same port, and the scheduler
+/// can place only one of them per node.
 fn free_host_port(ctx: &Context) -> Result<u16> {
+    let mut picked = ctx.ports_picked.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    picked.retain(|(_, at)| now.duration_since(*at) < PICKED_FOR);
     let in_use = ctx
         .sfu_pods
         .state()
         .into_iter()
         .filter_map(|p| host_port_of(&p))
+        .chain(picked.iter().map(|(port, _)| *port))
         .collect::<Vec<_>>();
-    pick_host_port(ctx.config.host_ports.clone(), in_use)
-        .ok_or_else(|| Error::NoHostPort(format!("{:?}", ctx.config.host_ports)))
+    let port = pick_host_port(ctx.config.host_ports.clone(), in_use)
+        .ok_or_else(|| Error::NoHostPort(format!("{:?}", ctx.config.host_ports)))?;
+    picked.push((port, now));
+    Ok(port)
 }

@@ -66,6 +66,9 @@ pub struct Context {
     live: Mutex<HashMap<(Kind, String, String), bool>>,
     /// Rooms whose pod this process has seen, to tell a replacement from a first start.
     pub pods_seen: Mutex<std::collections::HashSet<String>>,
+    /// hostPorts this process gave new SFU pods lately, and when: concurrent reconciles
+    /// read the same pod cache, and a pod just created may not be in it yet.
+    pub ports_picked: Mutex<Vec<(u16, std::time::Instant)>>,
     /// Consecutive failed reconciles per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The phase and restarts this process last wrote per object (by uid), newer than the
@@ -223,6 +226,7 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
         written: Mutex::new(HashMap::new()),
         pods_seen: Mutex::new(Default::default()),
+        ports_picked: Mutex::new(Vec::new()),
     });
     let pod_selector = watcher::Config::default().labels(&format!("{LABEL_APP}={APP}"));
     let pod_reflector = watcher(ctx.api::<Pod>(), pod_selector)

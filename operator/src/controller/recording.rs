@@ -16,8 +16,8 @@ use crate::Result;
 use crate::plan::decide::{Child, ChildFailure};
 use crate::plan::pod::{LABEL_APP, LABEL_KIND, LABEL_ROOM, host_port_of, label_value};
 use crate::plan::recording::{
-    ANNOTATION_SFU, ExistingJob, RECORDER_APP, RecorderAction, Reported, folder, job_name,
-    recorder_action, recorder_job, summaries,
+    ANNOTATION_SFU, ExistingJob, RECORDER_APP, RecorderAction, RecorderPod, Reported, folder,
+    job_name, recorder_action, recorder_job, recorder_stopped, recording_note, summaries,
 };
 use roundtable_crds::live_room::LiveRoom;
 
@@ -152,11 +152,57 @@ pub async fn reconcile<K: Resource<DynamicType = ()>>(
         None
     };
     let job_failed = job.as_ref().is_some_and(|j| job_finished(j, "Failed"));
+    let views: Vec<RecorderPod> = pods.iter().map(recorder_pod).collect();
+    let stopped = recorder_stopped(existing.as_ref().is_some_and(|j| j.active), &views);
+    let summaries = summaries(
+        reported.as_deref(),
+        previous,
+        &folder(room),
+        job_failed,
+        stopped.is_some(),
+    );
+    if let Some(note) = recording_note(previous, &summaries, stopped.as_ref()) {
+        info!(reason = note.reason, note = %note.note, "recording");
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.into(),
+            note: Some(note.note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, "could not record an Event");
+        }
+    }
     Ok(Recordings {
-        summaries: summaries(reported.as_deref(), previous, &folder(room), job_failed),
+        summaries,
         active,
         failed,
     })
+}
+
+/// What the operator needs of a recorder pod: whether its recorder runs, and how its last
+/// run ended.
+fn recorder_pod(pod: &Pod) -> RecorderPod {
+    let containers = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    RecorderPod {
+        running: containers
+            .iter()
+            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())),
+        last_exit: containers.iter().find_map(|c| {
+            let ended = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+            let before = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            ended.or(before).map(|t| t.exit_code)
+        }),
+    }
 }
 
 /// Deletes the recorder Job; one already gone is fine.

@@ -7,7 +7,10 @@
 //! into the Session's status; the recorder needs no Kubernetes API access. The Job is
 //! created once the session is Live; it ends by itself once the recording has stopped for
 //! good and its MP4 is composed (or when the session's room closes). Its pod restarts on
-//! failure and the recorder continues the same recording from what is on the volume.
+//! failure (a recorder SIGTERMed before the recording is over exits 143 for that) and the
+//! new recorder continues the same recording from what is on the volume. While none runs,
+//! the recording reads Interrupted ([`recorder_stopped`], [`summaries`]); each stop and
+//! return is one Event ([`recording_note`]).
 
 use std::collections::BTreeMap;
 
@@ -241,16 +244,111 @@ pub struct Reported {
     pub file: Option<String>,
     #[serde(default)]
     pub size_bytes: Option<i64>,
+    /// How often a recorder stopped while people were on camera and a new one continued.
+    #[serde(default)]
+    pub interruptions: u32,
+}
+
+/// What the operator sees of one pod of the recording Job.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecorderPod {
+    /// Its recorder container is running now.
+    pub running: bool,
+    /// The exit code of its recorder's last run, if one ended.
+    pub last_exit: Option<i32>,
+}
+
+/// How the recorder stopped, when no recorder runs although its Job is still active and one
+/// ran before: between a crash (or a SIGTERM) and the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderStopped {
+    pub exit_code: Option<i32>,
+}
+
+impl RecorderStopped {
+    /// The way it stopped, in words.
+    pub fn how(&self) -> String {
+        match self.exit_code {
+            Some(137) => "was killed (SIGKILL, exit code 137)".into(),
+            Some(143) => "was stopped (SIGTERM, exit code 143)".into(),
+            Some(code) => format!("exited with code {code}"),
+            None => "stopped".into(),
+        }
+    }
+}
+
+/// Whether the recorder is down: the Job is active, a recorder ran, and none runs now.
+pub fn recorder_stopped(job_active: bool, pods: &[RecorderPod]) -> Option<RecorderStopped> {
+    if !job_active || pods.iter().any(|p| p.running) {
+        return None;
+    }
+    let exit_code = pods.iter().find_map(|p| p.last_exit)?;
+    Some(RecorderStopped {
+        exit_code: Some(exit_code),
+    })
+}
+
+/// An Event to record about the session's recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingNote {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// What changed about the recording between the status before (`previous`) and now
+/// (`current`), worth an Event: the recorder went down, or a new one continued it. A session
+/// has at most one recording.
+pub fn recording_note(
+    previous: &[RecordingSummary],
+    current: &[RecordingSummary],
+    stopped: Option<&RecorderStopped>,
+) -> Option<RecordingNote> {
+    let now = current.first()?;
+    let before_state = previous.first().map(|r| r.state);
+    let before = previous.first().and_then(|r| r.interruptions).unwrap_or(0);
+    let after = now.interruptions.unwrap_or(0);
+    let was_down = before_state == Some(RecordingState::Interrupted);
+    let kept = "the MP4 keeps what was captured until then, and a new recorder continues the same recording";
+    if now.state == RecordingState::Interrupted && !was_down {
+        let how = stopped.map_or_else(|| "stopped".to_string(), RecorderStopped::how);
+        return Some(RecordingNote {
+            warning: true,
+            reason: "RecordingInterrupted",
+            note: format!("the recorder {how}; {kept}"),
+        });
+    }
+    if was_down && now.state != RecordingState::Interrupted {
+        return Some(RecordingNote {
+            warning: false,
+            reason: "RecordingResumed",
+            note: format!(
+                "a new recorder continues the recording (interrupted {after} time(s) while people were on camera; what happened while no recorder ran is not in the MP4)"
+            ),
+        });
+    }
+    if after > before {
+        return Some(RecordingNote {
+            warning: true,
+            reason: "RecordingInterrupted",
+            note: format!(
+                "the recorder was restarted while people were on camera; {kept} (interrupted {after} time(s); what happened while no recorder ran is not in the MP4)"
+            ),
+        });
+    }
+    None
 }
 
 /// The Session's `status.recordings`: what the recorder reports when it could be read,
 /// else what the status said before. A Job that failed for good leaves no recording in
-/// progress.
+/// progress; while the recorder is down (`recorder_down`), a recording not over is
+/// Interrupted.
 pub fn summaries(
     reported: Option<&[Reported]>,
     previous: &[RecordingSummary],
     folder: &str,
     job_failed: bool,
+    recorder_down: bool,
 ) -> Vec<RecordingSummary> {
     let mut list: Vec<RecordingSummary> = match reported {
         Some(reported) => reported
@@ -271,10 +369,22 @@ pub fn summaries(
                 ),
                 size_bytes: r.size_bytes,
                 file: r.file.as_ref().map(|f| format!("{folder}/{f}")),
+                interruptions: (r.interruptions > 0)
+                    .then(|| i32::try_from(r.interruptions).unwrap_or(i32::MAX)),
             })
             .collect(),
         None => previous.to_vec(),
     };
+    if recorder_down && reported.is_none() {
+        for r in &mut list {
+            if matches!(
+                r.state,
+                RecordingState::Recording | RecordingState::Paused | RecordingState::Processing
+            ) {
+                r.state = RecordingState::Interrupted;
+            }
+        }
+    }
     if job_failed {
         for r in &mut list {
             if r.state != RecordingState::Complete {
@@ -483,7 +593,7 @@ mod tests {
                  "file":"panel-20261122-132835.mp4","sizeBytes":247900,"parts":2,"error":null}]"#,
         )
         .unwrap();
-        let list = summaries(Some(&reported), &[], "panel", false);
+        let list = summaries(Some(&reported), &[], "panel", false, false);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].state, RecordingState::Paused);
         assert_eq!(list[0].duration_seconds, Some(7), "the MP4's length");
@@ -498,18 +608,108 @@ mod tests {
         );
         let mut capturing = reported[0].clone();
         capturing.state = RecordingState::Recording;
-        let list2 = summaries(Some(&[capturing]), &[], "panel", false);
+        let list2 = summaries(Some(&[capturing]), &[], "panel", false, false);
         assert_eq!(
             list2[0].duration_seconds,
             Some(13),
             "what is captured so far"
         );
         // The recorder could not be read: the last known list stays.
-        assert_eq!(summaries(None, &list, "panel", false), list);
+        assert_eq!(summaries(None, &list, "panel", false, false), list);
         // The Job gave up: what was not complete has failed.
         assert_eq!(
-            summaries(None, &list, "panel", true)[0].state,
+            summaries(None, &list, "panel", true, false)[0].state,
             RecordingState::Failed
         );
+        // No recorder runs: the recording is interrupted, its MP4 still listed.
+        let down = summaries(None, &list, "panel", false, true);
+        assert_eq!(down[0].state, RecordingState::Interrupted);
+        assert_eq!(down[0].file, list[0].file);
+        // A complete recording stays complete whatever happens to the recorder.
+        let mut complete = list.clone();
+        complete[0].state = RecordingState::Complete;
+        assert_eq!(
+            summaries(None, &complete, "panel", false, true)[0].state,
+            RecordingState::Complete
+        );
+        // What the restarted recorder counts is shown.
+        let mut restarted = reported[0].clone();
+        restarted.interruptions = 2;
+        assert_eq!(
+            summaries(Some(&[restarted]), &list, "panel", false, false)[0].interruptions,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn the_recorder_is_down_when_its_job_is_active_and_none_of_its_pods_runs() {
+        let running = RecorderPod {
+            running: true,
+            last_exit: Some(143),
+        };
+        let killed = RecorderPod {
+            running: false,
+            last_exit: Some(137),
+        };
+        let pending = RecorderPod::default();
+        assert_eq!(
+            recorder_stopped(true, std::slice::from_ref(&killed)),
+            Some(RecorderStopped {
+                exit_code: Some(137)
+            })
+        );
+        // Restarted (in place, or as a new pod beside the failed one): not down.
+        assert_eq!(recorder_stopped(true, std::slice::from_ref(&running)), None);
+        assert_eq!(recorder_stopped(true, &[killed.clone(), running]), None);
+        // The failed pod and its replacement still Pending: down.
+        assert!(recorder_stopped(true, &[killed.clone(), pending.clone()]).is_some());
+        // Never started, or the Job is over: not an interruption.
+        assert_eq!(recorder_stopped(true, &[pending]), None);
+        assert_eq!(recorder_stopped(false, &[killed]), None);
+        assert_eq!(
+            RecorderStopped {
+                exit_code: Some(143)
+            }
+            .how(),
+            "was stopped (SIGTERM, exit code 143)"
+        );
+    }
+
+    #[test]
+    fn an_interruption_and_the_recorders_return_are_each_one_event() {
+        let summary = |state, interruptions| RecordingSummary {
+            state,
+            start: None,
+            duration_seconds: Some(12),
+            size_bytes: None,
+            file: None,
+            interruptions,
+        };
+        let recording = [summary(RecordingState::Recording, None)];
+        let down = [summary(RecordingState::Interrupted, None)];
+        let back = [summary(RecordingState::Recording, Some(1))];
+        let killed = RecorderStopped {
+            exit_code: Some(137),
+        };
+        // The operator sees the recorder down: a Warning saying how it stopped.
+        let note = recording_note(&recording, &down, Some(&killed)).unwrap();
+        assert_eq!((note.warning, note.reason), (true, "RecordingInterrupted"));
+        assert!(note.note.contains("SIGKILL"), "{}", note.note);
+        assert!(
+            note.note.contains("MP4 keeps what was captured"),
+            "{}",
+            note.note
+        );
+        // Still down on the next reconcile: nothing new.
+        assert_eq!(recording_note(&down, &down, Some(&killed)), None);
+        // A new recorder continues: one Normal Event, and no second Warning.
+        let note = recording_note(&down, &back, None).unwrap();
+        assert_eq!((note.warning, note.reason), (false, "RecordingResumed"));
+        assert_eq!(recording_note(&back, &back, None), None);
+        // The restart was too quick to see it down: the recorder's count says it happened.
+        let note = recording_note(&recording, &back, None).unwrap();
+        assert_eq!((note.warning, note.reason), (true, "RecordingInterrupted"));
+        // Nothing recorded yet, nothing to say.
+        assert_eq!(recording_note(&[], &[], None), None);
     }
 }

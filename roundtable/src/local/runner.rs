@@ -405,6 +405,7 @@ impl Runner {
                 &[],
                 &recorder.folder,
                 false,
+                false,
             );
         }
         for (id, phase) in &self.phases {

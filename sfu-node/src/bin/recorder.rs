@@ -97,6 +97,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let recordings = recorder::run_with_status(config, status, wait_term(term_rx.clone())).await?;
     tracing::info!(?recordings, "recorder finished");
+    let over = recordings
+        .iter()
+        .any(|r| matches!(r.state, RecordingState::Complete | RecordingState::Failed));
+    if *term_rx.borrow() && !over {
+        // Stopped before the recording was over (a drained node, a deleted pod): what was
+        // captured is composed and on the volume. Exit as a process killed by SIGTERM does,
+        // so the Job (restartPolicy OnFailure) starts a recorder that continues it; exiting
+        // 0 would mark the Job complete and end the recording for good.
+        tracing::warn!(
+            "stopped by SIGTERM before the recording was over; exiting with 143 so that a new recorder continues it"
+        );
+        server.abort();
+        std::process::exit(143);
+    }
     if !*term_rx.borrow() {
         let _ = tokio::time::timeout(
             Duration::from_secs(args.linger_seconds),

@@ -29,6 +29,9 @@ pub enum RecordingState {
     Processing,
     Complete,
     Failed,
+    /// A new recorder after one that stopped while people were on camera, before it knows
+    /// who is on camera now.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +52,10 @@ pub struct Recording {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How often a recorder stopped while people were on camera (a crash, a SIGTERM) and a
+    /// new one continued: the recording lacks what happened in between.
+    #[serde(default)]
+    pub interruptions: u32,
 }
 
 /// One unbroken stretch of capture.

@@ -26,6 +26,11 @@
 //!   the *same* recording with a fresh 2-hour allowance.
 //! - "Stops and never resumes" is read for the session: once stopped, nobody going on
 //!   camera later starts a new recording, so a session has at most one recording.
+//! - A recorder that stopped while people were on camera (a crash, a SIGTERM) did not end
+//!   their stretch: a new recorder ([`restart`]) continues it with the rest of its 2 hours,
+//!   counted in recorded time (what the recorder was not there for is neither recorded nor
+//!   counted), not with a fresh 2 hours. If nobody is on camera when it is back, the stretch
+//!   has ended and the hour counts from the last media on disk.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +51,10 @@ pub enum Phase {
     Capped,
     /// Nobody on camera since `since`.
     Paused { since: u64 },
+    /// A new recorder after one that stopped while people were on camera, before it knows
+    /// who is on camera now: the last media on disk is from `since`, and `recorded_ms` of
+    /// the unbroken stretch were recorded by then.
+    Interrupted { since: u64, recorded_ms: u64 },
     /// Over for good.
     Stopped,
 }
@@ -63,6 +72,34 @@ pub enum Decision {
     Cap,
     /// The recording is over: finish the file.
     Stop,
+}
+
+/// Where a new recorder starts from the phase the last one saved: `last_on_disk` is the end
+/// of the media it left on disk (if any), `now` the new recorder's start. The second value
+/// says whether the last recorder was interrupted while people were on camera.
+pub fn restart(saved: Phase, last_on_disk: Option<u64>, now: u64) -> (Phase, bool) {
+    let since = last_on_disk.unwrap_or(now);
+    match saved {
+        Phase::Recording { stretch_start } => (
+            Phase::Interrupted {
+                since,
+                recorded_ms: since.saturating_sub(stretch_start).min(STRETCH_LIMIT_MS),
+            },
+            true,
+        ),
+        // Nothing was captured while capped: people were on camera when it stopped, so the
+        // hour cannot have begun before the new recorder starts.
+        Phase::Capped => (
+            Phase::Interrupted {
+                since: now,
+                recorded_ms: STRETCH_LIMIT_MS,
+            },
+            true,
+        ),
+        // Waiting, Paused and Stopped need nothing new; nor does a recorder interrupted
+        // again before it learnt who is on camera (the same interruption).
+        phase => (phase, false),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,11 +134,21 @@ impl RecordingRules {
         matches!(self.phase, Phase::Recording { .. })
     }
 
+    /// When the stretch being recorded reaches its 2 hours, if capture goes on.
+    pub fn cap_at(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Recording { stretch_start } => Some(stretch_start + STRETCH_LIMIT_MS),
+            _ => None,
+        }
+    }
+
     /// When [`RecordingRules::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.phase {
             Phase::Recording { stretch_start } => Some(stretch_start + STRETCH_LIMIT_MS),
-            Phase::Paused { since } => Some(since + EMPTY_LIMIT_MS),
+            Phase::Paused { since } | Phase::Interrupted { since, .. } => {
+                Some(since + EMPTY_LIMIT_MS)
+            }
             Phase::Waiting | Phase::Capped | Phase::Stopped => None,
         }
     }
@@ -113,7 +160,9 @@ impl RecordingRules {
                 self.phase = Phase::Capped;
                 Some(Decision::Cap)
             }
-            Phase::Paused { since } if now >= since + EMPTY_LIMIT_MS => {
+            Phase::Paused { since } | Phase::Interrupted { since, .. }
+                if now >= since + EMPTY_LIMIT_MS =>
+            {
                 self.phase = Phase::Stopped;
                 Some(Decision::Stop)
             }
@@ -135,6 +184,21 @@ impl RecordingRules {
             // Not stopped by the timeout above, so within the hour.
             (Phase::Paused { .. }, true) => {
                 Some((Phase::Recording { stretch_start: now }, Decision::Resume))
+            }
+            // The stretch goes on with what is left of its 2 hours.
+            (Phase::Interrupted { recorded_ms, .. }, true) if recorded_ms >= STRETCH_LIMIT_MS => {
+                self.phase = Phase::Capped;
+                None
+            }
+            (Phase::Interrupted { recorded_ms, .. }, true) => Some((
+                Phase::Recording {
+                    stretch_start: now.saturating_sub(recorded_ms),
+                },
+                Decision::Resume,
+            )),
+            // Everyone left while no recorder ran: the stretch is over.
+            (Phase::Interrupted { since, .. }, false) => {
+                Some((Phase::Paused { since }, Decision::Pause))
             }
             _ => None,
         };
@@ -349,6 +413,85 @@ mod tests {
         let mut rules = RecordingRules::new();
         assert_eq!(rules.end(T0), vec![], "nothing was recorded");
         assert_eq!(rules.on_camera(T0 + MIN, 1), vec![]);
+    }
+
+    #[test]
+    fn a_recorder_restarted_mid_stretch_continues_with_the_rest_of_the_two_hours() {
+        // Recording since T0; the recorder dies at 1:30 with media on disk up to 1:29:58,
+        // and a new one is back at 1:31 with people still on camera.
+        let saved = Phase::Recording { stretch_start: T0 };
+        let on_disk = T0 + 90 * MIN - 2 * S;
+        let (phase, interrupted) = restart(saved, Some(on_disk), T0 + 91 * MIN);
+        assert!(interrupted);
+        assert_eq!(
+            phase,
+            Phase::Interrupted {
+                since: on_disk,
+                recorded_ms: 90 * MIN - 2 * S
+            }
+        );
+        let mut rules = RecordingRules::restore(phase);
+        assert!(!rules.capturing());
+        assert_eq!(rules.on_camera(T0 + 91 * MIN, 2), vec![Resume]);
+        // 30:02 left of the 2 hours, not a fresh 2 hours.
+        assert_eq!(rules.cap_at(), Some(T0 + 91 * MIN + 30 * MIN + 2 * S));
+        assert_eq!(
+            rules.handle_timeout(T0 + 91 * MIN + 30 * MIN + 2 * S),
+            Some(Cap)
+        );
+    }
+
+    #[test]
+    fn a_recorder_restarted_after_the_cap_records_nothing_until_everyone_has_left() {
+        let (phase, interrupted) = restart(Phase::Capped, Some(T0), T0 + 3 * H);
+        assert!(interrupted);
+        let mut rules = RecordingRules::restore(phase);
+        assert_eq!(rules.on_camera(T0 + 3 * H, 1), vec![]);
+        assert_eq!(rules.phase(), Phase::Capped);
+        assert_eq!(rules.on_camera(T0 + 4 * H, 0), vec![Pause]);
+        assert_eq!(rules.on_camera(T0 + 4 * H + MIN, 1), vec![Resume]);
+        assert_eq!(rules.cap_at(), Some(T0 + 4 * H + MIN + 2 * H));
+    }
+
+    #[test]
+    fn a_recorder_restarted_when_everyone_has_left_pauses_from_the_last_media() {
+        let (phase, _) = restart(
+            Phase::Recording { stretch_start: T0 },
+            Some(T0 + 10 * MIN),
+            T0 + 12 * MIN,
+        );
+        let mut rules = RecordingRules::restore(phase);
+        assert_eq!(rules.on_camera(T0 + 12 * MIN, 0), vec![Pause]);
+        assert_eq!(
+            rules.phase(),
+            Phase::Paused {
+                since: T0 + 10 * MIN
+            }
+        );
+        // Back after that, within the hour: a fresh stretch with its own 2 hours.
+        assert_eq!(rules.on_camera(T0 + 20 * MIN, 1), vec![Resume]);
+        assert_eq!(rules.cap_at(), Some(T0 + 20 * MIN + 2 * H));
+        // Nobody came back for an hour after the last media: stopped, whenever it is noticed.
+        let (phase, _) = restart(
+            Phase::Recording { stretch_start: T0 },
+            Some(T0 + 10 * MIN),
+            T0 + 80 * MIN,
+        );
+        let mut rules = RecordingRules::restore(phase);
+        assert_eq!(rules.on_camera(T0 + 80 * MIN, 1), vec![Stop]);
+    }
+
+    #[test]
+    fn a_recorder_restarted_while_paused_or_waiting_was_not_interrupted() {
+        for phase in [Phase::Waiting, Phase::Paused { since: T0 }, Phase::Stopped] {
+            assert_eq!(restart(phase, Some(T0), T0 + MIN), (phase, false));
+        }
+        // Restarted again before it learnt who is on camera: still the first interruption.
+        let interrupted = Phase::Interrupted {
+            since: T0,
+            recorded_ms: MIN,
+        };
+        assert_eq!(restart(interrupted, None, T0 + MIN), (interrupted, false));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::RecorderConfig;
 use super::capture::PartCapture;
 use super::compose;
 use super::manifest::{Manifest, Part, Recording, RecordingState, TrackKind};
-use super::rules::{Decision, Phase, RecordingRules};
+use super::rules::{self, Decision, Phase, RecordingRules};
 use super::session::{Connection, RoomEvent};
 use crate::{Error, Result};
 
@@ -37,6 +37,13 @@ pub struct RecordingInfo {
     pub size_bytes: Option<u64>,
     pub parts: u32,
     pub error: Option<String>,
+    /// How often a recorder stopped while people were on camera and a new one continued.
+    #[serde(default)]
+    pub interruptions: u32,
+    /// While capturing: when the unbroken stretch being recorded reaches its 2 hours (Unix
+    /// milliseconds), if capture goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_at_unix_ms: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -112,13 +119,16 @@ impl Recorder {
             compose_needed = !rec.parts.is_empty()
                 && (rec.file.is_none() || rec.parts.iter().any(|p| p.composed.is_none()));
         }
-        let phase = match manifest.rules {
-            // Interrupted while capturing: paused since the last data on disk.
-            Phase::Recording { .. } | Phase::Capped => Phase::Paused {
-                since: last_end.unwrap_or_else(now_ms),
-            },
-            phase => phase,
-        };
+        // Interrupted while people were on camera: continue their stretch once they are
+        // seen again (see `rules::restart`).
+        let (phase, interrupted) = rules::restart(manifest.rules, last_end, now_ms());
+        if interrupted && let Some(rec) = &mut manifest.recording {
+            rec.interruptions += 1;
+            tracing::warn!(
+                interruptions = rec.interruptions,
+                "the last recorder stopped while people were on camera; continuing its recording"
+            );
+        }
         manifest.rules = phase;
         let mut recorder = Recorder {
             config,
@@ -159,6 +169,7 @@ impl Recorder {
             .is_some_and(|r| r.error.is_some());
         match self.rules.phase() {
             Phase::Recording { .. } => RecordingState::Recording,
+            Phase::Interrupted { .. } => RecordingState::Interrupted,
             Phase::Paused { .. } | Phase::Capped | Phase::Waiting => RecordingState::Paused,
             Phase::Stopped if self.compose_needed || self.composing.is_some() => {
                 RecordingState::Processing
@@ -185,6 +196,8 @@ impl Recorder {
                 size_bytes: r.size_bytes,
                 parts: r.parts.len() as u32 + u32::from(self.capture.is_some()),
                 error: r.error.clone(),
+                interruptions: r.interruptions,
+                cap_at_unix_ms: self.rules.cap_at(),
             })
             .collect()
     }
@@ -223,6 +236,7 @@ impl Recorder {
                         size_bytes: None,
                         duration_ms: 0,
                         error: None,
+                        interruptions: 0,
                     };
                     let dir = self.rec_dir(&rec);
                     self.manifest.recording = Some(rec);
@@ -523,6 +537,9 @@ pub async fn run_with_status(
                 _ = until_ms(rec.next_wake()) => rec.tick(now_ms())?,
                 done = composition(&mut rec.composing) => rec.composed(done)?,
                 _ = &mut shutdown => {
+                    // The part ends now, not after leaving the room: nothing captured
+                    // after this moment would be kept anyway.
+                    rec.interrupt(now_ms())?;
                     interrupted = true;
                     break;
                 }
