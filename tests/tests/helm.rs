@@ -905,24 +905,13 @@ operator:
     let ada = registration_token(registration_key.as_bytes(), "ada@example.com", "Ada");
     let session_url = format!("{base}/api/sessions/{}/{SESSION}", ns.name);
     // The control plane's watch may not have seen the new session yet: 404 until it has.
-    let mut last = String::new();
-    let started = poll(Duration::from_secs(30), async || {
-        let response = http_client
-            .post(format!("{session_url}/start"))
-            .bearer_auth(&ada)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status();
-        last = format!("{status} {}", response.text().await.unwrap_or_default());
-        status.is_success().then_some(())
-    })
-    .await;
-    assert!(
-        started.is_some(),
-        "Start through the control plane: {last}\nits log:\n{}",
-        agent.log(&ns.name, &api_pod_name, "api")
-    );
+    let started = post_until_ok(&http_client, &format!("{session_url}/start"), &ada).await;
+    if let Err(last) = started {
+        panic!(
+            "Start through the control plane: {last}\nits log:\n{}",
+            agent.log(&ns.name, &api_pod_name, "api")
+        );
+    }
     let sessions: Api<Session> = Api::namespaced(admin.clone(), &ns.name);
     let started = Instant::now();
     let endpoint = poll(Duration::from_secs(120), async || {
@@ -944,22 +933,11 @@ operator:
     let secret = secrets.get("roundtable-join-token").await.unwrap();
     let key = secret.data.unwrap().remove("key").unwrap().0;
     assert_eq!(key.len(), 64, "a generated 64-character key");
-    let joined: serde_json::Value = poll(Duration::from_secs(30), async || {
-        let response = http_client
-            .post(format!("{session_url}/join"))
-            .bearer_auth(&ada)
-            .send()
+    let joined: serde_json::Value =
+        post_until_ok(&http_client, &format!("{session_url}/join"), &ada)
             .await
-            .ok()?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        last = format!("{status} {body}");
-        status
-            .is_success()
-            .then(|| serde_json::from_str(&body).expect("a join answer is JSON"))
-    })
-    .await
-    .unwrap_or_else(|| panic!("join through the control plane: {last}"));
+            .map(|body| serde_json::from_str(&body).expect("a join answer is JSON"))
+            .unwrap_or_else(|last| panic!("join through the control plane: {last}"));
     let sfu_url = joined["sfu"].as_str().unwrap();
     let room = joined["room"].as_str().unwrap();
     let token = joined["token"].as_str().unwrap();
@@ -1085,6 +1063,21 @@ operator:
     );
     assert!(sessions.get_opt(SESSION).await.unwrap().is_some());
     agent.stop().await.unwrap();
+}
+
+/// POSTs `url` as `token` until it succeeds, for up to 30 s (the control plane's watch may not
+/// have seen a new session yet: 404 until it has): the answer's body, or the last answer.
+async fn post_until_ok(client: &reqwest::Client, url: &str, token: &str) -> Result<String, String> {
+    let mut last = String::new();
+    poll(Duration::from_secs(30), async || {
+        let response = client.post(url).bearer_auth(token).send().await.ok()?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        last = format!("{status} {body}");
+        status.is_success().then_some(body)
+    })
+    .await
+    .ok_or(last)
 }
 
 fn assert_forbidden<T: std::fmt::Debug>(result: kube::Result<T>, what: &str) {
@@ -1633,20 +1626,10 @@ turn:
         .unwrap());
     let ada = registration_token(registration_key.as_bytes(), "ada@example.com", "Ada");
     let session_url = format!("{base}/api/sessions/{}/{SESSION}", ns.name);
-    let mut last = String::new();
-    let started = poll(Duration::from_secs(30), async || {
-        let response = https
-            .post(format!("{session_url}/start"))
-            .bearer_auth(&ada)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status();
-        last = format!("{status} {}", response.text().await.unwrap_or_default());
-        status.is_success().then_some(())
-    })
-    .await;
-    assert!(started.is_some(), "Start over HTTPS: {last}");
+    let started = post_until_ok(&https, &format!("{session_url}/start"), &ada).await;
+    if let Err(last) = started {
+        panic!("Start over HTTPS: {last}");
+    }
     let sessions: Api<Session> = Api::namespaced(admin.clone(), &ns.name);
     poll(Duration::from_secs(120), async || {
         let status = sessions.get(SESSION).await.ok()?.status?;
@@ -1656,22 +1639,10 @@ turn:
     .expect("the session goes Live");
 
     // Her join answer carries TURN with credentials of its own, valid for the chart's TTL.
-    let joined: serde_json::Value = poll(Duration::from_secs(30), async || {
-        let response = https
-            .post(format!("{session_url}/join"))
-            .bearer_auth(&ada)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        last = format!("{status} {body}");
-        status
-            .is_success()
-            .then(|| serde_json::from_str(&body).expect("a join answer is JSON"))
-    })
-    .await
-    .unwrap_or_else(|| panic!("join over HTTPS: {last}"));
+    let joined: serde_json::Value = post_until_ok(&https, &format!("{session_url}/join"), &ada)
+        .await
+        .map(|body| serde_json::from_str(&body).expect("a join answer is JSON"))
+        .unwrap_or_else(|last| panic!("join over HTTPS: {last}"));
     let joined_at = unix_now();
     let ice = joined["iceServers"]
         .as_array()
