@@ -7,9 +7,7 @@
 //! write → viewer frame, from a timestamp inside each frame.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +17,10 @@ use serde_json::json;
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, frame_sent_at, http_request};
 use str0m::Event;
+
+#[path = "loadgen/sfu_process.rs"]
+mod sfu_process;
+use sfu_process::SfuProcess;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -70,56 +72,22 @@ impl Window {
 }
 const ROOM: &str = "bench";
 
-struct Sfu {
-    child: Child,
-    http: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sfu(args: &Args) -> anyhow::Result<Sfu> {
-    let on_camera = args.publishers.clamp(1, 20);
-    let mut command = match &args.sfu_cpus {
-        Some(cpus) => {
-            // taskset execs the SFU, so the child's pid is the SFU's.
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpus]).arg(&args.sfu);
-            c
-        }
-        None => Command::new(&args.sfu),
-    };
-    let mut child = command
-        .args(["--room", ROOM, "--token-key", KEY])
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
-        .args(["--max-on-camera", &on_camera.to_string()])
-        .args(["--drain-grace-seconds", "1"])
-        .args(["--bwe", &args.bwe])
-        .args(args.sfu_args.split_whitespace())
-        .env(
-            "RUST_LOG",
-            std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.sfu.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let v: serde_json::Value = serde_json::from_str(&line).context("sfu-node's address line")?;
-    let addr =
-        |k: &str| -> anyhow::Result<SocketAddr> { Ok(v[k].as_str().context("address")?.parse()?) };
-    Ok(Sfu {
-        http: addr("http")?,
-        admin: addr("admin")?,
-        child,
-    })
+fn start_sfu(args: &Args) -> anyhow::Result<SfuProcess> {
+    let mut all = vec![
+        "--max-on-camera".to_string(),
+        args.publishers.clamp(1, 20).to_string(),
+        "--bwe".into(),
+        args.bwe.clone(),
+    ];
+    all.extend(args.sfu_args.split_whitespace().map(str::to_owned));
+    sfu_process::start(
+        "sfu-node",
+        &args.sfu,
+        args.sfu_cpus.as_deref(),
+        ROOM,
+        KEY,
+        &all,
+    )
 }
 
 /// utime + stime of a process, in seconds.
@@ -275,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = sfu_node::client::epoch();
     let sfu = start_sfu(&args)?;
+    eprintln!("{}: signalling {}, admin {}", sfu.name, sfu.http, sfu.admin);
     let pid = sfu.child.id();
     let start = Instant::now();
     let window = Window {

@@ -10,9 +10,6 @@
 //! one-off allocation does not read as a leak).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +20,10 @@ use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, Watcher, http_request};
 use str0m::Event;
 use tokio::sync::OnceCell;
+
+#[path = "loadgen/sfu_process.rs"]
+mod sfu_process;
+use sfu_process::SfuProcess;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -55,60 +56,16 @@ const ROOM: &str = "soak";
 /// Joins (publishers, relays' upstreams, watchers) must be done within this.
 const JOIN_BUDGET: Duration = Duration::from_secs(120);
 
-struct Sfu {
-    name: String,
-    child: Child,
-    http: SocketAddr,
-    admin: SocketAddr,
+fn start_sfu(args: &Args, name: &str, extra: &[String]) -> anyhow::Result<SfuProcess> {
+    let mut all = vec![
+        "--max-on-camera".to_string(),
+        args.publishers.clamp(1, 20).to_string(),
+    ];
+    all.extend_from_slice(extra);
+    sfu_process::start(name, &args.sfu, args.sfu_cpus.as_deref(), ROOM, KEY, &all)
 }
 
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sfu(args: &Args, name: &str, extra: &[String]) -> anyhow::Result<Sfu> {
-    let mut command = match &args.sfu_cpus {
-        Some(cpus) => {
-            // taskset execs the SFU, so the child's pid is the SFU's.
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpus]).arg(&args.sfu);
-            c
-        }
-        None => Command::new(&args.sfu),
-    };
-    let mut child = command
-        .args(["--room", ROOM, "--token-key", KEY])
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
-        .args(["--max-on-camera", &args.publishers.clamp(1, 20).to_string()])
-        .args(["--drain-grace-seconds", "1"])
-        .args(extra)
-        .env(
-            "RUST_LOG",
-            std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.sfu.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&line).with_context(|| format!("{name}'s address line"))?;
-    let addr =
-        |k: &str| -> anyhow::Result<SocketAddr> { Ok(v[k].as_str().context("address")?.parse()?) };
-    Ok(Sfu {
-        name: name.to_owned(),
-        http: addr("http")?,
-        admin: addr("admin")?,
-        child,
-    })
-}
-
-async fn ready(sfu: &Sfu) -> anyhow::Result<()> {
+async fn ready(sfu: &SfuProcess) -> anyhow::Result<()> {
     let by = Instant::now() + JOIN_BUDGET;
     while http_request(sfu.admin, "GET", "/readyz", &[], b"")
         .await
