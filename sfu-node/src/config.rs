@@ -163,6 +163,10 @@ pub struct RoomConfig {
     pub limits: Limits,
     /// Chat messages kept for late joiners.
     pub chat_history: usize,
+    /// Which run of the room this is, told in every welcome: a page whose events socket
+    /// dropped may resume its participant only in the same run (a replaced pod numbers its
+    /// participants afresh). The server picks it at random when it starts.
+    pub instance: u64,
 }
 
 impl RoomConfig {
@@ -176,6 +180,7 @@ impl RoomConfig {
             locked: false,
             limits: Limits::new(kind, 10, None).expect("default limits are valid"),
             chat_history: 100,
+            instance: 0,
         }
     }
 }

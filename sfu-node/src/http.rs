@@ -161,6 +161,9 @@ pub struct MediaQuery {
     pub(crate) token: Option<String>,
     pub(crate) participant: Option<u64>,
     pub(crate) source: Option<String>,
+    /// Events socket: with `participant`, resume that participant of this run of the room
+    /// (the `instance` its welcome gave) instead of joining anew.
+    pub(crate) instance: Option<u64>,
 }
 
 fn now_unix() -> u64 {
@@ -335,30 +338,41 @@ async fn events(
     // draining, not allowed) are told over the socket, because a browser cannot read the
     // body of a refused upgrade and the page should show the room's sentence.
     let claims = authenticate(&state, &room, &headers, q.token.as_deref())?;
+    // A resume brings back someone already in, so a draining room takes it.
+    let resume = q
+        .participant
+        .zip(q.instance)
+        .map(|(p, i)| (ParticipantId(p), i));
     let admitted = async {
-        check_accepting(&state, None)?;
+        check_accepting(&state, resume.map(|(p, _)| p.0))?;
         let (tx, rx) = events_channel();
+        let weak = tx.downgrade();
         let (reply, reply_rx) = oneshot::channel();
         let request = RoomRequest::Connect {
             identity: claims.identity(),
+            resume,
             events: tx,
             reply,
         };
         let participant = ask(&state, request, reply_rx).await??;
-        Ok::<_, ApiError>((participant, rx))
+        Ok::<_, ApiError>((participant, rx, weak))
     }
     .await;
-    let (participant, rx) = match admitted {
+    let (participant, rx, weak) = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refuse_over_socket(ws, &refused)),
     };
     let requests = state.requests.clone();
     let failed = state.requests.clone();
+    let failed_weak = weak.clone();
     Ok(limit_frames(ws)
         .on_failed_upgrade(move |_| {
-            let _ = failed.try_send(RoomRequest::Disconnect { participant });
+            let _ = failed.try_send(RoomRequest::Disconnect {
+                participant,
+                events: failed_weak,
+            });
         })
-        .on_upgrade(move |socket| event_loop(socket, participant, rx, requests)))
+        .on_upgrade(move |socket| event_loop(socket, participant, rx, weak, requests)))
 }
 
 /// The largest command a client sends: a chat message of [`crate::rules::MAX_CHAT_CHARS`]
@@ -406,6 +420,7 @@ async fn event_loop(
     mut socket: WebSocket,
     participant: ParticipantId,
     mut events: mpsc::Receiver<Outgoing>,
+    sender: mpsc::WeakSender<Outgoing>,
     requests: mpsc::Sender<RoomRequest>,
 ) {
     loop {
@@ -447,5 +462,10 @@ async fn event_loop(
             },
         }
     }
-    let _ = requests.send(RoomRequest::Disconnect { participant }).await;
+    let _ = requests
+        .send(RoomRequest::Disconnect {
+            participant,
+            events: sender,
+        })
+        .await;
 }

@@ -98,6 +98,20 @@ impl Room {
         Ok(id)
     }
 
+    /// A new events channel for a participant whose old one dropped while their media peers
+    /// stayed up (see [`Rules::resume`]): the page carries on without re-negotiating media.
+    pub fn resume(
+        &mut self,
+        identity: &Identity,
+        id: ParticipantId,
+        instance: u64,
+    ) -> Result<(), Refusal> {
+        self.rules.resume(id, &identity.user, instance)?;
+        self.presence.entry(id).or_default().events = true;
+        self.pump(None);
+        Ok(())
+    }
+
     /// Their events channel closed. A relay's media is no use without its events socket
     /// (which says what each slot carries): its peers close with it.
     pub fn disconnect(&mut self, now: Instant, id: ParticipantId) {

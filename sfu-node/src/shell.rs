@@ -53,11 +53,17 @@ pub type MediaReply = oneshot::Sender<Result<(ParticipantId, PeerId, String)>>;
 pub enum RoomRequest {
     Connect {
         identity: Identity,
+        /// Carry on as this participant of this run of the room (see [`Room::resume`])
+        /// rather than join anew.
+        resume: Option<(ParticipantId, u64)>,
         events: mpsc::Sender<Outgoing>,
         reply: oneshot::Sender<Result<ParticipantId, Refusal>>,
     },
+    /// An events socket closed. `events` names which one: a participant whose socket was
+    /// replaced by a resumed one stays.
     Disconnect {
         participant: ParticipantId,
+        events: mpsc::WeakSender<Outgoing>,
     },
     Command {
         participant: ParticipantId,
@@ -262,23 +268,29 @@ fn handle_request(
     match request {
         RoomRequest::Connect {
             identity,
+            resume,
             events,
             reply,
         } => {
-            let result = room.connect(identity);
+            let weak = events.downgrade();
+            let result = match resume {
+                Some((id, instance)) => room.resume(&identity, id, instance).map(|()| id),
+                None => room.connect(identity),
+            };
             if let Ok(id) = &result {
+                // A resumed participant's old socket, if still open, ends when its sender
+                // is dropped here.
                 channels.insert(*id, events);
             }
             if let Err(Ok(id)) = reply.send(result) {
                 // The HTTP side gave up before the upgrade: nobody is listening.
-                channels.remove(&id);
-                room.disconnect(now, id);
+                disconnect(room, channels, now, id, &weak);
             }
         }
-        RoomRequest::Disconnect { participant } => {
-            channels.remove(&participant);
-            room.disconnect(now, participant);
-        }
+        RoomRequest::Disconnect {
+            participant,
+            events,
+        } => disconnect(room, channels, now, participant, &events),
         RoomRequest::Command {
             participant,
             command,
@@ -304,6 +316,26 @@ fn handle_request(
             let _ = reply.send(room.delete_peer(now, &user, peer));
         }
         RoomRequest::Drain { grace } => room.begin_drain(now, grace),
+    }
+}
+
+/// The events socket `events` of `participant` closed: they are disconnected unless a
+/// resumed socket has taken its place.
+fn disconnect(
+    room: &mut Room,
+    channels: &mut HashMap<ParticipantId, mpsc::Sender<Outgoing>>,
+    now: Instant,
+    participant: ParticipantId,
+    events: &mpsc::WeakSender<Outgoing>,
+) {
+    let current = channels.get(&participant).is_some_and(|tx| {
+        events
+            .upgrade()
+            .is_some_and(|closed| closed.same_channel(tx))
+    });
+    if current {
+        channels.remove(&participant);
+        room.disconnect(now, participant);
     }
 }
 

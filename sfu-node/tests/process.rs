@@ -403,6 +403,80 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
 }
 
 #[tokio::test]
+async fn a_dropped_events_socket_resumes_its_participant_and_the_video_never_stops() {
+    let s = start_room(RoomKind::Session).await;
+    let publisher = publishing(&s, &watcher("pub"), Duration::from_secs(6)).await;
+    let token = watcher("ada");
+    let mut events = ws(s.http, &token).await;
+    let welcome = next_event(&mut events, "welcome").await;
+    let (you, instance) = (
+        welcome["you"].as_u64().unwrap(),
+        welcome["instance"].clone(),
+    );
+    assert!(instance.as_u64().is_some_and(|i| i != 0), "{welcome}");
+    let viewer = s.peer(Some(you), &token, VIEW).await;
+    let viewing = tokio::spawn(view_for(viewer, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The socket drops without a goodbye (the control plane proxying it went away).
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = format!("ws://{}/rooms/{ROOM}/events?token={token}", s.http);
+
+    // Another run's instance, or another person's participant, is not resumed.
+    let mut stale = EventSocket::connect_url(&format!("{base}&participant={you}&instance=1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut stale, "refused").await["code"],
+        "not_resumable"
+    );
+    let other = watcher("bob");
+    let url = format!(
+        "ws://{}/rooms/{ROOM}/events?token={other}&participant={you}&instance={instance}",
+        s.http
+    );
+    let mut stranger = EventSocket::connect_url(&url).await.unwrap();
+    assert_eq!(
+        next_event(&mut stranger, "refused").await["code"],
+        "not_resumable"
+    );
+
+    // The same person carries on as the same participant, with the room as it is now.
+    let url = format!("{base}&participant={you}&instance={instance}");
+    let mut resumed = EventSocket::connect_url(&url).await.unwrap();
+    let again = next_event(&mut resumed, "welcome").await;
+    assert_eq!(again["you"], you);
+    assert_eq!(again["counts"]["on_camera"], 1);
+    send(&mut resumed, json!({"type": "chat", "text": "still here"})).await;
+    assert_eq!(next_event(&mut resumed, "chat").await["text"], "still here");
+
+    // Media never went through the socket: the viewer's video did not pause.
+    let (_, frames) = viewing.await.unwrap();
+    let arrivals: Vec<Instant> = frames
+        .iter()
+        .filter(|(_, m)| m.params.spec().codec.is_video())
+        .map(|(at, _)| *at)
+        .collect();
+    let longest = arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX);
+    assert!(arrivals.len() > 60, "{} video frames", arrivals.len());
+    assert!(
+        longest < Duration::from_millis(300),
+        "longest pause {longest:?}"
+    );
+    let stats = s.stats().await;
+    assert_eq!(
+        stats["counts"]["watching"], 1,
+        "one watcher, not two: {stats}"
+    );
+    publisher.abort();
+}
+
+#[tokio::test]
 async fn bad_expired_and_wrong_room_tokens_get_clear_json_errors() {
     let s = start_room(RoomKind::Session).await;
     let whep = format!("/rooms/{ROOM}/whep");

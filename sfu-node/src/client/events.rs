@@ -24,7 +24,12 @@ pub struct EventSocket {
 impl EventSocket {
     /// Open `ws://{host}/rooms/{room}/events` with a join token; `host` is `HOST:PORT`.
     pub async fn connect(host: &str, room: &str, token: &str) -> Result<EventSocket> {
-        let url = format!("ws://{host}/rooms/{room}/events?token={token}");
+        Self::connect_url(&format!("ws://{host}/rooms/{room}/events?token={token}")).await
+    }
+
+    /// Open an events socket at a full `ws://` URL (through the control plane's signalling
+    /// proxy, say, or with `&participant=…&instance=…` to resume).
+    pub async fn connect_url(url: &str) -> Result<EventSocket> {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .map_err(ws_error)?;

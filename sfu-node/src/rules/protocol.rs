@@ -66,6 +66,9 @@ pub enum ServerEvent {
     Welcome {
         you: ParticipantId,
         room: String,
+        /// The room's run ([`crate::config::RoomConfig::instance`]), with `you` what an events
+        /// socket needs to resume this participant.
+        instance: u64,
         kind: RoomKind,
         share_policy: SharePolicy,
         theme: Theme,

@@ -32,6 +32,8 @@ pub enum Refusal {
     NotHost,
     #[error("no such participant in this room")]
     UnknownParticipant,
+    #[error("this room no longer holds your connection: join again")]
+    NotResumable,
     #[error("that person has not asked")]
     NoRequest,
     #[error("this room is locked: wait until a host lets you in")]
@@ -73,6 +75,7 @@ impl Refusal {
             Refusal::NotModerator => "not_moderator",
             Refusal::NotHost => "not_host",
             Refusal::UnknownParticipant => "unknown_participant",
+            Refusal::NotResumable => "not_resumable",
             Refusal::NoRequest => "no_request",
             Refusal::WaitingForHost => "waiting_for_host",
             Refusal::JoinDenied => "join_denied",

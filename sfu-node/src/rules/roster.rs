@@ -164,6 +164,31 @@ impl Rules {
         Ok(id)
     }
 
+    /// A participant's events socket dropped (the control plane proxying it restarted, a
+    /// network blip) and a new one asks to carry on as `id`: allowed for the same user in the
+    /// same run of the room. They get the room as it is now (a welcome, or the lobby's
+    /// waiting message), as at a first join; their media peers were never touched.
+    pub fn resume(&mut self, id: ParticipantId, user: &str, instance: u64) -> Result<(), Refusal> {
+        let same = self
+            .participants
+            .get(&id)
+            .is_some_and(|p| p.identity.user == user);
+        if instance != self.config.instance || !same {
+            return Err(Refusal::NotResumable);
+        }
+        if self.participants[&id].admitted() {
+            self.welcome(id);
+        } else {
+            self.send(
+                id,
+                ServerEvent::Waiting {
+                    message: Refusal::WaitingForHost.to_string(),
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// The participant left (closed the page, or their connections died).
     pub fn leave(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.remove(&id) else {
@@ -211,6 +236,7 @@ impl Rules {
         let event = ServerEvent::Welcome {
             you: id,
             room: self.config.room.clone(),
+            instance: self.config.instance,
             kind: self.config.kind,
             share_policy: self.config.share_policy,
             theme: self.config.theme,

@@ -944,3 +944,73 @@ fn chat_is_paced_per_participant() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_dropped_events_socket_resumes_the_same_participant_with_the_room_as_it_is_now() {
+    let mut r = with(RoomKind::Session, |c| c.instance = 7);
+    let a = r.join(watcher(1)).unwrap();
+    let b = r.join(watcher(2)).unwrap();
+    r.command(
+        b,
+        ClientCommand::Chat {
+            text: "while you were away".into(),
+        },
+        1,
+    )
+    .unwrap();
+    drain(&mut r);
+
+    // Same user, same run: a fresh welcome with what happened meanwhile; nobody else hears of it.
+    r.resume(a, "u1", 7).unwrap();
+    let out = drain(&mut r);
+    match &events_for(&out, a)[..] {
+        [
+            ServerEvent::Welcome {
+                you,
+                instance,
+                counts,
+                chat,
+                ..
+            },
+        ] => {
+            assert_eq!((*you, *instance, counts.watching), (a, 7, 2));
+            assert_eq!(
+                chat.last().map(|m| m.text.as_str()),
+                Some("while you were away")
+            );
+        }
+        other => panic!("expected one welcome, got {other:?}"),
+    }
+    assert!(
+        events_for(&out, b).is_empty(),
+        "a resume is not a join: {out:?}"
+    );
+    assert_eq!(r.counts().watching, 2);
+
+    // Another user, another run of the room (a replaced pod), or someone who left: refused.
+    assert_eq!(r.resume(a, "u2", 7), Err(Refusal::NotResumable));
+    assert_eq!(r.resume(a, "u1", 8), Err(Refusal::NotResumable));
+    r.leave(a);
+    assert_eq!(r.resume(a, "u1", 7), Err(Refusal::NotResumable));
+}
+
+#[test]
+fn a_resume_in_the_lobby_is_told_to_wait_again() {
+    let mut r = with(RoomKind::Room, |c| {
+        c.locked = true;
+        c.instance = 3;
+    });
+    let h = r.join(host(1)).unwrap();
+    let g = r.join(watcher(2)).unwrap();
+    drain(&mut r);
+    r.resume(g, "u2", 3).unwrap();
+    let out = drain(&mut r);
+    assert!(matches!(
+        &events_for(&out, g)[..],
+        [ServerEvent::Waiting { .. }]
+    ));
+    assert!(
+        events_for(&out, h).is_empty(),
+        "the host is not asked twice: {out:?}"
+    );
+}
