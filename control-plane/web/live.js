@@ -9,7 +9,10 @@
 // to the SFU directly, or through the TURN servers in `iceServers` where UDP is blocked. A
 // relay that is leaving sends `reconnect`; a socket that closes by itself (the SFU pod died,
 // the control plane restarted) emits `disconnected`. Either way the page joins again through
-// the control plane and `move`s to where the new answer says (see RoomView.recover).
+// the control plane and `move`s to where the new answer says (see RoomView.recover). When only
+// the events socket dropped (the control plane that proxied it restarted) and the room is the
+// same run (the welcome's `instance`), `move` resumes the same participant with the media
+// connections untouched: nobody's video pauses.
 
 import { errorFrom } from "./api.js";
 
@@ -36,12 +39,17 @@ export class LiveRoom {
     this.closed = false;
   }
 
-  setJoin({ sfu, origin, room, token, signalling, iceServers }) {
+  // Where a join answer sends the page: its events and watching base, and its origin's.
+  static bases({ sfu, origin, room, signalling }) {
     const via = signalling || { sfu, origin };
     const base = (url) =>
       `${new URL(url, location.href).href.replace(/\/$/, "")}/rooms/${encodeURIComponent(room)}`;
-    this.base = base(via.sfu);
-    this.originBase = base(via.origin || via.sfu);
+    return { base: base(via.sfu), originBase: base(via.origin || via.sfu) };
+  }
+
+  setJoin(join) {
+    const { token, iceServers } = join;
+    Object.assign(this, LiveRoom.bases(join));
     this.token = token;
     this.iceServers = iceServers || [];
   }
@@ -86,8 +94,10 @@ export class LiveRoom {
 
   // Opens the events channel. Resolves with the first of `welcome` (in) or `waiting` (a
   // locked room's lobby); rejects with the room's refusal.
-  connect() {
-    const url = `${this.base.replace(/^http/, "ws")}/events?token=${encodeURIComponent(this.token)}`;
+  // With `resume`, the socket asks to carry on as this page's participant (see `move`).
+  connect({ resume = false } = {}) {
+    let url = `${this.base.replace(/^http/, "ws")}/events?token=${encodeURIComponent(this.token)}`;
+    if (resume) url += `&participant=${this.you}&instance=${this.instance}`;
     return new Promise((resolve, reject) => {
       let settled = false;
       const ws = new WebSocket(url);
@@ -99,7 +109,13 @@ export class LiveRoom {
         } catch {
           return;
         }
-        if (e.type === "welcome") this.you = e.you;
+        if (e.type === "welcome") {
+          // A resumed socket's welcome refreshes the page's view of the room; listeners that
+          // act once on being let in skip it (`resumed`).
+          if (resume && !settled) e.resumed = true;
+          this.you = e.you;
+          this.instance = e.instance;
+        }
         if (e.type === "track") this.placeTrack(e);
         if (e.type === "track_ended") this.endTrack(e);
         if (e.type === "removed_from_camera") this.stopPublishing({ tell: false });
@@ -275,12 +291,48 @@ export class LiveRoom {
     }
   }
 
+  // Whether the events socket alone can be re-opened as the same participant: the new answer
+  // sends the page to the same origin pod path it watches at, the room told us its run, and
+  // the media connections are still up (a died pod takes them down too).
+  resumable(join) {
+    const next = LiveRoom.bases(join);
+    const alive = (pc) => !pc || pc.connectionState === "connected";
+    return (
+      this.you != null &&
+      this.instance != null &&
+      this.base === this.originBase &&
+      next.base === this.base &&
+      next.originBase === this.originBase &&
+      this.viewPc !== null &&
+      alive(this.viewPc) &&
+      alive(this.publishPc) &&
+      alive(this.screenPc)
+    );
+  }
+
   // Moves to where a new join answer says (the relay we watched through is leaving, or the
   // room's SFU or the control plane came back after a failure): leaves the old events socket
   // and watching peer without a "disconnected", then connects and watches again. Someone on
   // camera leaves the screen (their place in the room was the old socket's); with
   // `keepCamera` their camera and microphone stay open so the page can publish them again.
+  // Resolves with the first event, `resumed: true` when the page carried on as before.
   async move(join, { keepCamera = false } = {}) {
+    if (this.resumable(join)) {
+      // With this page's own token: the participant is the token's person (a guest gets a
+      // new identity with every join answer).
+      const you = this.you;
+      try {
+        const first = await this.connect({ resume: true });
+        if (first.type === "welcome" && first.you === you) {
+          this.iceServers = join.iceServers || this.iceServers; // fresh TURN credentials
+          return Object.assign(first, { resumed: true });
+        }
+        this.ws.onclose = null;
+        this.ws.close();
+      } catch {
+        // Not resumable (a new run of the room, an expired token): join anew below.
+      }
+    }
     const old = this.ws;
     if (old) {
       old.onclose = null;

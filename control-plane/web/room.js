@@ -343,7 +343,8 @@ async function enter(answer) {
         nameLabel(state.label),
       ),
     );
-    view.live.on("welcome", () => {
+    view.live.on("welcome", (e) => {
+      if (e.resumed) return; // the same lobby, re-connected
       notice("A host let you in.", "ok");
       comeIn().catch(refuse);
     });

@@ -165,10 +165,11 @@ export class RoomView {
     // `giveUpMs` on the page's diagnostics lets a test see the give-up without waiting 90 s.
     const deadline = Date.now() + (diagnostics.giveUpMs || GIVE_UP_MS);
     let failure = null;
+    let resumed = false;
     for (let attempt = 0; ; attempt++) {
       try {
         const join = await this.opts.rejoin();
-        await this.live.move(join, { keepCamera: wasOnCamera });
+        resumed = (await this.live.move(join, { keepCamera: wasOnCamera })).resumed === true;
         failure = null;
         break;
       } catch (e) {
@@ -195,7 +196,8 @@ export class RoomView {
     notice(null);
     this.counts.el.style.display = "";
     if (this.state === "disconnected") this.setState("watching");
-    if (wasOnCamera && this.live.localStream) await this.republish();
+    // A resumed page never left: its camera is still on its own connection.
+    if (wasOnCamera && !resumed && this.live.localStream) await this.republish();
   }
 
   // Back on camera after a re-join, with the stream that was already open.

@@ -49,9 +49,9 @@ pub async fn serve(
     let (media, kind) = start_up(&config, &listeners)?;
     let room_name = config.room.room.clone();
     let mut room_config = config.room;
-    // A run of its own, so a page can only resume its participant in this process; never 0,
-    // the unset value.
-    room_config.instance = rand::random::<u64>().max(1);
+    // A run of its own, so a page can only resume its participant in this process: never 0
+    // (the unset value), and below 2^53, so JavaScript reads the number exactly.
+    room_config.instance = (rand::random::<u64>() >> 11).max(1);
     let room = Room::new(room_config, media);
     let status = Arc::new(StatusCell::new(room.status()));
     let accepting = Arc::new(AtomicBool::new(true));

@@ -155,6 +155,88 @@ test("the control plane and its rooms are SIGKILLed mid-meeting: pages re-join a
   await until("ada's reloaded page shows her signed in", async () => (await ada.locator("#who").textContent()).includes("Sign out"));
 });
 
+test("only the events socket drops (the control plane proxying it restarted): the page resumes, video never pauses", async () => {
+  // In a cluster the events socket goes through the control plane's /sfu/ proxy while media
+  // goes straight to the SFU pod, so a control-plane restart cuts only the socket. Local mode
+  // runs both in one process; Playwright's WebSocket routing cuts the socket alone here (the
+  // cluster case with a real restart is tests/tests/disruption.rs).
+  const hal = await open("hal");
+  await hal.goto(url("/ada/coffee"));
+  await hal.fill("#label-name", "Hal Host");
+  await hal.click("#join");
+  await hal.locator(".room-layout").waitFor({ timeout: 30_000 });
+  await until("hal on camera", () => onCamera(hal));
+
+  const ivy = await open("ivy");
+  const sockets = [];
+  await ivy.routeWebSocket(/\/events\?/, (ws) => {
+    const server = ws.connectToServer();
+    sockets.push({ ws, server });
+  });
+  const negotiations = [];
+  ivy.on("request", (r) => {
+    if (/\/(whip|whep)\?/.test(r.url())) negotiations.push(r.url());
+  });
+  await ivy.goto(url("/ada/coffee"));
+  await ivy.fill("#label-name", "Ivy Guest");
+  await ivy.click("#join");
+  await ivy.locator(".room-layout").waitFor({ timeout: 30_000 });
+  await until("ivy on camera", () => onCamera(ivy));
+  await decodes(ivy, "Hal Host");
+  await decodes(hal, "Ivy Guest");
+  const before = negotiations.length;
+  // Earlier cases' people may still be in the room: compare with the count before the cut.
+  const onCameraCount = async (page) => Number(await page.locator(".counts [data-count=on-camera]").textContent());
+  const onCameraBefore = await onCameraCount(hal);
+  await ivy.evaluate(() => (window.roundtable.live.viewPc.firstOne = true));
+
+  // Sample Hal's frames on Ivy's page every 100 ms across the cut.
+  let sampling = true;
+  const samples = [];
+  const sampler = (async () => {
+    while (sampling) {
+      samples.push([Date.now(), await framesOf(ivy, "Hal Host")]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 1000));
+  const cut = Date.now();
+  const { ws, server } = sockets.at(-1);
+  await server.close();
+  await ws.close({ code: 1001, reason: "the proxy went away" });
+  await until("ivy's page resumed its events socket", () => sockets.length > 1, 10_000);
+  await until("ivy's notice cleared", async () => (await noticeOf(ivy)) === "", 10_000);
+  const resumedMs = Date.now() - cut;
+  // Chat works on the resumed socket, both ways.
+  await ivy.fill("#room-chat input", "back without a blink");
+  await ivy.click("#room-chat button[type=submit]");
+  await hal.locator("#room-chat .text", { hasText: "back without a blink" }).waitFor({ timeout: 5_000 });
+  await new Promise((r) => setTimeout(r, 1500));
+  sampling = false;
+  await sampler;
+
+  let longest = 0;
+  let last = samples[0];
+  for (const s of samples.slice(1)) {
+    if (s[1] > last[1]) {
+      longest = Math.max(longest, s[0] - last[0]);
+      last = s;
+    }
+  }
+  longest = Math.max(longest, samples.at(-1)[0] - last[0]);
+  console.log(
+    `disruption: events socket cut, page resumed in ${(resumedMs / 1000).toFixed(2)} s; ` +
+      `longest pause in Hal's video on Ivy's page ${longest} ms (limit 1000 ms, sampled every 100 ms)`,
+  );
+  assert.equal(negotiations.length, before, `no new WHIP/WHEP: ${negotiations.slice(before)}`);
+  assert.equal(await ivy.evaluate(() => window.roundtable.live.viewPc.firstOne), true, "the same watching connection");
+  assert.ok(longest < 1000, `Hal's video kept playing on Ivy's page (longest pause ${longest} ms)`);
+  assert.ok(await onCamera(ivy), "ivy is still on camera");
+  assert.equal(await onCameraCount(hal), onCameraBefore, "Ivy counted once on camera, as before the cut");
+  await hal.context().close();
+  await ivy.context().close();
+});
+
 test("when the server does not come back, the page stops trying, says so, and offers Rejoin", async () => {
   const gus = await open("gus");
   await gus.setViewportSize({ width: 375, height: 740 }); // on a phone

@@ -27,6 +27,7 @@ pub mod autoscale;
 pub mod binaries;
 mod cluster;
 mod components;
+pub mod control_plane_process;
 mod crds;
 mod error;
 pub mod helm;

@@ -16,7 +16,7 @@ use roundtable_operator::OperatorConfig;
 
 use crate::Cluster;
 use crate::error::{Error, Result};
-use crate::process::{Supervised, log_tail};
+use crate::process::{Supervised, log_tail, program_pid};
 
 /// The name of the operator's leader Lease (`roundtable operator` uses this one).
 pub const LEASE: &str = "roundtable-operator";
@@ -96,22 +96,7 @@ impl OperatorProcess {
 
     /// Sends `signal` (`KILL`, `TERM`, …) to the operator's process, as `kill -s` would.
     pub async fn signal(&self, signal: &str) -> Result<()> {
-        let status = tokio::process::Command::new("kill")
-            .args(["-s", signal, &self.pid.to_string()])
-            .status()
-            .await
-            .map_err(|e| Error::Command {
-                command: format!("kill -s {signal} {}", self.pid),
-                detail: e.to_string(),
-            })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Command {
-                command: format!("kill -s {signal} {}", self.pid),
-                detail: format!("exited with {status}"),
-            })
-        }
+        crate::process::signal(self.pid, signal).await
     }
 
     /// Waits up to `limit` for the process to exit; its exit status.
@@ -147,33 +132,6 @@ impl OperatorProcess {
     pub fn log(&self) -> PathBuf {
         self.server.log.clone()
     }
-}
-
-/// The process id of `program` started by the watchdog of `server` (through `env`, which
-/// replaces itself with the program): the watchdog's child whose command line starts with
-/// the program's path.
-async fn program_pid(server: &Supervised, program: &Path) -> Result<u32> {
-    let watchdog = server.pid();
-    let wanted = program.as_os_str().as_encoded_bytes().to_vec();
-    let found = crate::poll(Duration::from_secs(10), async || {
-        let children =
-            std::fs::read_to_string(format!("/proc/{watchdog}/task/{watchdog}/children")).ok()?;
-        children
-            .split_whitespace()
-            .filter_map(|pid| pid.parse::<u32>().ok())
-            .find(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).next() == Some(&wanted[..]))
-            })
-    })
-    .await;
-    found.ok_or_else(|| Error::Command {
-        command: format!("{} operator", program.display()),
-        detail: format!(
-            "its process did not appear under the watchdog {watchdog}; log tail:\n{}",
-            server.log_tail(40)
-        ),
-    })
 }
 
 /// Who holds the operator's leader Lease in `namespace` now (`None`: nobody, or no Lease).

@@ -17,6 +17,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{IoContext, Result};
 
@@ -227,4 +228,51 @@ pub(crate) fn free_loopback_port() -> Result<u16> {
         .local_addr()
         .context(|| "reading a bound port".to_string())?
         .port())
+}
+
+/// The process id of `program` started by the watchdog of `server` (through `env`, which
+/// replaces itself with the program): the watchdog's child whose command line starts with
+/// the program's path.
+pub(crate) async fn program_pid(server: &Supervised, program: &Path) -> Result<u32> {
+    let watchdog = server.pid();
+    let wanted = program.as_os_str().as_encoded_bytes().to_vec();
+    let found = crate::poll(Duration::from_secs(10), async || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{watchdog}/task/{watchdog}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).next() == Some(&wanted[..]))
+            })
+    })
+    .await;
+    found.ok_or_else(|| crate::Error::Command {
+        command: program.display().to_string(),
+        detail: format!(
+            "its process did not appear under the watchdog {watchdog}; log tail:\n{}",
+            server.log_tail(40)
+        ),
+    })
+}
+
+/// Sends `signal` (`KILL`, `TERM`, …) to process `pid`, as `kill -s` would.
+pub(crate) async fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .await
+        .map_err(|e| crate::Error::Command {
+            command: format!("kill -s {signal} {pid}"),
+            detail: e.to_string(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(crate::Error::Command {
+            command: format!("kill -s {signal} {pid}"),
+            detail: format!("exited with {status}"),
+        })
+    }
 }

@@ -39,6 +39,9 @@ pub struct Joined {
     pub origin: String,
     pub room: String,
     pub token: String,
+    /// Where a page watches through the control plane's signalling proxy (`/sfu/origin` or
+    /// `/sfu/<relay>`, on the control plane's own address).
+    pub proxied: Option<String>,
 }
 
 impl Joined {
@@ -49,6 +52,7 @@ impl Joined {
             sfu,
             room: body["room"].as_str()?.to_string(),
             token: body["token"].as_str()?.to_string(),
+            proxied: body["signalling"]["sfu"].as_str().map(str::to_string),
         })
     }
 }
@@ -82,6 +86,9 @@ pub struct Log {
     /// Watchers: every pause between two video frames of at least [`GAP`], over all stays:
     /// when it ended and how long it was.
     pub video_gaps: Vec<(Instant, Duration)>,
+    /// Page-style watchers: when a dropped events socket was resumed as the same participant,
+    /// media untouched (not a new stay).
+    pub resumed: Vec<Instant>,
     /// Publishers: video frames sent over all stays.
     pub frames_sent: u64,
     /// Failed join attempts, in words.
@@ -222,44 +229,224 @@ pub async fn watching(
             mut peer,
             ..
         } = watcher;
-        let mut frames: BTreeMap<Mid, u32> = BTreeMap::new();
-        let mut reported = false;
-        let mut events_open = true;
-        while Instant::now() < end && peer.rtc.is_alive() && events_open {
-            tokio::select! {
-                stepped = peer.step(end) => {
-                    let Ok(got) = stepped else { break };
-                    for e in got {
-                        let Event::MediaData(m) = e else { continue };
-                        if !m.params.spec().codec.is_video() {
-                            continue;
+        let mut stay = Stay::new(expect);
+        stay.watch(&mut peer, &mut events, end, &log).await;
+        if Instant::now() < end {
+            record(&log, |l| l.lost.push(Instant::now()));
+        }
+    }
+}
+
+/// Someone watching as the web client's page does, through the control plane's signalling
+/// proxy: the events socket and WHEP go to the control plane at `api`, media straight to the
+/// SFU. When the events socket closes, it joins through the control plane again and first
+/// asks to resume its participant (`participant` and `instance` from the welcome) on the
+/// same media connection; only if that is refused (a new run of the room) does it start over.
+pub async fn page_watching(
+    api: ControlPlane,
+    cookie: String,
+    join_path: String,
+    expect: usize,
+    end: Instant,
+    log: SharedLog,
+) {
+    let slots = expect.max(1) + 1;
+    let cp = host_of(&api.base).unwrap_or_default().to_string();
+    let events_url = |joined: &Joined, proxied: &str| {
+        format!(
+            "ws://{cp}{proxied}/rooms/{}/events?token={}",
+            joined.room, joined.token
+        )
+    };
+    while Instant::now() < end {
+        let attempt = async {
+            let joined = join(&api, &cookie, &join_path).await?;
+            let proxied = joined
+                .proxied
+                .clone()
+                .ok_or_else(|| "no signalling path in the join answer".to_string())?;
+            let (events, welcome) = welcome_at(&events_url(&joined, &proxied)).await?;
+            let you = welcome["you"].as_u64().unwrap_or(0);
+            let addr = cp.parse().map_err(|e| format!("{cp}: {e}"))?;
+            let path = format!("{proxied}/rooms/{}/whep?participant={you}", joined.room);
+            let (peer, _) =
+                ClientPeer::connect(addr, &path, &joined.token, ClientRole::View { slots })
+                    .await
+                    .map_err(|e| format!("WHEP through {cp}{proxied}: {e}"))?;
+            Ok::<_, String>((joined, proxied, events, welcome, peer))
+        };
+        let (first, proxied, mut events, welcome, mut peer) = match attempt.await {
+            Ok(ok) => ok,
+            Err(why) => {
+                record(&log, |l| l.failures.push(why));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        record(&log, |l| l.stays.push((Instant::now(), proxied.clone())));
+        let resume = format!(
+            "&participant={}&instance={}",
+            welcome["you"], welcome["instance"]
+        );
+        let mut stay = Stay::new(expect);
+        loop {
+            stay.watch(&mut peer, &mut events, end, &log).await;
+            if Instant::now() >= end || !peer.rtc.is_alive() {
+                break;
+            }
+            // The events socket closed under a live media connection: resume, retrying while
+            // the control plane is away.
+            let resuming = async {
+                loop {
+                    if Instant::now() >= end {
+                        return None;
+                    }
+                    // As the page: a new join answer (the control plane is back and this
+                    // person still signed in), then the events socket with the page's own
+                    // token, whose person the participant is.
+                    let again = async {
+                        join(&api, &cookie, &join_path).await?;
+                        welcome_at(&format!("{}{resume}", events_url(&first, &proxied))).await
+                    };
+                    match again.await {
+                        Ok((socket, w)) if w["you"] == welcome["you"] => return Some(socket),
+                        Ok((_, w)) => {
+                            record(&log, |l| {
+                                l.failures.push(format!("resumed as another: {w}"))
+                            });
+                            return None;
                         }
-                        *frames.entry(m.mid).or_default() += 1;
-                        let now = Instant::now();
-                        record(&log, |l| {
-                            if let Some(gap) = l.last_video.map(|last| now - last)
-                                && gap >= GAP
-                            {
-                                l.video_gaps.push((now, gap));
-                            }
-                            l.last_video = Some(now);
-                        });
-                    }
-                    let flowing = frames.values().filter(|n| **n >= FLOWING).count();
-                    if !reported && flowing >= expect {
-                        reported = true;
-                        record(&log, |l| l.all_video.push(Instant::now()));
+                        Err(why) if why.contains("not_resumable") => {
+                            record(&log, |l| l.failures.push(why));
+                            return None;
+                        }
+                        Err(why) => {
+                            record(&log, |l| l.failures.push(why));
+                            tokio::time::sleep(RETRY).await;
+                        }
                     }
                 }
-                event = events.next_event() => {
-                    if event.is_none() {
-                        events_open = false;
-                    }
+            };
+            // The media connection plays on while the events socket comes back.
+            let resumed = stay.meanwhile(&mut peer, end, &log, resuming).await;
+            match resumed {
+                Some(socket) => {
+                    events = socket;
+                    record(&log, |l| l.resumed.push(Instant::now()));
                 }
+                None => break,
             }
         }
         if Instant::now() < end {
             record(&log, |l| l.lost.push(Instant::now()));
         }
+    }
+}
+
+/// Opens an events socket at `url` and waits for the welcome.
+async fn welcome_at(url: &str) -> Result<(EventSocket, Value), String> {
+    let mut events = EventSocket::connect_url(url)
+        .await
+        .map_err(|e| format!("events socket at {url}: {e}"))?;
+    let first = tokio::time::timeout(WELCOME_WITHIN, async {
+        loop {
+            match events.next_event().await {
+                Some(v) if v["type"] == "welcome" => return Ok(v),
+                Some(v) if v["type"] == "refused" => return Err(format!("refused: {v}")),
+                Some(_) => {}
+                None => return Err("events socket closed before the welcome".to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("no welcome from {url} in {WELCOME_WITHIN:?}"))??;
+    Ok((events, first))
+}
+
+/// One stay of a watcher on one media connection: frames per slot, and whether video from
+/// everyone expected was reported flowing.
+struct Stay {
+    expect: usize,
+    frames: BTreeMap<Mid, u32>,
+    reported: bool,
+}
+
+impl Stay {
+    fn new(expect: usize) -> Self {
+        Stay {
+            expect,
+            frames: BTreeMap::new(),
+            reported: false,
+        }
+    }
+
+    /// Receives media until `end`, the media connection dies or the events socket closes,
+    /// logging every video frame.
+    async fn watch(
+        &mut self,
+        peer: &mut ClientPeer,
+        events: &mut EventSocket,
+        end: Instant,
+        log: &SharedLog,
+    ) {
+        while Instant::now() < end && peer.rtc.is_alive() {
+            tokio::select! {
+                alive = self.step(peer, end, log) => if !alive { return },
+                event = events.next_event() => {
+                    if event.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives media until `work` is done (a page's media connection goes on playing while
+    /// it re-connects its events socket); `work`'s result.
+    async fn meanwhile<T>(
+        &mut self,
+        peer: &mut ClientPeer,
+        end: Instant,
+        log: &SharedLog,
+        work: impl Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut alive = true;
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                still = self.step(peer, end, log), if alive && peer.rtc.is_alive() => alive = still,
+            }
+        }
+    }
+
+    /// One step of the media connection, logging the video frames it brought; false when the
+    /// connection failed.
+    async fn step(&mut self, peer: &mut ClientPeer, end: Instant, log: &SharedLog) -> bool {
+        let Ok(got) = peer.step(end).await else {
+            return false;
+        };
+        for e in got {
+            let Event::MediaData(m) = e else { continue };
+            if !m.params.spec().codec.is_video() {
+                continue;
+            }
+            *self.frames.entry(m.mid).or_default() += 1;
+            let now = Instant::now();
+            record(log, |l| {
+                if let Some(gap) = l.last_video.map(|last| now - last)
+                    && gap >= GAP
+                {
+                    l.video_gaps.push((now, gap));
+                }
+                l.last_video = Some(now);
+            });
+        }
+        let flowing = self.frames.values().filter(|n| **n >= FLOWING).count();
+        if !self.reported && flowing >= self.expect {
+            self.reported = true;
+            record(log, |l| l.all_video.push(Instant::now()));
+        }
+        true
     }
 }

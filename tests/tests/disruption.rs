@@ -26,6 +26,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use roundtable_crds::{LiveEvent, LivePhase, RecordingState, Session};
+use roundtable_e2e::control_plane_process::ControlPlaneProcess;
 use roundtable_e2e::node_agent::is_ready;
 use roundtable_e2e::operator_process::{OperatorProcess, new_leader};
 use roundtable_e2e::rejoin::{self, Log, SharedLog};
@@ -1445,4 +1446,152 @@ async fn the_recorder_is_sigtermed_then_sigkilled_mid_recording_and_the_recordin
     );
     stack.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&media_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_restarts_mid_event_and_nobody_is_signed_out_or_loses_video() {
+    let _side_by_side = ALONE.read().await;
+    /// From the SIGKILL to every page's room connection resumed, the restart included (a
+    /// Deployment's new pod takes longer to be scheduled; this is the control plane's part).
+    const RESUMED_LIMIT: Duration = Duration::from_secs(10);
+    /// Media never goes through the control plane: the longest pause in any watcher's video
+    /// around the restart.
+    const GAP_LIMIT: Duration = Duration::from_secs(1);
+    const WATCHERS: usize = 3;
+    roundtable_e2e::init_test_logs();
+    let stack = Stack::start(
+        "disrupt-cp",
+        OperatorConfig {
+            host_ports: 33850..=33899,
+            drain_grace_seconds: 2,
+            stats_interval: Duration::from_secs(1),
+            ..OperatorConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sessions = live_session(&stack, 0).await;
+    // The control plane the pages use: `roundtable api` with its SQLite file, restartable.
+    let mut control_plane = ControlPlaneProcess::start(stack.cluster, &stack.ns.name)
+        .await
+        .unwrap();
+    let api = control_plane.client();
+    let end = Instant::now() + Duration::from_secs(75);
+    let (speakers, _) = people_in_the_room(&stack, 0, end).await;
+    let path = format!("/api/sessions/{}/roundtable/join", stack.ns.name);
+    let mut cookies = Vec::new();
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        let cookie = api
+            .sign_in(&format!("page{i}@example.org"), "expo", "general")
+            .await
+            .unwrap();
+        let log = new_log();
+        tokio::spawn(rejoin::page_watching(
+            api.clone(),
+            cookie.clone(),
+            path.clone(),
+            2,
+            end,
+            log.clone(),
+        ));
+        cookies.push(cookie);
+        watchers.push(log);
+    }
+    let started = Instant::now();
+    wait_until(
+        "every page to see both speakers",
+        Duration::from_secs(30),
+        async || {
+            watchers
+                .iter()
+                .all(|w| video_back(w, started).is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The control plane's process is killed and started again on the same address, with
+    // the same database: every events socket it proxied is cut, media is not.
+    let killed = Instant::now();
+    control_plane.stop_with("KILL").await.unwrap();
+    control_plane.restart().await.unwrap();
+    let restarted = Instant::now() - killed;
+    let resumed = wait_until(
+        "every page to resume its room connection",
+        Duration::from_secs(30),
+        async || {
+            watchers
+                .iter()
+                .map(|w| read(w).resumed.into_iter().find(|at| *at > killed))
+                .collect::<Option<Vec<_>>>()
+        },
+    )
+    .await;
+    // Watch on a few seconds after the last resume.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let watched_to = Instant::now();
+    let resumed_in = resumed.iter().map(|at| *at - killed).max().unwrap();
+    let mut longest_gap = Duration::ZERO;
+    for log in &watchers {
+        let log = read(log);
+        eprintln!("disruption: {}", timeline(&log, killed));
+        longest_gap =
+            longest_gap.max(log.longest_video_gap(killed - Duration::from_secs(1), watched_to));
+        assert_eq!(
+            log.stays.len(),
+            1,
+            "the page resumed on its first media connection, never joined anew: {log:?}"
+        );
+    }
+    figure(
+        "control plane SIGKILL + restart -> every page's room connection resumed",
+        resumed_in.as_secs_f64(),
+        "s",
+        RESUMED_LIMIT.as_secs_f64(),
+    );
+    eprintln!(
+        "disruption: the control plane was answering again {:.2} s after the kill",
+        restarted.as_secs_f64()
+    );
+    figure(
+        "control plane restart -> longest pause in any page's video",
+        longest_gap.as_secs_f64(),
+        "s",
+        GAP_LIMIT.as_secs_f64(),
+    );
+
+    // Nobody signed in was signed out: every cookie still names its person.
+    for (i, cookie) in cookies.iter().enumerate() {
+        let (status, me) = api.get(cookie, "/api/me").await.unwrap();
+        assert_eq!(status, 200, "page{i} is still signed in: {me}");
+        assert_eq!(me["email"], format!("page{i}@example.org"), "{me}");
+    }
+    // The speakers, who joined elsewhere, never noticed; the session counts everyone once.
+    for log in &speakers {
+        assert!(
+            read(log).lost.is_empty(),
+            "a speaker lost the room: {:?}",
+            read(log)
+        );
+    }
+    wait_until(
+        "the session to show 2 on camera and every page watching once",
+        Duration::from_secs(15),
+        async || {
+            let s = sessions.get("roundtable").await.ok()?.status?;
+            (s.on_camera == Some(2) && s.watching == Some(WATCHERS as i32)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        resumed_in <= RESUMED_LIMIT,
+        "every page resumed within {RESUMED_LIMIT:?} of the kill, took {resumed_in:.2?}"
+    );
+    assert!(
+        longest_gap <= GAP_LIMIT,
+        "no page's video paused longer than {GAP_LIMIT:?}, longest {longest_gap:.2?}"
+    );
+    stack.stop().await.unwrap();
 }
