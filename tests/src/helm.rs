@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -225,4 +226,23 @@ async fn run_helm<S: AsRef<OsStr>>(
         cmd.env("KUBECONFIG", kubeconfig);
     }
     run_captured(cmd, command_line("helm", args), stdin).await
+}
+
+/// POSTs `url` as `token` until it succeeds, for up to 30 s (the control plane's watch may not
+/// have seen a new session yet: 404 until it has): the answer's body, or the last answer.
+pub async fn post_until_ok(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<String, String> {
+    let mut last = String::new();
+    crate::poll(Duration::from_secs(30), async || {
+        let response = client.post(url).bearer_auth(token).send().await.ok()?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        last = format!("{status} {body}");
+        status.is_success().then_some(body)
+    })
+    .await
+    .ok_or(last)
 }

@@ -27,7 +27,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use roundtable_crds::{LivePhase, Session};
 use roundtable_e2e::helm::{
-    chart_dir, gateway_api_crds, helm_offline, registration_token, roundtable_entrypoint,
+    chart_dir, gateway_api_crds, helm_offline, post_until_ok, registration_token,
+    roundtable_entrypoint,
 };
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::turn::{self, Allocation};
@@ -1063,21 +1064,6 @@ operator:
     );
     assert!(sessions.get_opt(SESSION).await.unwrap().is_some());
     agent.stop().await.unwrap();
-}
-
-/// POSTs `url` as `token` until it succeeds, for up to 30 s (the control plane's watch may not
-/// have seen a new session yet: 404 until it has): the answer's body, or the last answer.
-async fn post_until_ok(client: &reqwest::Client, url: &str, token: &str) -> Result<String, String> {
-    let mut last = String::new();
-    poll(Duration::from_secs(30), async || {
-        let response = client.post(url).bearer_auth(token).send().await.ok()?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        last = format!("{status} {body}");
-        status.is_success().then_some(body)
-    })
-    .await
-    .ok_or(last)
 }
 
 fn assert_forbidden<T: std::fmt::Debug>(result: kube::Result<T>, what: &str) {

@@ -28,7 +28,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use roundtable_crds::Session;
-use roundtable_e2e::helm::{chart_dir, registration_token, roundtable_entrypoint};
+use roundtable_e2e::helm::{chart_dir, post_until_ok, registration_token, roundtable_entrypoint};
 use roundtable_e2e::node_agent::{self, ImageMap, NodeAgent, NodeSpec};
 use roundtable_e2e::{Cluster, KubectlOutput, poll, wait_until};
 use serde_json::Value;
@@ -369,21 +369,13 @@ async fn watch_room(
     (seen, task)
 }
 
-/// Joins the session through the control plane at `base` as `email` (an organiser).
+/// Joins the session through the control plane at `base` as `token`'s person (an organiser).
 async fn join(http: &reqwest::Client, base: &str, namespace: &str, token: &str) -> Value {
     let url = format!("{base}/api/sessions/{namespace}/{SESSION}/join");
-    let mut last = String::new();
-    poll(Duration::from_secs(30), async || {
-        let response = http.post(&url).bearer_auth(token).send().await.ok()?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        last = format!("{status} {body}");
-        status
-            .is_success()
-            .then(|| serde_json::from_str(&body).expect("a join answer is JSON"))
-    })
-    .await
-    .unwrap_or_else(|| panic!("POST {url}: {last}"))
+    let body = post_until_ok(http, &url, token)
+        .await
+        .unwrap_or_else(|last| panic!("POST {url}: {last}"));
+    serde_json::from_str(&body).expect("a join answer is JSON")
 }
 
 /// The ready control-plane pod whose image starts with `image`, and its address.
