@@ -177,6 +177,7 @@ test("only the events socket drops (the control plane proxying it restarted): th
   ivy.on("request", (r) => {
     if (/\/(whip|whep)\?/.test(r.url())) negotiations.push(r.url());
   });
+  await ivy.setViewportSize({ width: 375, height: 740 }); // on a phone
   await ivy.goto(url("/ada/coffee"));
   await ivy.fill("#label-name", "Ivy Guest");
   await ivy.click("#join");
@@ -207,6 +208,7 @@ test("only the events socket drops (the control plane proxying it restarted): th
   await until("ivy's page resumed its events socket", () => sockets.length > 1, 10_000);
   await until("ivy's notice cleared", async () => (await noticeOf(ivy)) === "", 10_000);
   const resumedMs = Date.now() - cut;
+  await shot(ivy, SHOTS, "phone-resumed");
   // Chat works on the resumed socket, both ways.
   await ivy.fill("#room-chat input", "back without a blink");
   await ivy.click("#room-chat button[type=submit]");

@@ -121,21 +121,11 @@ fn record(log: &SharedLog, f: impl FnOnce(&mut Log)) {
 /// Opens the events socket at `base` and waits for the welcome: the participant id.
 async fn welcome(base: &str, joined: &Joined) -> Result<(EventSocket, u64), String> {
     let host = host_of(base).map_err(|e| e.to_string())?;
-    let mut events = EventSocket::connect(host, &joined.room, &joined.token)
-        .await
-        .map_err(|e| format!("events socket at {base}: {e}"))?;
-    let first = tokio::time::timeout(WELCOME_WITHIN, async {
-        loop {
-            match events.next_event().await {
-                Some(v) if v["type"] == "welcome" => return Ok(v),
-                Some(v) if v["type"] == "refused" => return Err(format!("refused: {v}")),
-                Some(_) => {}
-                None => return Err("events socket closed before the welcome".to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|_| format!("no welcome from {base} in {WELCOME_WITHIN:?}"))??;
+    let url = format!(
+        "ws://{host}/rooms/{}/events?token={}",
+        joined.room, joined.token
+    );
+    let (events, first) = welcome_at(&url).await?;
     Ok((events, first["you"].as_u64().unwrap_or(0)))
 }
 

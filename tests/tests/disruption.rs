@@ -246,19 +246,25 @@ async fn people_in_the_room_until(
         ));
         watching.push(log);
     }
+    every_one_sees_both_speakers("watcher", &watching).await;
+    (speakers, watching)
+}
+
+/// Waits up to 30 s until every one of `watchers` (each a `who`) has video from both
+/// speakers.
+async fn every_one_sees_both_speakers(who: &str, watchers: &[SharedLog]) {
     let started = Instant::now();
     wait_until(
-        "every watcher to see both speakers",
+        &format!("every {who} to see both speakers"),
         Duration::from_secs(30),
         async || {
-            watching
+            watchers
                 .iter()
                 .all(|w| video_back(w, started).is_some())
                 .then_some(())
         },
     )
     .await;
-    (speakers, watching)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1498,18 +1504,7 @@ async fn the_control_plane_restarts_mid_event_and_nobody_is_signed_out_or_loses_
         cookies.push(cookie);
         watchers.push(log);
     }
-    let started = Instant::now();
-    wait_until(
-        "every page to see both speakers",
-        Duration::from_secs(30),
-        async || {
-            watchers
-                .iter()
-                .all(|w| video_back(w, started).is_some())
-                .then_some(())
-        },
-    )
-    .await;
+    every_one_sees_both_speakers("page", &watchers).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The control plane's process is killed and started again on the same address, with
