@@ -1313,7 +1313,19 @@ async fn an_oversized_frame_ends_the_socket_before_it_is_read() {
 async fn a_garbage_offer_is_refused_in_words_not_internals() {
     let s = start_room(RoomKind::Session).await;
     let auth = format!("Bearer {}", watcher("u"));
+    // Chrome's offer with payload type 116 given two H264 formats (one without its
+    // packetization mode and profile): str0m 0.25 panicked on it
+    // (found by `bench/fuzz sdp_offer`); the room must refuse it and go on answering.
+    let seed = include_str!("../../fuzz/corpus/sdp_offer/chrome-whep-two-slots");
+    let fmtp = "a=fmtp:116 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f";
+    let at = seed.find(fmtp).unwrap();
+    let two_formats = format!(
+        "{}a=fmtp:116 level-asymmetry-allowed=1{}",
+        &seed[1..at],
+        &seed[at + fmtp.len()..]
+    );
     for body in [
+        two_formats.as_bytes(),
         &b"garbage"[..],
         b"v=0\r\no=- 0 0 IN IP4 x\r\nnot sdp\r\n",
         b"m=video 9",

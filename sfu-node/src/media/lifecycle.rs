@@ -5,10 +5,12 @@
 use std::time::Instant;
 
 use str0m::bwe::Bitrate;
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::{Candidate, Rtc};
 
-use super::{Bwe, Media, MediaEvent, Peer, PeerId, PeerRole, estimate, peer_config, upstream};
+use super::{
+    Bwe, Media, MediaEvent, Peer, PeerId, PeerRole, estimate, offer, peer_config, upstream,
+};
 use crate::vocab::ParticipantId;
 use crate::{Error, Result};
 
@@ -76,12 +78,14 @@ impl Media {
             tracing::info!(error = %e, "an offer that is not SDP");
             Error::Sdp("the body is not an SDP offer".into())
         })?;
+        offer::check(offer_sdp)
+            .map_err(|why| Error::Sdp(format!("the SDP offer is refused: {why}")))?;
         let mut builder = peer_config().set_ice_lite(true);
         if role == PeerRole::View && self.config.bwe == Bwe::Gcc {
             builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
         }
         let mut rtc = self.with_host_candidate(builder, now)?;
-        let answer = rtc.sdp_api().accept_offer(offer)?;
+        let answer = accept_offer(&mut rtc, offer)?;
         let id = self.insert_peer(now, participant, role, rtc, None);
         Ok((id, answer.to_sdp_string()))
     }
@@ -142,6 +146,28 @@ impl Media {
         });
         if !peer.tracks_in.is_empty() {
             self.rebalance(now);
+        }
+    }
+}
+
+/// str0m's `accept_offer`, with its panics turned into a refusal. str0m 0.25 asserts on some
+/// offers it has parsed (a payload type given two different formats in two m-lines panics in
+/// `update_params`; found by `bench/fuzz sdp_offer`). The `Rtc` is new and only this call holds
+/// it, so a panic leaves nothing half-changed in the room: it is dropped and the offer refused.
+pub(super) fn accept_offer(rtc: &mut Rtc, offer: SdpOffer) -> Result<SdpAnswer> {
+    let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rtc.sdp_api().accept_offer(offer)
+    }));
+    match accepted {
+        Ok(answer) => Ok(answer?),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            tracing::info!(why, "str0m panicked on an offer; refused");
+            Err(Error::Sdp("the SDP offer could not be negotiated".into()))
         }
     }
 }

@@ -23,7 +23,7 @@
 //! whose gate (`receives`) is closed.
 //!
 //! Where things are: [`Media`] itself is here; `drive` is the state machine's inputs and
-//! outputs and the dispatch of what str0m emits; `lifecycle` peers arriving and leaving;
+//! outputs and the dispatch of what str0m emits; `lifecycle` peers arriving and leaving (`offer` what an offer must satisfy first);
 //! `placement` which track feeds which slot; `forward` the media itself (RTP packets, each
 //! looked at once and written to every viewer with `rewrite`'s header fields) and the
 //! viewer's gate; `layer` simulcast layer choice; `keyframe` throttled keyframe requests;
@@ -40,6 +40,7 @@ mod keyframe;
 mod layer;
 mod lifecycle;
 mod loss;
+mod offer;
 mod peer;
 mod placement;
 mod rewrite;
