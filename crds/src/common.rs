@@ -194,6 +194,43 @@ pub struct PodRestart {
     pub reason: String,
 }
 
+/// An organiser's request to move a room's SFU pod to another node (the annotation
+/// `roundtable.dev/move-requested-at`), and how far it got. One move per annotation value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMove {
+    /// The annotation's value this move answers; a value already here is not moved again.
+    pub requested_at: String,
+    /// `Moving` (the new pod starts), `Switching` (the room's endpoint names the new pod and
+    /// the old one's people re-join), `Moved`, or `Failed` (the room stayed where it was).
+    pub state: MoveState,
+    /// The SFU pod the room was served from when the move was asked.
+    pub from_pod: String,
+    /// The node it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_node: Option<String>,
+    /// The SFU pod the room moves to.
+    pub to_pod: String,
+    /// The node the new pod runs on, once placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_node: Option<String>,
+    /// When the endpoint was switched to the new pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// What happened, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How far a move got.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum MoveState {
+    Moving,
+    Switching,
+    Moved,
+    Failed,
+}
+
 /// Where an event's recordings are stored.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -32,7 +32,7 @@ pub mod session;
 pub mod stage;
 
 pub use common::{
-    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, PodRestart,
+    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, PodRestart, PodMove, MoveState,
     RecordingStorage, SfuPodSettings, SharePolicy, WatchPolicy,
 };
 pub use live_event::{LiveEvent, LiveEventPhase, LiveEventSpec, LiveEventStatus, TicketType};

@@ -162,4 +162,7 @@ pub struct RoomStatus {
     /// The last replacement of the SFU pod, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restart: Option<crate::common::PodRestart>,
+    /// The last move an organiser asked for (`roundtable.dev/move-requested-at`).
+    #[serde(default, rename = "move", skip_serializing_if = "Option::is_none")]
+    pub pod_move: Option<crate::common::PodMove>,
 }

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use tokio::sync::mpsc;
 use axum::{Json, Router};
 
 use crate::metrics::Metrics;
 use crate::room::UpstreamState;
-use crate::shell::StatusCell;
+use crate::shell::{RoomRequest, StatusCell};
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
@@ -19,10 +20,19 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// False once draining: the pod should get no new joiners.
     pub accepting: Arc<AtomicBool>,
+    /// An origin's room, for `POST /leave` (the operator moves the room to another pod);
+    /// None on a relay, which leaves on SIGTERM.
+    pub leave: Option<mpsc::Sender<RoomRequest>>,
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let router = Router::new();
+    let router = if state.leave.is_some() {
+        router.route("/leave", post(leave))
+    } else {
+        router
+    };
+    router
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -44,6 +54,19 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "connecting to the origin")
     } else {
         (StatusCode::OK, "ready")
+    }
+}
+
+/// The operator moves the room to another pod: take no more joins (not ready), ask everyone
+/// to re-join through the control plane, which names the other pod by now.
+async fn leave(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+    state.accepting.store(false, Ordering::Relaxed);
+    match &state.leave {
+        Some(requests) if requests.send(RoomRequest::Leave).await.is_ok() => {
+            tracing::info!("leaving: the room moves to another pod; everyone asked to re-join");
+            (StatusCode::ACCEPTED, "leaving")
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "the room has stopped"),
     }
 }
 

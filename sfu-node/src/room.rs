@@ -20,6 +20,10 @@ use crate::rules::{
 };
 use crate::{Error, Result};
 
+/// How long people asked to re-join elsewhere (the room moves) keep their sockets before
+/// the room closes them; the same notice a leaving relay gives.
+pub const LEAVE_NOTICE: Duration = crate::relay::core::LEAVE_NOTICE;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomOutput {
     Send(ParticipantId, ServerEvent),
@@ -273,6 +277,13 @@ impl Room {
 
     pub fn begin_drain(&mut self, now: Instant, grace: Duration) {
         self.rules.begin_drain(now, grace);
+        self.pump(Some(now));
+    }
+
+    /// The room moves to another pod: everyone is asked to re-join there and closed
+    /// [`LEAVE_NOTICE`] later.
+    pub fn begin_leave(&mut self, now: Instant) {
+        self.rules.begin_leave(now, LEAVE_NOTICE);
         self.pump(Some(now));
     }
 

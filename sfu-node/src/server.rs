@@ -68,6 +68,7 @@ pub async fn serve(
         status,
         metrics: Arc::new(Metrics::new(&room_name, &kind)),
         accepting: accepting.clone(),
+        leave: Some(requests.clone()),
     });
     let servers = HttpServers::start(listeners.http, app, listeners.admin, admin_app);
     let grace = config.drain_grace;

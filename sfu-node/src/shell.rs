@@ -90,6 +90,8 @@ pub enum RoomRequest {
     Drain {
         grace: Duration,
     },
+    /// The room moves to another pod (the operator's `POST /leave`): everyone re-joins there.
+    Leave,
 }
 
 /// The latest [`RoomStatus`], refreshed a few times a second for the admin port.
@@ -316,6 +318,7 @@ fn handle_request(
             let _ = reply.send(room.delete_peer(now, &user, peer));
         }
         RoomRequest::Drain { grace } => room.begin_drain(now, grace),
+        RoomRequest::Leave => room.begin_leave(now),
     }
 }
 

@@ -41,9 +41,25 @@ use sfu_node::recorder::compose::probe;
 /// runs alone, the others side by side.
 static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// The placement of [`manifests`]' event: its SFU pods go to the tainted media node.
+const ON_THE_MEDIA_NODE: &str = r#"    placement:
+      nodeSelector:
+        roundtable.dev/media: "true"
+      tolerations:
+        - key: roundtable.dev/media
+          operator: Exists
+          effect: NoSchedule
+"#;
+
 /// An event running now with one open session on the media node (host ports, as in
 /// production), `relays` relays in front of the origin.
 fn manifests(relays: u32) -> String {
+    manifests_placed(relays, ON_THE_MEDIA_NODE)
+}
+
+/// [`manifests`] with the event's `sfu.placement` YAML (indented under `sfu:`); empty: any
+/// untainted node (the stack's room nodes).
+fn manifests_placed(relays: u32, placement: &str) -> String {
     let now = jiff::Timestamp::now();
     let start = now - jiff::SignedDuration::from_mins(5);
     let end = now + jiff::SignedDuration::from_hours(3);
@@ -69,14 +85,7 @@ spec:
   organizers:
     - org@example.org
   sfu:
-    placement:
-      nodeSelector:
-        roundtable.dev/media: "true"
-      tolerations:
-        - key: roundtable.dev/media
-          operator: Exists
-          effect: NoSchedule
-    network:
+{placement}    network:
       mode: HostPort
 ---
 apiVersion: roundtable.dev/v1alpha1
@@ -168,12 +177,14 @@ async fn everyone_watching_again(
 }
 
 async fn live_session(stack: &Stack, relays: u32) -> Api<Session> {
+    live_session_of(stack, relays, &manifests(relays)).await
+}
+
+/// [`live_session`] from the manifests `yaml` (an event `expo`, a session `roundtable`).
+async fn live_session_of(stack: &Stack, relays: u32, yaml: &str) -> Api<Session> {
     stack
         .cluster
-        .kubectl_with_stdin(
-            &["apply", "-n", &stack.ns.name, "-f", "-"],
-            Some(&manifests(relays)),
-        )
+        .kubectl_with_stdin(&["apply", "-n", &stack.ns.name, "-f", "-"], Some(yaml))
         .await
         .unwrap()
         .ok()
@@ -730,6 +741,7 @@ fn recording_volume(ns: &str) -> String {
 /// The event of the recording cases: running now, SFU pods on the media node with host
 /// ports, recordings on [`CLAIM`]; `sessions` are appended.
 fn recorded_event(sessions: &str) -> String {
+    let placement = ON_THE_MEDIA_NODE;
     let now = jiff::Timestamp::now();
     let start = now - jiff::SignedDuration::from_mins(5);
     let end = now + jiff::SignedDuration::from_hours(3);
@@ -750,14 +762,7 @@ spec:
   recordingStorage:
     persistentVolumeClaim: {CLAIM}
   sfu:
-    placement:
-      nodeSelector:
-        roundtable.dev/media: "true"
-      tolerations:
-        - key: roundtable.dev/media
-          operator: Exists
-          effect: NoSchedule
-    network:
+{placement}    network:
       mode: HostPort
 {sessions}"#
     )
@@ -1588,5 +1593,274 @@ async fn the_control_plane_restarts_mid_event_and_nobody_is_signed_out_or_loses_
         longest_gap <= GAP_LIMIT,
         "no page's video paused longer than {GAP_LIMIT:?}, longest {longest_gap:.2?}"
     );
+    stack.stop().await.unwrap();
+}
+
+/// Runs the real kubectl as the admin; what it printed, whether it succeeded, and how long
+/// it took.
+async fn kubectl_timed(stack: &Stack, args: &[&str]) -> (bool, String, Duration) {
+    let started = Instant::now();
+    let out = stack.cluster.kubectl(args).await.unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "disruption: `kubectl {}` exited {} after {:.1} s\n--- stdout ---\n{}--- stderr ---\n{}",
+        args.join(" "),
+        out.status,
+        took.as_secs_f64(),
+        out.stdout,
+        out.stderr
+    );
+    (out.success(), format!("{}{}", out.stdout, out.stderr), took)
+}
+
+/// The reasons and messages of the Events about Session `name`.
+async fn events_of(stack: &Stack, name: &str) -> Vec<(String, String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off_the_node() {
+    let _side_by_side = ALONE.read().await;
+    // From the annotation to video from both speakers for every watcher: the new pod's
+    // start (scheduling, process start, a readiness probe), one status write, the old pod's
+    // one-second notice and a re-join through the control plane. The SIGKILL case allows the
+    // same 10 s for a pod that is started only after the loss.
+    const BACK_WITHIN: Duration = Duration::from_secs(10);
+    // Video stops only from the old pod's closing its sockets to the re-join's first frames.
+    const GAP_LIMIT: Duration = Duration::from_secs(3);
+    // The usual: what a watcher sees while nothing happens to its pod.
+    const QUIET_GAP: Duration = Duration::from_secs(1);
+    const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+    roundtable_e2e::init_test_logs();
+    let stack = Stack::start_with(
+        "disrupt-drain",
+        StackOptions {
+            operator: Some(OperatorConfig {
+                host_ports: 34300..=34349,
+                drain_grace_seconds: 2,
+                stats_interval: Duration::from_secs(1),
+                ..OperatorConfig::default()
+            }),
+            room_nodes: 2,
+            ..StackOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Its disruption controller computes what the budget allows; without it an eviction is
+    // refused for want of a processed budget, not because of the live room.
+    stack.cluster.start_controller_manager().await.unwrap();
+    let ns = stack.ns.name.clone();
+    let sessions = live_session_of(&stack, 0, &manifests_placed(0, "")).await;
+    let end = Instant::now() + Duration::from_secs(240);
+    let (speakers, watchers) = people_in_the_room(&stack, 2, end).await;
+    let clients: Vec<SharedLog> = speakers.iter().chain(&watchers).cloned().collect();
+
+    let pods: Api<Pod> = Api::namespaced(stack.ns.client.clone(), &ns);
+    let old = pods.get("session-roundtable").await.unwrap();
+    let old_uid = old.metadata.uid.clone().unwrap();
+    let node = old.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(stack.ns.client.clone(), &ns);
+    wait_until(
+        "the disruption controller to count the live room's pod (1 healthy, 0 disruptions allowed)",
+        Duration::from_secs(60),
+        async || {
+            let s = budgets.get("session-roundtable").await.ok()?.status?;
+            (s.current_healthy == Some(1) && s.disruptions_allowed == Some(0)).then_some(())
+        },
+    )
+    .await;
+
+    // An administrator drains the node: the eviction API refuses the live room's pod.
+    let drain = [
+        "drain",
+        node.as_str(),
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=15s",
+    ];
+    let drain_started = Instant::now();
+    let (drained, said, took) = kubectl_timed(&stack, &drain).await;
+    assert!(!drained, "kubectl drain must not take a live room: {said}");
+    assert!(
+        said.contains("disruption budget"),
+        "kubectl says the budget refused the eviction: {said}"
+    );
+    let still = pods.get("session-roundtable").await.unwrap();
+    assert_eq!(still.metadata.uid.as_deref(), Some(old_uid.as_str()));
+    assert!(still.metadata.deletion_timestamp.is_none() && is_ready(&still));
+    let quiet: Vec<Duration> = watchers
+        .iter()
+        .map(|w| read(w).longest_video_gap(drain_started, Instant::now()))
+        .collect();
+    figure(
+        "refused drain (kubectl --timeout=15s) duration",
+        took.as_secs_f64(),
+        "s",
+        20.0,
+    );
+    for (i, gap) in quiet.iter().enumerate() {
+        figure(
+            &format!("watcher{i} longest video gap during the refused drain"),
+            gap.as_secs_f64(),
+            "s",
+            QUIET_GAP.as_secs_f64(),
+        );
+    }
+    assert!(
+        quiet.iter().all(|g| *g <= QUIET_GAP),
+        "nobody notices a refused drain: {quiet:?}"
+    );
+
+    // The organiser moves the room, as the README says.
+    let value = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let requested = Instant::now();
+    stack
+        .cluster
+        .kubectl(&[
+            "annotate",
+            "-n",
+            &ns,
+            "session",
+            "roundtable",
+            &format!("roundtable.dev/move-requested-at={value}"),
+            "--overwrite",
+        ])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    let back = everyone_watching_again(&stack, &clients, &watchers, requested, "the move").await;
+    let measured = back.iter().map(|at| *at - requested).max().unwrap();
+    let moved = wait_until("status.move to say Moved", Duration::from_secs(30), async || {
+        let m = sessions.get("roundtable").await.ok()?.status?.pod_move?;
+        (m.state == roundtable_crds::MoveState::Moved).then_some(m)
+    })
+    .await;
+    let settled = Instant::now();
+    for log in &clients {
+        eprintln!("disruption: {}", timeline(&read(log), requested));
+    }
+    eprintln!("disruption: status.move = {moved:?}");
+    assert_eq!(moved.requested_at, value);
+    assert_eq!(moved.from_node.as_deref(), Some(node.as_str()));
+    let new_node = moved.to_node.clone().unwrap();
+    assert_ne!(new_node, node, "the room left the drained node");
+    let new = pods.get(&moved.to_pod).await.unwrap();
+    assert!(is_ready(&new));
+    assert_eq!(
+        new.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(new_node.as_str())
+    );
+    wait_until("the old pod to be gone", Duration::from_secs(30), async || {
+        match pods.get_opt("session-roundtable").await {
+            Ok(None) => Some(()),
+            Ok(Some(p)) if p.metadata.uid.as_deref() != Some(old_uid.as_str()) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+
+    // Every re-join after the request went to the new pod: the control plane never sent a
+    // join to the pod being left.
+    let status = sessions.get("roundtable").await.unwrap().status.unwrap();
+    let endpoint = status.endpoint.clone().unwrap();
+    for log in &clients {
+        let log = read(log);
+        let after: Vec<&String> = log
+            .stays
+            .iter()
+            .filter(|(at, _)| *at > requested)
+            .map(|(_, pod)| pod)
+            .collect();
+        assert!(!after.is_empty(), "every client re-joined: {log:?}");
+        assert!(
+            after.iter().all(|pod| pod.ends_with(&endpoint)),
+            "every stay since the request is on the new pod at {endpoint}: {after:?}"
+        );
+    }
+    let gaps: Vec<Duration> = watchers
+        .iter()
+        .map(|w| read(w).longest_video_gap(requested, settled))
+        .collect();
+    figure(
+        "move requested -> video back for every watcher",
+        measured.as_secs_f64(),
+        "s",
+        BACK_WITHIN.as_secs_f64(),
+    );
+    for (i, gap) in gaps.iter().enumerate() {
+        figure(
+            &format!("watcher{i} longest video gap during the move"),
+            gap.as_secs_f64(),
+            "s",
+            GAP_LIMIT.as_secs_f64(),
+        );
+    }
+    let events = events_of(&stack, "roundtable").await;
+    for reason in ["RoomMoving", "RoomMoved"] {
+        assert!(
+            events.iter().any(|(t, r, _)| t == "Normal" && r == reason),
+            "a Normal {reason} Event: {events:?}"
+        );
+    }
+    let note = &events.iter().find(|(_, r, _)| r == "RoomMoved").unwrap().2;
+    assert!(
+        note.contains(&node) && note.contains(&new_node),
+        "RoomMoved names both nodes: {note}"
+    );
+    wait_until(
+        "the session to show 2 on camera, 2 watching",
+        Duration::from_secs(15),
+        async || {
+            let s = sessions.get("roundtable").await.ok()?.status?;
+            (s.phase == Some(LivePhase::Live) && s.on_camera == Some(2) && s.watching == Some(2))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The node is empty now: the administrator's drain goes through.
+    let drain = [
+        "drain",
+        node.as_str(),
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=60s",
+    ];
+    let (drained, said, took) = kubectl_timed(&stack, &drain).await;
+    assert!(drained, "the emptied node drains: {said}");
+    figure(
+        "drain of the node after the move",
+        took.as_secs_f64(),
+        "s",
+        DRAIN_LIMIT.as_secs_f64(),
+    );
+    assert!(
+        measured <= BACK_WITHIN,
+        "video back for every watcher within {BACK_WITHIN:?} of the move request, took {measured:.2?}"
+    );
+    assert!(
+        gaps.iter().all(|g| *g <= GAP_LIMIT),
+        "no watcher went {GAP_LIMIT:?} without video during the move: {gaps:?}"
+    );
+    assert!(took <= DRAIN_LIMIT, "the drain took {took:.2?}");
     stack.stop().await.unwrap();
 }

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use roundtable_crds::{
-    LiveEvent, LivePhase, PodRestart, RecordingSummary, Room, RoomPhase, Session, Stage,
+    LiveEvent, LivePhase, PodMove, PodRestart, RecordingSummary, Room, RoomPhase, Session, Stage,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -31,6 +31,8 @@ pub struct Previous {
     pub last_active: Option<Timestamp>,
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     pub restarts: Restarts,
+    /// The last move an organiser asked for (`status.move`).
+    pub pod_move: Option<PodMove>,
 }
 
 /// The facts a status is written from.
@@ -49,6 +51,8 @@ pub struct StatusFacts<'a> {
     pub recordings: Option<Vec<RecordingSummary>>,
     /// The relays (sessions and stages).
     pub relays: Option<RelayFacts>,
+    /// The last move an organiser asked for.
+    pub pod_move: Option<PodMove>,
 }
 
 /// A kind that gets an SFU pod.
@@ -114,6 +118,7 @@ fn live_previous(
     ended: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     restarts: (Option<i32>, Option<&PodRestart>),
+    pod_move: Option<&PodMove>,
 ) -> Previous {
     Previous {
         phase,
@@ -127,6 +132,7 @@ fn live_previous(
             count: restarts.0.unwrap_or(0),
             last: restarts.1.map(|r| (r.at.0, r.reason.clone())),
         },
+        pod_move: pod_move.cloned(),
     }
 }
 
@@ -143,6 +149,7 @@ fn common_status(facts: &StatusFacts<'_>) -> Value {
             "at": time(Some(*at)),
             "reason": reason,
         })),
+        "move": facts.pod_move,
     })
 }
 
@@ -191,6 +198,7 @@ impl LiveKind for Session {
             s.ended_at.as_ref(),
             &s.conditions,
             (s.restarts, s.last_restart.as_ref()),
+            s.pod_move.as_ref(),
         )
     }
 
@@ -298,6 +306,7 @@ impl LiveKind for Stage {
             None,
             &s.conditions,
             (s.restarts, s.last_restart.as_ref()),
+            s.pod_move.as_ref(),
         )
     }
 
@@ -357,6 +366,7 @@ impl LiveKind for Room {
                 None,
                 &s.conditions,
                 (s.restarts, s.last_restart.as_ref()),
+                s.pod_move.as_ref(),
             )
         }
     }

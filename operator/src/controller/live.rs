@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use roundtable_crds::{LivePhase, NetworkMode};
+use roundtable_crds::{LivePhase, MoveState, NetworkMode};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -22,7 +22,10 @@ use crate::plan::decide::{
     Child, ChildFailure, ConditionPlan, EventPlan, Observed, POD_LOST, PodAction, Problem,
     Severity, decide,
 };
-use crate::plan::pod::{disruption_budget, endpoint, host_port_of, pod_name, sfu_pod};
+use crate::plan::moving::{
+    MOVE_REQUESTED, MoveFacts, MoveStep, PodSeen, current_origin, plan_move,
+};
+use crate::plan::pod::{disruption_budget, endpoint, host_port_of, moved_pod, pod_name, sfu_pod};
 use crate::plan::ports::pick_host_port;
 use crate::plan::references::{self, Found};
 use crate::plan::service;
@@ -139,16 +142,64 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         problems.extend(references::recording_claim(&namespace, claim, claim_found));
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let name = pod_name(&room);
-    let pod = ctx
-        .sfu_pods
-        .get(&ObjectRef::new(&name).within(&namespace))
-        .map(|p| p.as_ref().clone())
-        .filter(|p| {
-            p.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == obj.meta().uid.as_ref())
-        });
+    // The room's own pod name (also its budget's and relays' prefix); the origin pod may be
+    // one a move made.
+    let base = pod_name(&room);
+    let owned = |name: &str| {
+        ctx.sfu_pods
+            .get(&ObjectRef::new(name).within(&namespace))
+            .map(|p| p.as_ref().clone())
+            .filter(|p| {
+                p.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == obj.meta().uid.as_ref())
+            })
+    };
+    let written = ctx.last_written(obj);
+    let previous_move = match &written {
+        Some(w) => w.pod_move.clone(),
+        None => obj.previous().pod_move,
+    };
+
+    // An organiser's move (`roundtable.dev/move-requested-at`): decided before the room's
+    // own plan, which follows the pod the endpoint names.
+    let seen = |p: &Pod| PodSeen {
+        state: observe::pod_state(p),
+        node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+    };
+    let origin_before = owned(&current_origin(&base, previous_move.as_ref()));
+    let other = previous_move.as_ref().and_then(|m| match m.state {
+        MoveState::Moving => owned(&m.to_pod),
+        MoveState::Switching => owned(&m.from_pod),
+        MoveState::Moved | MoveState::Failed => None,
+    });
+    let requested = obj
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MOVE_REQUESTED).cloned());
+    let settings = room.settings(event.as_ref());
+    let unmovable = (service::mode(&settings) != NetworkMode::HostPort).then_some(
+        "it has a media Service (LoadBalancer or NodePort), which would send media to both pods; moves need the HostPort network mode",
+    );
+    let move_plan = plan_move(
+        &MoveFacts {
+            base: &base,
+            requested: requested.as_deref(),
+            previous: previous_move.as_ref(),
+            origin: origin_before.as_ref().map(seen).as_ref(),
+            other: other.as_ref().map(seen).as_ref(),
+            unmovable,
+            now,
+        },
+        ctx.config.stats_interval,
+    );
+    let name = current_origin(&base, move_plan.status.as_ref());
+    let pod = if origin_before.as_ref().is_some_and(|p| p.name_any() == name) {
+        origin_before.clone()
+    } else {
+        owned(&name)
+    };
     let pod_state = pod.as_ref().map(observe::pod_state);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let counts = match (&pod, &pod_state) {
@@ -170,7 +221,6 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
     let mut previous = obj.previous();
     // The watch cache may not hold this process's last status write yet: the phase it wrote
     // is newer (so an Event such as Live is recorded once).
-    let written = ctx.last_written(obj);
     if let Some(w) = &written {
         previous.phase = Some(w.phase);
         previous.restarts = w.restarts.clone();
@@ -218,10 +268,9 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         now,
         ctx.config.stats_interval,
     );
-    let settings = room.settings(event.as_ref());
     let media_svc = match service::mode(&settings) {
         NetworkMode::HostPort => None,
-        _ => services.get_opt(&name).await?,
+        _ => services.get_opt(&base).await?,
     };
     let owner = obj
         .controller_owner_ref(&())
@@ -241,7 +290,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                 let current = match &media_svc {
                     Some(existing) => existing.clone(),
                     None => match services
-                        .patch(&name, &params, &Patch::Apply(&desired))
+                        .patch(&base, &params, &Patch::Apply(&desired))
                         .await
                     {
                         Ok(created) => created,
@@ -264,19 +313,19 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                         type_: "Ready",
                         status: false,
                         reason: "WaitingForLoadBalancer",
-                        message: format!("the Service {name} has no load balancer address yet"),
+                        message: format!("the Service {base} has no load balancer address yet"),
                     });
                     plan.event = (previous.phase != Some(LivePhase::Starting)).then(|| EventPlan {
                         warning: false,
                         reason: "Starting",
                         note: format!(
-                            "created the Service {name}; waiting for its load balancer address"
+                            "created the Service {base}; waiting for its load balancer address"
                         ),
                     });
                 }
             }
             if advertise.is_some() || service::mode(&settings) == NetworkMode::HostPort {
-                let desired_pod = sfu_pod(
+                let mut desired_pod = sfu_pod(
                     &room,
                     &settings,
                     &ctx.config,
@@ -284,6 +333,8 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                     advertise,
                     owner.clone(),
                 );
+                // After a move the room's origin pod has the name the move gave it.
+                desired_pod.metadata.name = Some(name.clone());
                 match pods
                     .create(
                         &PostParams {
@@ -315,7 +366,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
             }
             let pdb = disruption_budget(&room, owner.clone());
             if let Err(e) = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
-                .patch(&name, &params, &Patch::Apply(&pdb))
+                .patch(&base, &params, &Patch::Apply(&pdb))
                 .await
             {
                 failure = Some(refused(Child::DisruptionBudget, e)?);
@@ -340,9 +391,23 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                     Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                     Err(e) => return Err(e.into()),
                 }
+                // A room that ends mid-move ends on both of its pods.
+                if plan.pod == PodAction::Drain
+                    && let Some(other) = &other
+                {
+                    let params = DeleteParams {
+                        grace_period_seconds: params.grace_period_seconds,
+                        ..Default::default()
+                    };
+                    match pods.delete(&other.name_any(), &params).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 // A load balancer costs money while it exists: it goes with the room.
                 if plan.pod == PodAction::Drain && media_svc.is_some() {
-                    match services.delete(&name, &DeleteParams::default()).await {
+                    match services.delete(&base, &DeleteParams::default()).await {
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 404 => {}
                         Err(e) => return Err(e.into()),
@@ -351,7 +416,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                 // The budget would block the drain's eviction-free delete only for evictions;
                 // removing it lets node drains proceed once the room is over.
                 let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace);
-                match pdbs.delete(&name, &DeleteParams::default()).await {
+                match pdbs.delete(&base, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -360,6 +425,52 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         }
         PodAction::Ensure | PodAction::Keep => {}
     }
+    // Apply: the move's step.
+    match &move_plan.step {
+        MoveStep::Create { pod: new, avoid } => {
+            let port = free_host_port(ctx)?;
+            let desired_pod = moved_pod(
+                sfu_pod(&room, &settings, &ctx.config, port, None, owner.clone()),
+                new,
+                avoid,
+            );
+            let create = PostParams {
+                field_manager: Some(crate::FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match pods.create(&create, &desired_pod).await {
+                Ok(_) => info!(pod = %new, avoid = %avoid, port, "created the SFU pod of a move"),
+                // Created by an earlier reconcile (or the previous leader): never a duplicate.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        MoveStep::Leave { pod: old } => {
+            if let Some(old_pod) = owned(old)
+                && let Err(e) = observe::ask_to_leave(&ctx.http, &old_pod, ctx.config.sfu_admin_port).await
+            {
+                // The old pod's people then re-join when it is deleted, a few seconds later.
+                warn!(pod = %old, error = %e, "could not ask the old SFU pod of a move to send its people away");
+            }
+        }
+        MoveStep::RemoveOld { pod: old } | MoveStep::GiveUp { pod: old } => {
+            let params = DeleteParams {
+                grace_period_seconds: Some(if matches!(move_plan.step, MoveStep::GiveUp { .. }) {
+                    0
+                } else {
+                    MOVED_POD_GRACE
+                }),
+                ..Default::default()
+            };
+            match pods.delete(old, &params).await {
+                Ok(_) => info!(pod = %old, "deleted the SFU pod a move left behind"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        MoveStep::None | MoveStep::Wait => {}
+    }
+
     let child_failed = failure.is_some();
     if let Some(failure) = failure {
         warn!(kind = K::CONTROLLER, %namespace, name = %obj.name_any(), reason = failure.reason, detail = %failure.message, "a child was refused; reported in status");
@@ -373,7 +484,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
     }
 
     // Events.
-    if let Some(planned) = &plan.event {
+    for planned in plan.event.iter().chain(&move_plan.event) {
         let event = Event {
             type_: if planned.warning {
                 EventType::Warning
@@ -485,6 +596,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         },
         recordings: recordings.map(|r| r.summaries),
         relays: relays.clone(),
+        pod_move: move_plan.status.clone(),
     };
     let status = json!({
         "apiVersion": K::api_version(&()),
@@ -504,6 +616,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                 .iter()
                 .find(|c| c.type_ == "Degraded" && c.status && POD_LOST.contains(&c.reason))
                 .map(|c| c.message.clone()),
+            pod_move: move_plan.status.clone(),
         },
     );
     ctx.record_room(&room, live.then_some((counts.on_camera, counts.watching)));
@@ -525,6 +638,10 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         .as_ref()
         .and_then(|r| r.recheck_at)
         .map(|at| super::relays::until(at, now));
+    let due = match (due, move_plan.requeue_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let requeue = match (requeue, due) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -534,6 +651,10 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         child_failed,
     })
 }
+
+/// The grace period of the old pod a move deletes: its people were sent away already, so
+/// sfu-node has nothing left to drain.
+const MOVED_POD_GRACE: u32 = 5;
 
 /// How long a port handed out counts as used even if no pod in the cache shows it: longer
 /// than a created pod takes to reach the watch cache.

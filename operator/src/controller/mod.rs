@@ -46,6 +46,8 @@ pub struct Written {
     pub restarts: Restarts,
     /// The `Degraded` message while a lost pod is being replaced.
     pub degraded: Option<String>,
+    /// The move written last (`status.move`).
+    pub pod_move: Option<roundtable_crds::PodMove>,
 }
 
 /// What every reconcile shares.

@@ -104,6 +104,24 @@ pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Optio
     read_stats(http, &format!("{ip}:{admin_port}"), Duration::from_secs(2)).await
 }
 
+/// Asks the sfu-node of `pod` to send its people away (`POST /leave` on its admin port): it
+/// stops taking joins, tells everyone to re-join through the control plane and closes them a
+/// second later. Repeating it changes nothing.
+pub async fn ask_to_leave(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Result<(), String> {
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_ref())
+        .ok_or("the pod has no IP")?;
+    http.post(format!("http://{ip}:{admin_port}/leave"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Reads an sfu-node's `/stats` at its admin address (`host:port`).
 pub async fn read_stats(http: &reqwest::Client, admin: &str, timeout: Duration) -> Option<Counts> {
     let response = http

@@ -7,6 +7,7 @@ pub mod autoscale;
 pub mod backoff;
 pub mod conditions;
 pub mod decide;
+pub mod moving;
 pub mod pod;
 pub mod ports;
 pub mod recording;
@@ -19,3 +20,5 @@ pub mod sizing;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod moving_tests;

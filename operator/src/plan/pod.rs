@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
     SeccompProfile, SecretKeySelector, SecurityContext, TopologySpreadConstraint,
 };
@@ -237,6 +238,35 @@ pub fn sfu_pod(
     }
 }
 
+/// `pod` as the origin pod `name` of a move away from node `avoid`: a required node affinity
+/// keeps the scheduler off that node, added to every term of the placement's own (terms are
+/// alternatives, so the exclusion must be part of each).
+pub fn moved_pod(mut pod: Pod, name: &str, avoid: &str) -> Pod {
+    pod.metadata.name = Some(name.to_string());
+    let not_there = NodeSelectorRequirement {
+        key: "metadata.name".into(),
+        operator: "NotIn".into(),
+        values: Some(vec![avoid.to_string()]),
+    };
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    let affinity = spec.affinity.get_or_insert_with(Default::default);
+    let node = affinity.node_affinity.get_or_insert_with(Default::default);
+    let required = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector {
+            node_selector_terms: Vec::new(),
+        });
+    if required.node_selector_terms.is_empty() {
+        required.node_selector_terms.push(NodeSelectorTerm::default());
+    }
+    for term in &mut required.node_selector_terms {
+        term.match_fields
+            .get_or_insert_with(Vec::new)
+            .push(not_there.clone());
+    }
+    pod
+}
+
 /// A PodDisruptionBudget that keeps a live room's origin pod from voluntary eviction (node
 /// drains wait until the room ends). `minAvailable: 1` rather than `maxUnavailable: 0`: the
 /// disruption controller then counts the selected pod itself instead of asking the pod's
@@ -374,7 +404,7 @@ pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5, |hash, byte| {
         (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
     })

@@ -235,6 +235,7 @@ pub async fn serve_relay(
         status,
         metrics: Arc::new(Metrics::new(&room_name, &kind)),
         accepting: accepting.clone(),
+        leave: None,
     });
     let servers = HttpServers::start(listeners.http, app, listeners.admin, admin_app);
     let leave_task = tokio::spawn(async move {

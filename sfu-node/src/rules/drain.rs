@@ -30,6 +30,19 @@ impl Rules {
         self.send_all(ServerEvent::Draining { grace_ms });
     }
 
+    /// The room moves to another pod: stop taking joins, ask everyone to re-join through the
+    /// control plane (which now names the other pod) and disconnect whoever is still in
+    /// `notice` later. A room already draining carries on draining.
+    pub fn begin_leave(&mut self, now: Instant, notice: Duration) {
+        if self.is_draining() {
+            return;
+        }
+        self.drain_deadline = Some(now + notice);
+        self.send_all(ServerEvent::Reconnect {
+            reason: "room_moving".into(),
+        });
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(deadline) = self.drain_deadline else {
             return;

@@ -726,6 +726,40 @@ fn drain_refuses_joins_keeps_peers_and_closes_at_the_grace_deadline() {
 }
 
 #[test]
+fn a_room_that_moves_asks_everyone_to_rejoin_and_closes_them_after_the_notice() {
+    let t0 = Instant::now();
+    let mut r = room(RoomKind::Session);
+    let a = r.join(watcher(1)).unwrap();
+    let b = r.join(watcher(2)).unwrap();
+    r.go_on_camera(b).unwrap();
+    drain(&mut r);
+
+    r.begin_leave(t0, Duration::from_secs(1));
+    assert_eq!(r.join(watcher(3)), Err(Refusal::Draining), "no joins while moving");
+    let out = drain(&mut r);
+    let moving = ServerEvent::Reconnect {
+        reason: "room_moving".into(),
+    };
+    for who in [a, b] {
+        let events = events_for(&out, who);
+        assert!(events.contains(&moving), "{who:?} is asked to re-join: {events:?}");
+        assert!(
+            !events.iter().any(|e| matches!(e, ServerEvent::Draining { .. })),
+            "a move is not the room ending: {events:?}"
+        );
+    }
+    // Asking again (the operator retries) changes nothing.
+    r.begin_leave(t0 + Duration::from_millis(500), Duration::from_secs(1));
+    assert!(drain(&mut r).is_empty());
+
+    r.handle_timeout(t0 + Duration::from_secs(1));
+    let out = drain(&mut r);
+    assert!(out.contains(&RulesOutput::StopMedia(b)));
+    assert!(out.contains(&RulesOutput::Disconnect(a, Refusal::Draining)));
+    assert!(r.is_drained());
+}
+
+#[test]
 fn drain_completes_early_when_everyone_leaves() {
     let t0 = Instant::now();
     let mut r = room(RoomKind::Session);
