@@ -32,8 +32,8 @@ pub mod session;
 pub mod stage;
 
 pub use common::{
-    BandwidthEstimation, Lifecycle, MediaNetwork, NetworkMode, Placement, PodRestart, PodMove, MoveState,
-    RecordingStorage, SfuPodSettings, SharePolicy, WatchPolicy,
+    BandwidthEstimation, Lifecycle, MediaNetwork, MoveState, NetworkMode, Placement, PodMove,
+    PodRestart, RecordingStorage, SfuPodSettings, SharePolicy, WatchPolicy,
 };
 pub use live_event::{LiveEvent, LiveEventPhase, LiveEventSpec, LiveEventStatus, TicketType};
 pub use relays::{Autoscaling, RelayPod};

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use tokio::sync::mpsc;
 use axum::{Json, Router};
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::room::UpstreamState;

@@ -1730,7 +1730,9 @@ async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off
     );
 
     // The organiser moves the room, as the README says.
-    let value = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let value = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let requested = Instant::now();
     stack
         .cluster
@@ -1749,10 +1751,14 @@ async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off
         .unwrap();
     let back = everyone_watching_again(&stack, &clients, &watchers, requested, "the move").await;
     let measured = back.iter().map(|at| *at - requested).max().unwrap();
-    let moved = wait_until("status.move to say Moved", Duration::from_secs(30), async || {
-        let m = sessions.get("roundtable").await.ok()?.status?.pod_move?;
-        (m.state == roundtable_crds::MoveState::Moved).then_some(m)
-    })
+    let moved = wait_until(
+        "status.move to say Moved",
+        Duration::from_secs(30),
+        async || {
+            let m = sessions.get("roundtable").await.ok()?.status?.pod_move?;
+            (m.state == roundtable_crds::MoveState::Moved).then_some(m)
+        },
+    )
     .await;
     let settled = Instant::now();
     for log in &clients {
@@ -1769,13 +1775,15 @@ async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off
         new.spec.as_ref().unwrap().node_name.as_deref(),
         Some(new_node.as_str())
     );
-    wait_until("the old pod to be gone", Duration::from_secs(30), async || {
-        match pods.get_opt("session-roundtable").await {
+    wait_until(
+        "the old pod to be gone",
+        Duration::from_secs(30),
+        async || match pods.get_opt("session-roundtable").await {
             Ok(None) => Some(()),
             Ok(Some(p)) if p.metadata.uid.as_deref() != Some(old_uid.as_str()) => Some(()),
             _ => None,
-        }
-    })
+        },
+    )
     .await;
 
     // Every re-join after the request went to the new pod: the control plane never sent a

@@ -447,7 +447,8 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         }
         MoveStep::Leave { pod: old } => {
             if let Some(old_pod) = owned(old)
-                && let Err(e) = observe::ask_to_leave(&ctx.http, &old_pod, ctx.config.sfu_admin_port).await
+                && let Err(e) =
+                    observe::ask_to_leave(&ctx.http, &old_pod, ctx.config.sfu_admin_port).await
             {
                 // The old pod's people then re-join when it is deleted, a few seconds later.
                 warn!(pod = %old, error = %e, "could not ask the old SFU pod of a move to send its people away");

@@ -107,7 +107,11 @@ pub async fn counts(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Optio
 /// Asks the sfu-node of `pod` to send its people away (`POST /leave` on its admin port): it
 /// stops taking joins, tells everyone to re-join through the control plane and closes them a
 /// second later. Repeating it changes nothing.
-pub async fn ask_to_leave(http: &reqwest::Client, pod: &Pod, admin_port: u16) -> Result<(), String> {
+pub async fn ask_to_leave(
+    http: &reqwest::Client,
+    pod: &Pod,
+    admin_port: u16,
+) -> Result<(), String> {
     let ip = pod
         .status
         .as_ref()

@@ -19,6 +19,6 @@ pub mod service;
 pub mod sizing;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod moving_tests;
+#[cfg(test)]
+mod tests;

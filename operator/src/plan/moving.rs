@@ -135,7 +135,8 @@ fn node(n: Option<&String>) -> String {
 /// Decides the next step of a room's move; `poll` is how soon to look again while one runs.
 pub fn plan_move(facts: &MoveFacts<'_>, poll: Duration) -> MovePlan {
     let previous = facts.previous;
-    let in_progress = previous.filter(|m| matches!(m.state, MoveState::Moving | MoveState::Switching));
+    let in_progress =
+        previous.filter(|m| matches!(m.state, MoveState::Moving | MoveState::Switching));
     if let Some(m) = in_progress {
         return continue_move(facts, m, poll);
     }
@@ -166,7 +167,9 @@ pub fn plan_move(facts: &MoveFacts<'_>, poll: Duration) -> MovePlan {
         return failed(format!("the room cannot move: {why}"));
     }
     match facts.origin {
-        None => failed("the room has no SFU pod to move; it starts wherever the scheduler places it".into()),
+        None => failed(
+            "the room has no SFU pod to move; it starts wherever the scheduler places it".into(),
+        ),
         Some(PodSeen {
             state: PodState::Running { ready: true },
             node: Some(from_node),
@@ -253,7 +256,10 @@ fn continue_move(facts: &MoveFacts<'_>, m: &PodMove, poll: Duration) -> MovePlan
             Some(PodSeen {
                 state: PodState::Stuck { reason, message },
                 ..
-            }) => give_up(m, &format!("the new SFU pod cannot start: {reason}: {message}")),
+            }) => give_up(
+                m,
+                &format!("the new SFU pod cannot start: {reason}: {message}"),
+            ),
             Some(PodSeen {
                 state: PodState::Exited { message },
                 ..

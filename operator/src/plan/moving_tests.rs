@@ -10,8 +10,7 @@ use roundtable_crds::{MoveState, PodMove};
 
 use super::decide::PodState;
 use super::moving::{
-    LEAVE_NOTICE, MoveFacts, MovePlan, MoveStep, PodSeen, current_origin, move_pod_name,
-    plan_move,
+    LEAVE_NOTICE, MoveFacts, MovePlan, MoveStep, PodSeen, current_origin, move_pod_name, plan_move,
 };
 use super::pod::moved_pod;
 
@@ -55,10 +54,7 @@ fn facts<'a>(
 /// node-b: the plan that switches.
 fn switched() -> MovePlan {
     let old = ready_on("node-a");
-    let started = plan_move(
-        &facts(Some("T1"), None, Some(&old), None, now()),
-        POLL,
-    );
+    let started = plan_move(&facts(Some("T1"), None, Some(&old), None, now()), POLL);
     let moving = started.status.unwrap();
     let new = ready_on("node-b");
     plan_move(
@@ -107,7 +103,10 @@ fn the_new_pod_is_created_again_until_seen_and_waited_for_until_ready() {
         .unwrap();
     // The cache has not seen the created pod yet: create again (the API server answers
     // 409; never a duplicate), nothing new to report.
-    let again = plan_move(&facts(Some("T1"), Some(&moving), Some(&old), None, at(1)), POLL);
+    let again = plan_move(
+        &facts(Some("T1"), Some(&moving), Some(&old), None, at(1)),
+        POLL,
+    );
     assert!(matches!(again.step, MoveStep::Create { .. }));
     assert_eq!(again.status.as_ref(), Some(&moving));
     assert_eq!(again.event, None);
@@ -122,7 +121,13 @@ fn the_new_pod_is_created_again_until_seen_and_waited_for_until_ready() {
             node: Some("node-b".into()),
         };
         let plan = plan_move(
-            &facts(Some("T1"), Some(&moving), Some(&old), Some(&starting), at(2)),
+            &facts(
+                Some("T1"),
+                Some(&moving),
+                Some(&old),
+                Some(&starting),
+                at(2),
+            ),
             POLL,
         );
         assert_eq!(plan.step, MoveStep::Wait);
@@ -199,7 +204,10 @@ fn a_second_move_starts_from_the_pod_the_first_one_moved_to() {
         ..switching
     };
     let here = ready_on("node-b");
-    let plan = plan_move(&facts(Some("T2"), Some(&moved), Some(&here), None, at(600)), POLL);
+    let plan = plan_move(
+        &facts(Some("T2"), Some(&moved), Some(&here), None, at(600)),
+        POLL,
+    );
     let status = plan.status.unwrap();
     assert_eq!(status.from_pod, moved.to_pod);
     assert_eq!(status.to_pod, move_pod_name(BASE, "T2"));
@@ -242,7 +250,11 @@ fn a_new_pod_no_node_takes_is_deleted_and_the_room_stays_with_a_warning() {
     let event = plan.event.unwrap();
     assert_eq!((event.warning, event.reason), (true, "RoomMoveFailed"));
     assert!(event.note.contains(why), "{}", event.note);
-    assert!(event.note.contains("stays on node node-a"), "{}", event.note);
+    assert!(
+        event.note.contains("stays on node node-a"),
+        "{}",
+        event.note
+    );
     // Not tried again for the same value.
     let later = plan_move(
         &facts(Some("T1"), Some(&status), Some(&old), None, at(30)),
@@ -315,7 +327,15 @@ fn term(key: &str) -> NodeSelectorTerm {
 }
 
 fn exclusions(pod: &Pod) -> Vec<Vec<NodeSelectorRequirement>> {
-    pod.spec.as_ref().unwrap().affinity.as_ref().unwrap().node_affinity.as_ref().unwrap()
+    pod.spec
+        .as_ref()
+        .unwrap()
+        .affinity
+        .as_ref()
+        .unwrap()
+        .node_affinity
+        .as_ref()
+        .unwrap()
         .required_during_scheduling_ignored_during_execution
         .as_ref()
         .unwrap()
@@ -354,7 +374,13 @@ fn the_moved_pod_is_kept_off_the_old_node_in_every_placement_term() {
     };
     let moved = moved_pod(placed, "session-keynote-m1", "node-a");
     assert_eq!(exclusions(&moved), vec![vec![not_a.clone()], vec![not_a]]);
-    let terms = &moved.spec.unwrap().affinity.unwrap().node_affinity.unwrap()
+    let terms = &moved
+        .spec
+        .unwrap()
+        .affinity
+        .unwrap()
+        .node_affinity
+        .unwrap()
         .required_during_scheduling_ignored_during_execution
         .unwrap()
         .node_selector_terms;

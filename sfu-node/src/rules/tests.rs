@@ -735,16 +735,25 @@ fn a_room_that_moves_asks_everyone_to_rejoin_and_closes_them_after_the_notice() 
     drain(&mut r);
 
     r.begin_leave(t0, Duration::from_secs(1));
-    assert_eq!(r.join(watcher(3)), Err(Refusal::Draining), "no joins while moving");
+    assert_eq!(
+        r.join(watcher(3)),
+        Err(Refusal::Draining),
+        "no joins while moving"
+    );
     let out = drain(&mut r);
     let moving = ServerEvent::Reconnect {
         reason: "room_moving".into(),
     };
     for who in [a, b] {
         let events = events_for(&out, who);
-        assert!(events.contains(&moving), "{who:?} is asked to re-join: {events:?}");
         assert!(
-            !events.iter().any(|e| matches!(e, ServerEvent::Draining { .. })),
+            events.contains(&moving),
+            "{who:?} is asked to re-join: {events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Draining { .. })),
             "a move is not the room ending: {events:?}"
         );
     }
