@@ -1,5 +1,5 @@
-//! A str0m client peer over a real UDP socket, plus a minimal HTTP/1.1 client for the
-//! signalling endpoints. Process tests and the load generator use it; it is what a
+//! A str0m client peer over a real UDP socket (or, as an attendee without UDP, over ICE-TCP
+//! to the server's media port), plus a minimal HTTP/1.1 client for the signalling endpoints. Process tests and the load generator use it; it is what a
 //! WHIP/WHEP client of this server looks like with str0m.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,10 +11,13 @@ use str0m::format::Codec;
 use str0m::media::{
     Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
 };
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+
+use crate::ice_tcp::framing::{self, Decoder};
 
 use crate::{Error, Result};
 
@@ -112,6 +115,16 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The address of the first `tcptype passive` candidate of an SDP answer.
+pub fn passive_tcp_candidate(sdp: &str) -> Option<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        .filter_map(|l| Candidate::from_sdp_string(l).ok())
+        .find(|c| c.proto() == Protocol::Tcp && c.tcptype() == Some(TcpType::Passive))
+        .map(|c| c.addr())
+}
+
 /// What a client peer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientRole {
@@ -146,11 +159,34 @@ pub fn frame_sent_at(data: &[u8]) -> Option<Instant> {
     Some(epoch() + Duration::from_nanos(nanos))
 }
 
+/// How a client peer's media travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A UDP socket with a host candidate.
+    Udp,
+    /// No UDP at all: after the answer, a TCP connection to the server's passive ICE-TCP
+    /// candidate, announced as an active TCP host candidate (RFC 6544).
+    Tcp,
+}
+
+/// The TCP connection of a [`Transport::Tcp`] peer.
+#[derive(Debug)]
+struct TcpPath {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    /// The server's end: where packets come from.
+    remote: SocketAddr,
+    decoder: Decoder,
+}
+
 #[derive(Debug)]
 pub struct ClientPeer {
     pub rtc: Rtc,
+    /// The UDP socket (unused, and named in no candidate, with [`Transport::Tcp`]).
     pub socket: UdpSocket,
+    /// The address of the local candidate: the UDP socket's, or the TCP connection's.
     pub local: SocketAddr,
+    tcp: Option<TcpPath>,
     pub mids: Vec<Mid>,
     /// `Location` of this peer on the server.
     pub location: String,
@@ -166,15 +202,28 @@ impl ClientPeer {
         token: &str,
         role: ClientRole,
     ) -> Result<(ClientPeer, HttpResponse)> {
+        Self::connect_over(http, path_and_query, token, role, Transport::Udp).await
+    }
+
+    /// [`ClientPeer::connect`] with media over `transport`.
+    pub async fn connect_over(
+        http: SocketAddr,
+        path_and_query: &str,
+        token: &str,
+        role: ClientRole,
+        transport: Transport,
+    ) -> Result<(ClientPeer, HttpResponse)> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let local = socket.local_addr()?;
+        let mut local = socket.local_addr()?;
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(|e| Error::Sdp(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        if transport == Transport::Udp {
+            let candidate = Candidate::host(local, "udp").map_err(|e| Error::Sdp(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
         let mut api = rtc.sdp_api();
         let mut mids = Vec::new();
         match role {
@@ -227,6 +276,31 @@ impl ClientPeer {
         let answer =
             SdpAnswer::from_sdp_string(&resp.text()).map_err(|e| Error::Sdp(e.to_string()))?;
         rtc.sdp_api().accept_answer(pending, answer)?;
+        let tcp = match transport {
+            Transport::Udp => None,
+            Transport::Tcp => {
+                let server = passive_tcp_candidate(&resp.text()).ok_or_else(|| {
+                    Error::Sdp("the answer offers no passive TCP candidate".into())
+                })?;
+                let stream = TcpStream::connect(server).await?;
+                stream.set_nodelay(true)?;
+                local = stream.local_addr()?;
+                let candidate = Candidate::builder()
+                    .tcp()
+                    .host(local)
+                    .tcptype(TcpType::Active)
+                    .build()
+                    .map_err(|e| Error::Sdp(e.to_string()))?;
+                rtc.add_local_candidate(candidate);
+                let (read, write) = stream.into_split();
+                Some(TcpPath {
+                    read,
+                    write,
+                    remote: server,
+                    decoder: Decoder::default(),
+                })
+            }
+        };
         let participant = resp
             .header("x-participant")
             .and_then(|p| p.parse().ok())
@@ -240,7 +314,8 @@ impl ClientPeer {
                 mids,
                 location,
                 participant,
-                buf: vec![0; 2048],
+                tcp,
+                buf: vec![0; 16 * 1024],
             },
             resp,
         ))
@@ -253,9 +328,7 @@ impl ClientPeer {
             let timeout = loop {
                 match self.rtc.poll_output()? {
                     Output::Timeout(t) => break t,
-                    Output::Transmit(t) => {
-                        self.socket.send_to(&t.contents, t.destination).await?;
-                    }
+                    Output::Transmit(t) => self.transmit(&t).await?,
                     Output::Event(e) => events.push(e),
                 }
             };
@@ -264,6 +337,32 @@ impl ClientPeer {
                 return Ok(events);
             }
             let wake = timeout.min(until).max(now);
+            if let Some(tcp) = &mut self.tcp {
+                tokio::select! {
+                    r = tcp.read.read(&mut self.buf) => {
+                        let n = r?;
+                        if n == 0 {
+                            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        tcp.decoder.push(&self.buf[..n]);
+                        while let Some(packet) = tcp.decoder.next_frame()
+                            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                        {
+                            let Ok(contents) = packet.as_slice().try_into() else { continue };
+                            self.rtc.handle_input(Input::Receive(Instant::now(), Receive {
+                                proto: Protocol::Tcp,
+                                source: tcp.remote,
+                                destination: self.local,
+                                contents,
+                            }))?;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(wake.into()) => {
+                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                    }
+                }
+                continue;
+            }
             tokio::select! {
                 r = self.socket.recv_from(&mut self.buf) => {
                     let (n, source) = r?;
@@ -280,6 +379,23 @@ impl ClientPeer {
                 }
             }
         }
+    }
+
+    /// Send one packet str0m made, over the UDP socket or framed on the TCP connection.
+    async fn transmit(&mut self, t: &Transmit) -> Result<()> {
+        match (&mut self.tcp, t.proto) {
+            (Some(tcp), Protocol::Tcp) if t.destination == tcp.remote => {
+                let mut framed = Vec::with_capacity(t.contents.len() + 2);
+                framing::encode(&t.contents, &mut framed);
+                tcp.write.write_all(&framed).await?;
+            }
+            // Checks towards candidates it has no way to reach (a TCP peer's UDP pairs).
+            (Some(_), _) => {}
+            (None, _) => {
+                self.socket.send_to(&t.contents, t.destination).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Publish one video frame per layer (or one without simulcast), stamped with `now`.

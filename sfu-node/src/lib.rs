@@ -7,9 +7,10 @@
 //! - [`media`]: a sans-IO SFU owning every `str0m::Rtc` of the room; datagrams and timeouts
 //!   in, datagrams and events out;
 //! - [`room`]: both together, the one state machine the shell drives;
-//! - [`shell`], [`send_batch`], [`http`], [`admin`], [`server`]: the thin tokio shell — the
-//!   UDP socket (sends batched with `sendmmsg`), WHIP/WHEP signalling and the events
-//!   WebSocket, the admin port, draining.
+//! - [`shell`], [`send_batch`], [`ice_tcp`], [`http`], [`admin`], [`server`]: the thin tokio
+//!   shell — the UDP socket (sends batched with `sendmmsg`), ICE-TCP on the same port for
+//!   attendees without UDP, WHIP/WHEP signalling and the events WebSocket, the admin port,
+//!   draining.
 //!
 //! [`relay`] is relay mode (`--origin`): the same binary serving a room's watchers from
 //! another sfu-node, the room's origin.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 mod error;
 pub mod http;
+pub mod ice_tcp;
 pub mod media;
 pub mod metrics;
 pub mod publisher;

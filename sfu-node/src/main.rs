@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use sfu_node::media::Bwe;
 use sfu_node::relay::{Origin, serve_relay};
-use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::server::{Listeners, ServerConfig, bind_media, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy, Theme};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -52,10 +52,11 @@ struct Args {
     /// Admin port: /metrics, /healthz, /readyz, /stats.
     #[arg(long, env = "SFU_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
-    /// Address the media UDP socket binds.
+    /// Address the media port binds (UDP, and TCP for ICE-TCP).
     #[arg(long, env = "SFU_UDP_BIND", default_value = "0.0.0.0")]
     udp_bind: IpAddr,
-    /// The one UDP port for all peers (0 picks a free one).
+    /// The one media port for all peers, UDP and the same number on TCP for attendees
+    /// without UDP (0 picks one free on both).
     #[arg(long, env = "SFU_UDP_PORT", default_value_t = 40000)]
     udp_port: u16,
     /// Address put in ICE candidates: the node IP of a hostPort, or a load balancer.
@@ -130,9 +131,25 @@ async fn main() -> anyhow::Result<()> {
         _ => Limits::new(args.kind, args.max_on_camera, args.max_watchers)?,
     };
 
-    let udp = UdpSocket::bind((args.udp_bind, args.udp_port))
-        .await
-        .with_context(|| format!("binding UDP {}:{}", args.udp_bind, args.udp_port))?;
+    // ICE-TCP shares the media port's number; where signalling already has that TCP port (the
+    // operator's pods serve both on one hostPort) there is no ICE-TCP.
+    let (udp, tcp) = if args.http_addr.port() == args.udp_port && args.udp_port != 0 {
+        tracing::warn!("signalling has the media port on TCP: no ICE-TCP");
+        let udp = UdpSocket::bind((args.udp_bind, args.udp_port))
+            .await
+            .with_context(|| format!("binding UDP {}:{}", args.udp_bind, args.udp_port))?;
+        (udp, None)
+    } else {
+        let (udp, tcp) = bind_media(args.udp_bind, args.udp_port)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding UDP and TCP {}:{} (media and ICE-TCP)",
+                    args.udp_bind, args.udp_port
+                )
+            })?;
+        (udp, Some(tcp))
+    };
     let http = TcpListener::bind(args.http_addr).await?;
     let admin = TcpListener::bind(args.admin_addr).await?;
     let udp_addr = udp.local_addr()?;
@@ -145,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
             "http": http.local_addr()?.to_string(),
             "admin": admin.local_addr()?.to_string(),
             "udp": udp_addr.to_string(),
+            "tcp": tcp.as_ref().map(|t| t.local_addr().map(|a| a.to_string())).transpose()?,
             "advertise": advertise.unwrap_or(udp_addr).to_string(),
             "origin": args.origin,
         })
@@ -158,7 +176,12 @@ async fn main() -> anyhow::Result<()> {
         initial_estimate_bps: args.initial_estimate_kbps * 1000,
         bwe: args.bwe,
     };
-    let listeners = Listeners { udp, http, admin };
+    let listeners = Listeners {
+        udp,
+        tcp,
+        http,
+        admin,
+    };
     match &args.origin {
         Some(origin) => {
             let origin = Origin::parse(origin)?;

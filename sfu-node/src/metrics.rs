@@ -1,6 +1,8 @@
 //! Prometheus metrics of one room, refreshed from its [`RoomStatus`] at scrape time.
 
-use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::room::RoomStatus;
 
@@ -26,6 +28,13 @@ pub struct Metrics {
     plis_sent: IntCounter,
     plis_received: IntCounter,
     loss: Gauge,
+    tcp_open: IntGauge,
+    tcp_accepted: IntCounter,
+    tcp_refused: IntCounter,
+    tcp_closed: IntCounterVec,
+    tcp_bytes_in: IntCounter,
+    tcp_bytes_out: IntCounter,
+    tcp_dropped: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -77,7 +86,49 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(loss.clone())).expect("unique");
+        let tcp_closed = IntCounterVec::new(
+            Opts::new(
+                "sfu_tcp_connections_closed_total",
+                "ICE-TCP connections the server closed, by reason (garbage, timeout, stalled)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(tcp_closed.clone()))
+            .expect("unique");
         Metrics {
+            tcp_open: gauge(
+                &registry,
+                "sfu_tcp_connections",
+                "ICE-TCP connections open on the media port",
+            ),
+            tcp_accepted: counter(
+                &registry,
+                "sfu_tcp_connections_accepted_total",
+                "ICE-TCP connections accepted",
+            ),
+            tcp_refused: counter(
+                &registry,
+                "sfu_tcp_connections_refused_total",
+                "ICE-TCP connections closed at once: too many open",
+            ),
+            tcp_bytes_in: counter(
+                &registry,
+                "sfu_tcp_bytes_received_total",
+                "Packet bytes received over ICE-TCP (also in sfu_bytes_received_total)",
+            ),
+            tcp_bytes_out: counter(
+                &registry,
+                "sfu_tcp_bytes_sent_total",
+                "Framed bytes queued to ICE-TCP connections",
+            ),
+            tcp_dropped: counter(
+                &registry,
+                "sfu_tcp_packets_dropped_total",
+                "Packets dropped for ICE-TCP readers too far behind",
+            ),
+            tcp_closed,
             participants: gauge(&registry, "sfu_participants", "Participants in the room"),
             watching: gauge(&registry, "sfu_watchers", "Participants watching"),
             on_camera: gauge(&registry, "sfu_on_camera", "Participants on camera"),
@@ -97,11 +148,23 @@ impl Metrics {
             packets_in: counter(
                 &registry,
                 "sfu_packets_received_total",
-                "UDP datagrams received",
+                "Media packets received (UDP datagrams and ICE-TCP packets)",
             ),
-            packets_out: counter(&registry, "sfu_packets_sent_total", "UDP datagrams sent"),
-            bytes_in: counter(&registry, "sfu_bytes_received_total", "UDP bytes received"),
-            bytes_out: counter(&registry, "sfu_bytes_sent_total", "UDP bytes sent"),
+            packets_out: counter(
+                &registry,
+                "sfu_packets_sent_total",
+                "Media packets sent (UDP and ICE-TCP)",
+            ),
+            bytes_in: counter(
+                &registry,
+                "sfu_bytes_received_total",
+                "Media bytes received (UDP and ICE-TCP)",
+            ),
+            bytes_out: counter(
+                &registry,
+                "sfu_bytes_sent_total",
+                "Media bytes sent (UDP and ICE-TCP)",
+            ),
             frames_forwarded: counter(
                 &registry,
                 "sfu_frames_forwarded_total",
@@ -157,6 +220,20 @@ impl Metrics {
         catch_up(&self.plis_sent, m.plis_sent);
         catch_up(&self.plis_received, m.plis_received);
         self.loss.set(f64::from(m.ingress_loss));
+        let t = &status.tcp;
+        self.tcp_open.set(t.open as i64);
+        catch_up(&self.tcp_accepted, t.accepted);
+        catch_up(&self.tcp_refused, t.refused);
+        catch_up(&self.tcp_bytes_in, t.bytes_in);
+        catch_up(&self.tcp_bytes_out, t.bytes_out);
+        catch_up(&self.tcp_dropped, t.packets_dropped);
+        for (reason, total) in [
+            ("garbage", t.closed_garbage),
+            ("timeout", t.closed_timed_out),
+            ("stalled", t.closed_stalled),
+        ] {
+            catch_up(&self.tcp_closed.with_label_values(&[reason]), total);
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 
 use crate::config::{Limits, RoomConfig, RoomKind};
+use crate::ice_tcp::TcpStats;
 use crate::media::{Media, MediaConfig, MediaEvent, MediaStats, PeerId, PeerRole, Source};
 use crate::rules::{
     Attendance, ClientCommand, Counts, Identity, ParticipantId, ParticipantState, Refusal, Rules,
@@ -58,6 +59,9 @@ pub struct RoomStatus {
     /// A relay's link to its origin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamState>,
+    /// ICE-TCP connections and traffic on the media port (kept by the shell, which owns the
+    /// connections; zero from the core itself).
+    pub tcp: TcpStats,
 }
 
 /// Whether a relay's events socket and media peer to its origin are both up.
@@ -249,9 +253,18 @@ impl Room {
         Ok(())
     }
 
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        self.media.handle_receive(now, source, datagram);
+    /// A packet on the media port (see [`crate::media::Media::handle_receive`]); true if a
+    /// peer took it.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        let taken = self.media.handle_receive(now, proto, source, datagram);
         self.pump(Some(now));
+        taken
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -310,6 +323,7 @@ impl Room {
                 .count() as u32,
             relay: false,
             upstream: None,
+            tcp: TcpStats::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! draining. Takes already-bound sockets and a shutdown future.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,8 +36,29 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct Listeners {
     pub udp: UdpSocket,
+    /// ICE-TCP on the UDP socket's port number (see [`bind_media`]); without it answers offer
+    /// only the UDP candidate.
+    pub tcp: Option<TcpListener>,
     pub http: TcpListener,
     pub admin: TcpListener,
+}
+
+/// Tries at binding a free port (0) on both UDP and TCP before giving up.
+const BIND_TRIES: usize = 20;
+
+/// The media port: UDP and TCP on the same `ip` and `port`. With port 0, a port free on both
+/// (UDP picks one; another is tried if TCP has it taken).
+pub async fn bind_media(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..if port == 0 { BIND_TRIES } else { 1 } {
+        let udp = UdpSocket::bind((ip, port)).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried at least once"))
 }
 
 /// Run until `shutdown` resolves and the room has drained (or its grace period ended).
@@ -56,7 +77,13 @@ pub async fn serve(
     let status = Arc::new(StatusCell::new(room.status()));
     let accepting = Arc::new(AtomicBool::new(true));
     let (requests, requests_rx) = mpsc::channel(1024);
-    let room_task = tokio::spawn(run_room(room, listeners.udp, requests_rx, status.clone()));
+    let room_task = tokio::spawn(run_room(
+        room,
+        listeners.udp,
+        listeners.tcp,
+        requests_rx,
+        status.clone(),
+    ));
 
     let app = http::router(AppState {
         room: room_name.clone(),
@@ -86,7 +113,8 @@ pub async fn serve(
 }
 
 /// What an origin and a relay both need first: the media config (ICE candidates announce
-/// `config.advertise`, or the UDP socket's own address) and the room kind's metrics label.
+/// `config.advertise`, or the UDP socket's own address; a TCP candidate too when there is a
+/// TCP listener, which must have the UDP port) and the room kind's metrics label.
 pub(crate) fn start_up(
     config: &ServerConfig,
     listeners: &Listeners,
@@ -100,6 +128,15 @@ pub(crate) fn start_up(
             "advertise a concrete address: peers cannot send to 0.0.0.0".into(),
         ));
     }
+    if let Some(tcp) = &listeners.tcp {
+        let (udp, tcp) = (listeners.udp.local_addr()?, tcp.local_addr()?);
+        if udp.port() != tcp.port() {
+            return Err(Error::Config(format!(
+                "ICE-TCP listens on {tcp}, not on the UDP port {}: peers are told one port",
+                udp.port()
+            )));
+        }
+    }
     let kind = serde_json::to_value(config.room.kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -107,6 +144,7 @@ pub(crate) fn start_up(
     let media = MediaConfig {
         initial_estimate_bps: config.initial_estimate_bps,
         bwe: config.bwe,
+        tcp: listeners.tcp.is_some(),
         ..MediaConfig::new(advertise)
     };
     Ok((media, kind))

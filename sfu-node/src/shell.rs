@@ -1,6 +1,7 @@
-//! The tokio task that owns the [`Room`] (or a relay's core, see [`Driven`]): reads the UDP socket, sends what the room
-//! transmits, fires its timeouts, and carries requests from HTTP handlers in and room
-//! events out. It holds the only clock reads of the media path.
+//! The tokio task that owns the [`Room`] (or a relay's core, see [`Driven`]): reads the UDP
+//! socket and the ICE-TCP connections ([`crate::ice_tcp`]), sends what the room transmits by
+//! the protocol it names, fires its timeouts, and carries requests from HTTP handlers in and
+//! room events out. It holds the only clock reads of the media path.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -8,11 +9,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use str0m::net::Transmit;
-use tokio::net::UdpSocket;
+use str0m::net::{Protocol, Transmit};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Result;
+use crate::ice_tcp::{TcpEvent, TcpIn, TcpLimits, TcpSide};
 use crate::media::{PeerId, Source};
 use crate::room::{Room, RoomOutput, RoomStatus};
 use crate::rules::{ClientCommand, Identity, ParticipantId, Refusal, ServerEvent};
@@ -111,6 +113,9 @@ impl StatusCell {
 }
 
 const STATUS_EVERY: Duration = Duration::from_millis(250);
+/// The largest datagram read from the UDP socket, and the largest packet an ICE-TCP
+/// connection may frame.
+pub const MAX_DATAGRAM: usize = 2048;
 /// Datagrams read per wake-up before timers and requests get a turn.
 const RECV_BATCH: usize = 256;
 
@@ -125,7 +130,14 @@ fn unix_ms() -> u64 {
 /// the relay's core at a relay.
 pub trait Driven {
     type Request;
-    fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]);
+    /// A packet from `source` over `proto`; true if a peer took it.
+    fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool;
     fn handle_timeout(&mut self, now: Instant);
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_transmit(&mut self) -> Option<Transmit>;
@@ -142,6 +154,7 @@ pub trait Driven {
 pub async fn run_room(
     room: Room,
     socket: UdpSocket,
+    tcp: Option<TcpListener>,
     requests: mpsc::Receiver<RoomRequest>,
     status: Arc<StatusCell>,
 ) -> Result<()> {
@@ -149,28 +162,33 @@ pub async fn run_room(
         room,
         channels: HashMap::new(),
     };
-    run(shell, socket, requests, status).await
+    run(shell, socket, tcp, requests, status).await
 }
 
-/// Drive `core` from its UDP socket, its timeouts and `requests` until it is done (or every
-/// request sender is gone).
+/// Drive `core` from its UDP socket, its ICE-TCP listener (if any), its timeouts and
+/// `requests` until it is done (or every request sender is gone).
 pub async fn run<D: Driven>(
     mut core: D,
     socket: UdpSocket,
+    tcp: Option<TcpListener>,
     mut requests: mpsc::Receiver<D::Request>,
     status: Arc<StatusCell>,
 ) -> Result<()> {
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut outbox = Vec::with_capacity(send_batch::BATCH);
     let mut next_status = Instant::now();
+    let mut tcp = tcp.map(|l| TcpSide::new(l, TcpLimits::default()));
     loop {
-        flush(&mut core, &socket, &mut outbox).await;
+        flush(&mut core, &socket, tcp.as_mut(), &mut outbox).await;
         if core.is_done() {
             break;
         }
         let now = Instant::now();
         if now >= next_status {
-            status.set(core.status());
+            if let Some(tcp) = tcp.as_mut() {
+                tcp.expire(now);
+            }
+            status.set(status_of(&core, tcp.as_ref()));
             next_status = now + STATUS_EVERY;
         }
         let wake = core
@@ -186,7 +204,9 @@ pub async fn run<D: Driven>(
                 ready?;
                 for _ in 0..RECV_BATCH {
                     match socket.try_recv_from(&mut buf) {
-                        Ok((n, source)) => core.handle_receive(Instant::now(), source, &buf[..n]),
+                        Ok((n, source)) => {
+                            core.handle_receive(Instant::now(), Protocol::Udp, source, &buf[..n]);
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         // ICMP errors from a peer that went away surface here; not fatal.
                         Err(e) => {
@@ -200,14 +220,42 @@ pub async fn run<D: Driven>(
                 let Some(request) = request else { break };
                 core.request(request);
             }
+            event = next_tcp(tcp.as_mut()) => {
+                let tcp = tcp.as_mut().expect("only a listener has events");
+                let now = Instant::now();
+                match event {
+                    TcpEvent::Accepted(stream, remote) => tcp.accepted(now, stream, remote),
+                    TcpEvent::In(TcpIn::Packet { remote, id, packet }) => {
+                        let reached = core.handle_receive(now, Protocol::Tcp, remote, &packet);
+                        tcp.received(now, remote, id, packet.len(), reached);
+                    }
+                    TcpEvent::In(TcpIn::Closed { remote, id, why }) => tcp.closed(remote, id, why),
+                    TcpEvent::AcceptFailed => {}
+                }
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
                 core.handle_timeout(Instant::now());
             }
         }
     }
-    flush(&mut core, &socket, &mut outbox).await;
-    status.set(core.status());
+    flush(&mut core, &socket, tcp.as_mut(), &mut outbox).await;
+    status.set(status_of(&core, tcp.as_ref()));
     Ok(())
+}
+
+/// The core's status with the ICE-TCP counters, which the shell keeps.
+fn status_of<D: Driven>(core: &D, tcp: Option<&TcpSide>) -> RoomStatus {
+    let mut status = core.status();
+    status.tcp = tcp.map(TcpSide::stats).unwrap_or_default();
+    status
+}
+
+/// The next ICE-TCP event, or never without a listener.
+async fn next_tcp(tcp: Option<&mut TcpSide>) -> TcpEvent {
+    match tcp {
+        Some(tcp) => tcp.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The room and its participants' event channels.
@@ -218,8 +266,14 @@ struct RoomShell {
 
 impl Driven for RoomShell {
     type Request = RoomRequest;
-    fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        self.room.handle_receive(now, source, datagram);
+    fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        self.room.handle_receive(now, proto, source, datagram)
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.room.handle_timeout(now);
@@ -342,14 +396,24 @@ fn disconnect(
     }
 }
 
-/// Send what the core transmits, up to [`send_batch::BATCH`] datagrams (across viewers) per
-/// system call; `outbox` is only a buffer kept between wake-ups.
-async fn flush<D: Driven>(core: &mut D, socket: &UdpSocket, outbox: &mut Vec<Transmit>) {
+/// Send what the core transmits: UDP up to [`send_batch::BATCH`] datagrams (across viewers)
+/// per system call, TCP to the connection of each packet's destination; `outbox` is only a
+/// buffer kept between wake-ups.
+async fn flush<D: Driven>(
+    core: &mut D,
+    socket: &UdpSocket,
+    mut tcp: Option<&mut TcpSide>,
+    outbox: &mut Vec<Transmit>,
+) {
     loop {
         outbox.clear();
         while outbox.len() < send_batch::BATCH {
             let Some(t) = core.poll_transmit() else { break };
-            outbox.push(t);
+            match (t.proto, tcp.as_deref_mut()) {
+                (Protocol::Udp, _) => outbox.push(t),
+                (_, Some(tcp)) => tcp.send(&t),
+                (_, None) => {}
+            }
         }
         if outbox.is_empty() {
             break;

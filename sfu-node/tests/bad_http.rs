@@ -24,6 +24,7 @@ async fn start() -> SocketAddr {
     let addr = http.local_addr().unwrap();
     let listeners = Listeners {
         udp: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        tcp: None,
         http,
         admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };

@@ -11,14 +11,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use sfu_node::auth::{Claims, mint};
-use sfu_node::client::{ClientPeer, ClientRole, EventSocket, WatchOutcome, Watcher, http_request};
+use sfu_node::client::{
+    ClientPeer, ClientRole, EventSocket, Transport, WatchOutcome, Watcher, http_request,
+    passive_tcp_candidate,
+};
 use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::rules::Grants;
-use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::server::{Listeners, ServerConfig, bind_media, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind, SharePolicy};
 use str0m::Event;
 use str0m::media::MediaData;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,6 +41,8 @@ const VIEW: ClientRole = ClientRole::View { slots: 1 };
 struct Server {
     http: SocketAddr,
     admin: SocketAddr,
+    /// The media port: UDP, and ICE-TCP on the same number.
+    media: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<sfu_node::Result<()>>,
 }
@@ -93,9 +99,10 @@ async fn start_as(
     origin: Option<Origin>,
     http: TcpListener,
 ) -> Server {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = bind_media([127, 0, 0, 1].into(), 0).await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, admin_addr) = (http.local_addr().unwrap(), admin.local_addr().unwrap());
+    let media = udp.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let config = ServerConfig {
         room,
@@ -105,7 +112,12 @@ async fn start_as(
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
     };
-    let listeners = Listeners { udp, http, admin };
+    let listeners = Listeners {
+        udp,
+        tcp: Some(tcp),
+        http,
+        admin,
+    };
     let stopped = async move {
         let _ = stopped.await;
     };
@@ -116,6 +128,7 @@ async fn start_as(
     Server {
         http: http_addr,
         admin: admin_addr,
+        media,
         stop: Some(stop),
         task,
     }
@@ -161,6 +174,17 @@ impl Server {
         token: &str,
         role: ClientRole,
     ) -> sfu_node::Result<ClientPeer> {
+        self.connect_over(me, token, role, Transport::Udp).await
+    }
+
+    /// [`Server::connect`] with media over `transport`.
+    async fn connect_over(
+        &self,
+        me: Option<u64>,
+        token: &str,
+        role: ClientRole,
+        transport: Transport,
+    ) -> sfu_node::Result<ClientPeer> {
         let endpoint = match role {
             ClientRole::Publish { .. } => "whip",
             ClientRole::View { .. } => "whep",
@@ -169,7 +193,7 @@ impl Server {
             Some(me) => format!("/rooms/{ROOM}/{endpoint}?participant={me}"),
             None => format!("/rooms/{ROOM}/{endpoint}"),
         };
-        let (peer, _) = ClientPeer::connect(self.http, &path, token, role).await?;
+        let (peer, _) = ClientPeer::connect_over(self.http, &path, token, role, transport).await?;
         Ok(peer)
     }
 
@@ -1353,4 +1377,141 @@ async fn a_garbage_offer_is_refused_in_words_not_internals() {
         );
         assert!(message.contains("SDP offer"), "{message}");
     }
+}
+
+// ICE over TCP on the media port.
+
+/// Receive until the first video frame (or `within`); how long that took from `since`.
+async fn first_video(v: &mut ClientPeer, since: Instant, within: Duration) -> Option<Duration> {
+    let end = Instant::now() + within;
+    while Instant::now() < end && v.rtc.is_alive() {
+        let Ok(events) = v.step(end).await else { break };
+        for e in events {
+            if let Event::MediaData(m) = e
+                && m.params.spec().codec.is_video()
+            {
+                return Some(since.elapsed());
+            }
+        }
+    }
+    None
+}
+
+/// A viewer with no UDP at all (no UDP candidate; only a TCP connection to the server's
+/// passive candidate) watches `server`'s publisher; returns join → first frame.
+async fn tcp_only_viewer_sees_video(
+    server: &Server,
+    publisher_at: &Server,
+    name: &str,
+) -> Duration {
+    let publisher = server_peer_publishing(publisher_at).await;
+    let joined = Instant::now();
+    // The events socket (the watcher's place in the room) stays open until the end.
+    let w = Watcher::join_over(&server.base(), ROOM, &watcher(name), 1, Transport::Tcp)
+        .await
+        .unwrap();
+    let mut v = w.peer;
+    let first = first_video(&mut v, joined, Duration::from_secs(10))
+        .await
+        .expect("video over ICE-TCP");
+    let (_v, frames) = view_for(v, Duration::from_secs(3)).await;
+    let vids = video(&frames);
+    assert!(vids.len() > 40, "{} video frames over TCP", vids.len());
+    assert!(frames.len() - vids.len() > 60, "audio over TCP too");
+    publisher.abort();
+    first
+}
+
+/// A (non-simulcast) publisher over UDP at `server` for 20 s.
+async fn server_peer_publishing(server: &Server) -> JoinHandle<ClientPeer> {
+    let p = server.peer(None, &watcher("pub"), PUBLISH).await;
+    tokio::spawn(publish_for(p, Duration::from_secs(20), false))
+}
+
+#[tokio::test]
+async fn a_viewer_without_udp_receives_the_publishers_frames_over_ice_tcp() {
+    let s = start_room(RoomKind::Session).await;
+    // Every answer offers the passive TCP candidate on the UDP port, ranked below UDP.
+    let (_p, resp) = ClientPeer::connect(
+        s.http,
+        &format!("/rooms/{ROOM}/whep"),
+        &watcher("look"),
+        VIEW,
+    )
+    .await
+    .unwrap();
+    let answer = resp.text();
+    assert_eq!(passive_tcp_candidate(&answer), Some(s.media), "{answer}");
+    let prio = |proto: &str| -> u64 {
+        let line = answer
+            .lines()
+            .find(|l| l.starts_with("a=candidate") && l.contains(&format!(" {proto} ")))
+            .unwrap();
+        line.split(' ').nth(3).unwrap().parse().unwrap()
+    };
+    assert!(prio("tcp") < prio("udp"), "{answer}");
+
+    let first = tcp_only_viewer_sees_video(&s, &s, "tcp-viewer").await;
+    println!("join → first frame over ICE-TCP (loopback): {first:?}");
+
+    let tcp = &s.stats().await["tcp"];
+    assert_eq!(tcp["accepted"], 1, "{tcp}");
+    assert_eq!(tcp["closed_garbage"], 0, "{tcp}");
+    // A second of 30 fps video at ~900 bytes a frame went over the connection.
+    assert!(tcp["bytes_out"].as_u64().unwrap() > 100_000, "{tcp}");
+    assert!(tcp["packets_in"].as_u64().unwrap() > 5, "{tcp}");
+    let metrics = get(s.admin, "/metrics").await.text();
+    assert_eq!(
+        metric(&metrics, "sfu_tcp_connections_accepted_total"),
+        Some(1.0)
+    );
+    assert!(metric(&metrics, "sfu_tcp_bytes_sent_total").unwrap() > 100_000.0);
+}
+
+#[tokio::test]
+async fn a_relay_serves_a_watcher_without_udp_over_ice_tcp() {
+    let (origin, relay) = origin_and_relay(RoomKind::Session).await;
+    let first = tcp_only_viewer_sees_video(&relay, &origin, "far-tcp").await;
+    println!("join → first frame over ICE-TCP through a relay (loopback): {first:?}");
+    let tcp = &relay.stats().await["tcp"];
+    assert!(tcp["bytes_out"].as_u64().unwrap() > 100_000, "{tcp}");
+    // The relay's own link to the origin stays UDP.
+    assert_eq!(origin.stats().await["tcp"]["accepted"], 0);
+}
+
+#[tokio::test]
+async fn garbage_on_the_media_tcp_port_is_closed_and_counted() {
+    let s = start_room(RoomKind::Session).await;
+    // A port scanner's HTTP request: read as an over-long frame.
+    let mut scanner = TcpStream::connect(s.media).await.unwrap();
+    scanner
+        .write_all(b"GET / HTTP/1.1\r\nHost: sfu\r\n\r\n")
+        .await
+        .unwrap();
+    // A well-framed packet that is not a connectivity check.
+    let mut dtls = TcpStream::connect(s.media).await.unwrap();
+    dtls.write_all(&[0, 4, 0x16, 0xFE, 0xFD, 0]).await.unwrap();
+    for conn in [&mut scanner, &mut dtls] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+            .await
+            .expect("the server closes it");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let within = Instant::now() + Duration::from_secs(2);
+    loop {
+        let tcp = s.stats().await["tcp"].clone();
+        if tcp["closed_garbage"] == 2 && tcp["open"] == 0 {
+            assert_eq!(tcp["accepted"], 2);
+            break;
+        }
+        assert!(Instant::now() < within, "{tcp}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = get(s.admin, "/metrics").await.text();
+    let garbage = metrics
+        .lines()
+        .find(|l| l.starts_with("sfu_tcp_connections_closed_total{") && l.contains("\"garbage\""))
+        .unwrap_or_default();
+    assert!(garbage.ends_with(" 2"), "{metrics}");
 }

@@ -10,9 +10,9 @@ use sfu_node::auth::{Claims, mint};
 use sfu_node::publisher::{TestMedia, publish};
 use sfu_node::recorder::compose::probe;
 use sfu_node::recorder::{RecorderConfig, RecordingInfo, RecordingState, run_with_status};
-use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::server::{Listeners, ServerConfig, bind_media, serve};
 use sfu_node::{RoomConfig, RoomKind};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -26,7 +26,8 @@ struct Server {
 }
 
 async fn start_sfu() -> Server {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The room offers ICE-TCP too; the recorder, like any UDP peer, still uses UDP.
+    let (udp, tcp) = bind_media([127, 0, 0, 1].into(), 0).await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
@@ -39,9 +40,18 @@ async fn start_sfu() -> Server {
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
     };
-    let task = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(serve(
+        config,
+        Listeners {
+            udp,
+            tcp: Some(tcp),
+            http,
+            admin,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Server {
         http: http_addr,
         stop: Some(stop),

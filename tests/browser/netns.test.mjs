@@ -2,7 +2,8 @@
 // Chromium trusts through its NSS database) in a "server" network namespace with coturn next
 // to it; Chromium runs in an "attendee" namespace behind a NAT router (iptables MASQUERADE).
 // The page talks only to the control plane's origin (signalling goes through its proxy); media
-// goes directly over UDP, and, when the router drops all UDP, through TURN over TCP. Prints
+// goes directly over UDP, and, when the router drops all UDP, through TURN over TCP, or, with
+// no TURN server in the join answer, over ICE-TCP straight to the SFU's media port. Prints
 // join → first frame per path.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -28,29 +29,28 @@ spec:
   hosts: [qa@example.com]
 `;
 
-let work, net, rt, coturn, browser;
+let work, net, tls, rt, coturn, browser;
 const figures = [];
 
-before(async () => {
-  if (missing) return;
-  work = workDir();
-  net = buildNetwork();
-  const tls = testCa(join(work, "tls"), net.serverIp);
-  const secret = `turn-secret-${process.pid}-${Date.now()}`;
-  writeFileSync(join(work, "turn-secret"), secret);
-  coturn = startCoturn(work, net, secret);
+// `roundtable up` in the server namespace, with coturn's URLs in every join answer when `turn`.
+async function startRoundtable({ turn }) {
   const manifests = join(work, "manifests");
-  mkdirSync(manifests);
+  mkdirSync(manifests, { recursive: true });
   writeFileSync(join(manifests, "room.yaml"), ROOM);
   const origin = `https://${net.serverIp}:8443`;
+  const turnArgs = turn
+    ? [
+        "--turn-urls", `turn:${net.serverIp}:3478?transport=udp,turn:${net.serverIp}:3478?transport=tcp`,
+        "--turn-secret-file", join(work, "turn-secret"),
+      ]
+    : [];
   const child = spawn(
     "ip",
     [
       "netns", "exec", net.ns.server, process.env.ROUNDTABLE_BIN, "up", manifests,
       "--listen", `${net.serverIp}:8443`, "--media-ip", net.serverIp, "--public-url", origin,
       "--tls-cert", tls.cert, "--tls-key", tls.key,
-      "--turn-urls", `turn:${net.serverIp}:3478?transport=udp,turn:${net.serverIp}:3478?transport=tcp`,
-      "--turn-secret-file", join(work, "turn-secret"),
+      ...turnArgs,
       "--database", join(work, "roundtable.db"), "--recordings-dir", join(work, "recordings"),
     ],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } },
@@ -65,16 +65,33 @@ before(async () => {
       }
     });
   });
-  rt = { child, origin };
+  return { child, origin };
+}
+
+async function stopRoundtable() {
+  if (!rt) return;
+  const { child } = rt;
+  rt = null;
+  child.removeAllListeners("exit");
+  child.kill("SIGTERM");
+  await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+}
+
+before(async () => {
+  if (missing) return;
+  work = workDir();
+  net = buildNetwork();
+  tls = testCa(join(work, "tls"), net.serverIp);
+  const secret = `turn-secret-${process.pid}-${Date.now()}`;
+  writeFileSync(join(work, "turn-secret"), secret);
+  coturn = startCoturn(work, net, secret);
+  rt = await startRoundtable({ turn: true });
   browser = await chromium.launch({ executablePath: chromiumBehindNat(work, net, tls.ca), args: CHROMIUM_ARGS });
 });
 
 after(async () => {
   await browser?.close();
-  if (rt) {
-    rt.child.kill("SIGTERM");
-    await new Promise((r) => (rt.child.exitCode !== null ? r() : rt.child.once("exit", r)));
-  }
+  await stopRoundtable();
   coturn?.kill("SIGTERM");
   net?.destroy();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -85,7 +102,14 @@ after(async () => {
 async function joinRoom(who) {
   const page = await person(browser, who);
   page.origins = new Set();
+  page.iceServers = [];
   page.on("request", (r) => page.origins.add(new URL(r.url()).origin));
+  page.on("response", async (r) => {
+    if (r.request().method() === "POST" && new URL(r.url()).pathname.endsWith("/join")) {
+      const answer = await r.json().catch(() => ({}));
+      page.iceServers.push(...(answer.iceServers || []));
+    }
+  });
   page.on("websocket", (ws) => page.origins.add(new URL(ws.url()).origin.replace(/^wss:/, "https:")));
   await page.goto(`${rt.origin}/qa/net`);
   assert.equal(await page.evaluate(() => window.isSecureContext), true, "the page is a secure context");
@@ -103,9 +127,11 @@ const mediaPath = (page) =>
     return p || false;
   }, 45_000);
 
-async function scenario(label, expectPath) {
+async function scenario(label, expectPath, { turn = true } = {}) {
   const pat = await joinRoom(`Pat ${label}`);
   const wes = await joinRoom(`Wes ${label}`);
+  const turnUrls = wes.page.iceServers.flatMap((s) => [s.urls].flat()).filter((u) => /^turns?:/.test(u));
+  assert.equal(turnUrls.length > 0, turn, `${label}: TURN servers in the join answer: ${turnUrls}`);
   await seesVideoOf(wes.page, `Pat ${label}`, 45_000);
   await seesVideoOf(pat.page, `Wes ${label}`, 45_000);
   const firstFrame = await wes.page.evaluate(() => window.roundtable.firstFrameMs);
@@ -130,6 +156,19 @@ test("with every UDP packet dropped, video still arrives through TURN over TCP a
   net.blockUdp();
   try {
     await scenario("turn-tcp", /^TURN\/TCP$/);
+    assert.ok(net.droppedUdp() > 0, "the firewall really dropped UDP");
+  } finally {
+    net.allowUdp();
+  }
+});
+
+test("with every UDP packet dropped and no TURN server, video arrives over ICE-TCP to the SFU's media port and the page says so", { skip: missing ?? false }, async () => {
+  // The same server without TURN: join answers carry no TURN server at all.
+  await stopRoundtable();
+  rt = await startRoundtable({ turn: false });
+  net.blockUdp();
+  try {
+    await scenario("ice-tcp", /^direct TCP$/, { turn: false });
     assert.ok(net.droppedUdp() > 0, "the firewall really dropped UDP");
   } finally {
     net.allowUdp();

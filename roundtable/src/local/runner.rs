@@ -13,9 +13,9 @@ use jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use roundtable_crds::{LivePhase, RoomPhase};
 use sfu_node::recorder::{RecorderConfig, RecordingInfo};
-use sfu_node::server::{Listeners, ServerConfig, serve};
+use sfu_node::server::{Listeners, ServerConfig, bind_media, serve};
 use sfu_node::{Limits, RoomConfig, RoomKind};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -321,8 +321,11 @@ impl Runner {
             initial_estimate_bps: 1_500_000,
             bwe: Default::default(),
         };
+        // ICE-TCP on the UDP port number, for attendees whose networks drop UDP.
+        let (udp, tcp) = bind_media(self.media.udp, 0).await?;
         let listeners = Listeners {
-            udp: UdpSocket::bind((self.media.udp, 0)).await?,
+            udp,
+            tcp: Some(tcp),
             http: TcpListener::bind((self.media.signalling, 0)).await?,
             admin: TcpListener::bind((self.media.signalling, 0)).await?,
         };

@@ -87,9 +87,19 @@ async fn main() -> anyhow::Result<()> {
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
     };
-    let room = tokio::spawn(serve(config, Listeners { udp, http, admin }, async move {
-        let _ = stopped.await;
-    }));
+    let room = tokio::spawn(serve(
+        config,
+        Listeners {
+            udp,
+            // The recorder speaks UDP.
+            tcp: None,
+            http,
+            admin,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let rec_admin: SocketAddr = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use str0m::Event;
 
-use super::{ClientPeer, ClientRole, EventSocket, frame_sent_at};
+use super::{ClientPeer, ClientRole, EventSocket, Transport, frame_sent_at};
 use crate::{Error, Result};
 
 /// How long a join may wait for the room's welcome (a locked room's host included).
@@ -76,6 +76,17 @@ impl Watcher {
     /// open the events socket, wait for the welcome, then WHEP with `?participant=` into
     /// `slots` audio and video slot pairs. A refusal is an error carrying its code.
     pub async fn join(base: &str, room: &str, token: &str, slots: usize) -> Result<Watcher> {
+        Watcher::join_over(base, room, token, slots, Transport::Udp).await
+    }
+
+    /// [`Watcher::join`] with media over `transport`.
+    pub async fn join_over(
+        base: &str,
+        room: &str,
+        token: &str,
+        slots: usize,
+        transport: Transport,
+    ) -> Result<Watcher> {
         let started = Instant::now();
         let host = host_of(base)?;
         let mut events = EventSocket::connect(host, room, token).await?;
@@ -107,7 +118,8 @@ impl Watcher {
             .next()
             .ok_or_else(|| Error::Config(format!("{host} does not resolve")))?;
         let path = format!("/rooms/{room}/whep?participant={participant}");
-        let (peer, _) = ClientPeer::connect(addr, &path, token, ClientRole::View { slots }).await?;
+        let role = ClientRole::View { slots };
+        let (peer, _) = ClientPeer::connect_over(addr, &path, token, role, transport).await?;
         Ok(Watcher {
             participant,
             events,

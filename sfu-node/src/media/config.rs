@@ -11,6 +11,9 @@ pub struct MediaConfig {
     /// The address put in ICE host candidates: what peers send UDP to (a node's hostPort,
     /// a load balancer, or the socket's own address).
     pub advertise: SocketAddr,
+    /// Whether answers also offer a passive ICE-TCP candidate at `advertise` (the shell then
+    /// listens on TCP at the same port, see [`crate::ice_tcp`]).
+    pub tcp: bool,
     /// Starting bandwidth estimate towards each viewer.
     pub initial_estimate_bps: u64,
     /// A peer that sends nothing for this long is gone (closed tab, lost network).
@@ -37,6 +40,7 @@ impl MediaConfig {
     pub fn new(advertise: SocketAddr) -> Self {
         MediaConfig {
             advertise,
+            tcp: false,
             initial_estimate_bps: 1_500_000,
             peer_timeout: Duration::from_secs(15),
             bwe: Bwe::default(),

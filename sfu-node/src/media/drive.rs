@@ -19,17 +19,24 @@ const LAYER_CHECK: Duration = Duration::from_millis(500);
 const MAX_IMMEDIATE_TIMEOUTS: u32 = 64;
 
 impl Media {
-    /// A datagram arrived on the room's UDP port.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+    /// A packet arrived on the room's media port: a UDP datagram, or one framed on an ICE-TCP
+    /// connection from `source`. True if a peer took it.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
         self.stats.packets_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         let Ok(contents) = datagram.try_into() else {
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination: self.config.advertise,
                 contents,
@@ -37,17 +44,17 @@ impl Media {
         );
         let cached = self
             .by_addr
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)));
         let id = match cached {
             Some(id) => id,
             None => {
                 let Some(peer) = self.peers.values_mut().find(|p| p.rtc.accepts(&input)) else {
-                    return;
+                    return false;
                 };
                 peer.remote = Some(source);
-                self.by_addr.insert(source, peer.id);
+                self.by_addr.insert((proto, source), peer.id);
                 peer.id
             }
         };
@@ -62,6 +69,7 @@ impl Media {
         // the shell polls for what to send (see `poll_transmit`): one str0m timeout per
         // viewer per wake-up, not per forwarded packet.
         self.pending_at = Some(now);
+        true
     }
 
     /// Drive the viewers written to since the last poll (see `handle_receive`).

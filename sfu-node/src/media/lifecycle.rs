@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 
 use super::{
@@ -15,16 +16,30 @@ use crate::vocab::ParticipantId;
 use crate::{Error, Result};
 
 impl Media {
-    /// An Rtc from `builder` announcing this room's one host candidate.
+    /// An Rtc from `builder` announcing this room's UDP host candidate, and with `tcp` (and
+    /// [`super::MediaConfig::tcp`]) its passive ICE-TCP candidate at the same address, which
+    /// str0m ranks below UDP (RFC 6544's type preference for TCP host candidates).
     pub(super) fn with_host_candidate(
         &self,
         builder: str0m::RtcConfig,
         now: Instant,
+        tcp: bool,
     ) -> Result<Rtc> {
         let mut rtc = builder.build(now);
-        let candidate = Candidate::host(self.config.advertise, "udp")
-            .map_err(|e| Error::Config(format!("advertised address: {e}")))?;
+        fn bad(e: impl std::fmt::Display) -> Error {
+            Error::Config(format!("advertised address: {e}"))
+        }
+        let candidate = Candidate::host(self.config.advertise, "udp").map_err(bad)?;
         rtc.add_local_candidate(candidate);
+        if tcp && self.config.tcp {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(self.config.advertise)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(bad)?;
+            rtc.add_local_candidate(candidate);
+        }
         Ok(rtc)
     }
 
@@ -84,7 +99,7 @@ impl Media {
         if role == PeerRole::View && self.config.bwe == Bwe::Gcc {
             builder = builder.enable_bwe(Some(Bitrate::bps(self.config.initial_estimate_bps)));
         }
-        let mut rtc = self.with_host_candidate(builder, now)?;
+        let mut rtc = self.with_host_candidate(builder, now, true)?;
         let answer = accept_offer(&mut rtc, offer)?;
         let id = self.insert_peer(now, participant, role, rtc, None);
         Ok((id, answer.to_sdp_string()))

@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::media::{Mid, Rid};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 
 pub use config::{Bwe, MediaConfig};
 pub use event::MediaEvent;
@@ -74,7 +74,9 @@ pub struct Media {
     config: MediaConfig,
     peers: BTreeMap<PeerId, Peer>,
     next_peer: u64,
-    by_addr: HashMap<SocketAddr, PeerId>,
+    /// The peer that took the last packet from an address, by transport (a UDP and a TCP
+    /// source may share an address).
+    by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
     dirty: Vec<PeerId>,

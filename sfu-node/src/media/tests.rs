@@ -266,7 +266,7 @@ impl World {
             {
                 continue;
             }
-            self.sfu.handle_receive(now, src, &bytes);
+            self.sfu.handle_receive(now, Protocol::Udp, src, &bytes);
         }
         if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
             self.sfu.handle_timeout(now);
@@ -1056,7 +1056,7 @@ impl RelayHop {
         for (dst, bytes) in std::mem::take(&mut w.elsewhere) {
             if dst == self.addr {
                 self.media
-                    .handle_receive(now, w.sfu.config().advertise, &bytes);
+                    .handle_receive(now, Protocol::Udp, w.sfu.config().advertise, &bytes);
             }
         }
         if self.media.poll_timeout().is_some_and(|t| t <= now) {
@@ -1093,8 +1093,12 @@ impl RelayHop {
                     }
                     Output::Transmit(t) => {
                         moved = true;
-                        self.media
-                            .handle_receive(now, self.viewer_addr, &t.contents);
+                        self.media.handle_receive(
+                            now,
+                            Protocol::Udp,
+                            self.viewer_addr,
+                            &t.contents,
+                        );
                     }
                     Output::Event(e) => self.viewer_events.push(e),
                 }

@@ -82,7 +82,8 @@ impl Media {
         video: usize,
     ) -> Result<(PeerId, String)> {
         // Full ICE: the origin is ICE-lite.
-        let mut rtc = self.with_host_candidate(super::peer_config(), now)?;
+        // The link to the origin stays on UDP.
+        let mut rtc = self.with_host_candidate(super::peer_config(), now, false)?;
         let mut api = rtc.sdp_api();
         for (kind, n) in [(MediaKind::Audio, audio), (MediaKind::Video, video)] {
             for _ in 0..n {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use str0m::media::{MediaKind, Mid, Rid};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 
 use crate::config::RoomConfig;
 use crate::media::{Media, MediaConfig, MediaEvent, OriginTrack, PeerId, PeerRole, Source};
@@ -277,9 +277,17 @@ impl Relay {
         }
     }
 
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        self.media.handle_receive(now, source, datagram);
+    /// A packet on the media port; true if a peer (a watcher, or the upstream) took it.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        let taken = self.media.handle_receive(now, proto, source, datagram);
         self.pump();
+        taken
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -338,6 +346,7 @@ impl Relay {
             } else {
                 UpstreamState::Connecting
             }),
+            tcp: Default::default(),
         }
     }
 

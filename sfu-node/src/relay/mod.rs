@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::core::{LEAVE_NOTICE, Relay, RelayOutput};
@@ -93,8 +93,14 @@ struct RelayShell {
 
 impl Driven for RelayShell {
     type Request = RelayRequest;
-    fn handle_receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        self.relay.handle_receive(now, source, datagram);
+    fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        self.relay.handle_receive(now, proto, source, datagram)
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.relay.handle_timeout(now);
@@ -214,7 +220,13 @@ pub async fn serve_relay(
         channels: HashMap::new(),
         upstream_closed: None,
     };
-    let relay_task = tokio::spawn(run(shell, listeners.udp, requests_rx, status.clone()));
+    let relay_task = tokio::spawn(run(
+        shell,
+        listeners.udp,
+        listeners.tcp,
+        requests_rx,
+        status.clone(),
+    ));
 
     let link_task = tokio::spawn(link::run_link(
         origin.clone(),
