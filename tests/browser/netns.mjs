@@ -89,6 +89,22 @@ export function buildNetwork() {
     inNs(ns.router, "iptables", "-D", "FORWARD", "-p", "udp", "-j", "DROP");
     net.blocked = false;
   };
+  // A firewall that lets out only TCP to the HTTPS ports (443 and the test origin's 8443) and
+  // no UDP: what a strict corporate network leaves. Replies come back (conntrack).
+  const httpsOnly = ["FORWARD", "-i", `${id}i`, "-p", "tcp", "-m", "multiport", "!", "--dports", "443,8443", "-j", "DROP"];
+  net.onlyHttps = () => {
+    net.blockUdp();
+    inNs(ns.router, "iptables", "-A", ...httpsOnly);
+  };
+  net.openAll = () => {
+    inNs(ns.router, "iptables", "-D", ...httpsOnly);
+    net.allowUdp();
+  };
+  net.droppedTcp = () => {
+    const out = inNs(ns.router, "iptables", "-L", "FORWARD", "-v", "-n", "-x");
+    const line = out.split("\n").find((l) => /DROP\s+(6|tcp)/.test(l));
+    return line ? Number(line.trim().split(/\s+/)[0]) : 0;
+  };
   net.droppedUdp = () => {
     const out = inNs(ns.router, "iptables", "-L", "FORWARD", "-v", "-n", "-x");
     const line = out.split("\n").find((l) => /DROP\s+(17|udp)/.test(l));
@@ -131,7 +147,10 @@ export function chromiumBehindNat(dir, net, ca) {
 }
 
 // coturn in the server namespace: TURN over UDP and TCP on 3478 with the REST shared secret.
-export function startCoturn(dir, net, secret) {
+// coturn in the server namespace: TURN on 3478 (UDP and TCP) and, given `tls` (a certificate
+// and key), TURN over TLS on 443.
+export function startCoturn(dir, net, secret, tls) {
+  const tlsArgs = tls ? ["--cert", tls.cert, "--pkey", tls.key, "--tls-listening-port", "443"] : ["--no-tls"];
   const child = spawn(
     "ip",
     [
@@ -139,7 +158,7 @@ export function startCoturn(dir, net, secret) {
       "--listening-ip", net.serverIp, "--relay-ip", net.serverIp, "--listening-port", "3478",
       "--min-port", "49160", "--max-port", "49260",
       "--use-auth-secret", "--static-auth-secret", secret, "--realm", "roundtable.test",
-      "--fingerprint", "--no-tls", "--no-dtls", "--no-cli", "--no-multicast-peers",
+      "--fingerprint", ...tlsArgs, "--no-dtls", "--no-cli", "--no-multicast-peers",
       "--pidfile", join(dir, "turnserver.pid"), "--log-file", "stdout", "--simple-log",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
