@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
+use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 use crate::binaries::Binaries;
@@ -64,6 +64,19 @@ impl std::fmt::Debug for TestNamespace {
         f.debug_struct("TestNamespace")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+impl TestNamespace {
+    /// The Events about the object `name` in this namespace (any kind), oldest first as listed.
+    pub async fn events_about(&self, name: &str) -> Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.name);
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .collect())
     }
 }
 

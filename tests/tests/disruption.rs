@@ -1613,27 +1613,6 @@ async fn kubectl_timed(stack: &Stack, args: &[&str]) -> (bool, String, Duration)
     (out.success(), format!("{}{}", out.stdout, out.stderr), took)
 }
 
-/// The reasons and messages of the Events about Session `name`.
-async fn events_of(stack: &Stack, name: &str) -> Vec<(String, String, String)> {
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(stack.ns.client.clone(), &stack.ns.name);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.message.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off_the_node() {
     let _side_by_side = ALONE.read().await;
@@ -1822,7 +1801,20 @@ async fn a_node_drain_waits_for_a_live_room_and_the_organiser_moves_the_room_off
             GAP_LIMIT.as_secs_f64(),
         );
     }
-    let events = events_of(&stack, "roundtable").await;
+    let events: Vec<(String, String, String)> = stack
+        .ns
+        .events_about("roundtable")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect();
     for reason in ["RoomMoving", "RoomMoved"] {
         assert!(
             events.iter().any(|(t, r, _)| t == "Normal" && r == reason),

@@ -123,15 +123,8 @@ fn condition(session: &Session, type_: &str) -> Option<(String, String, Option<i
 }
 
 async fn event_reasons(ns: &TestNamespace, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(ns.client.clone(), &ns.name);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
+    let events = ns.events_about(name).await.unwrap();
+    events.into_iter().filter_map(|e| e.reason).collect()
 }
 
 #[tokio::test]
