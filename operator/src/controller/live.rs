@@ -426,6 +426,8 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         PodAction::Ensure | PodAction::Keep => {}
     }
     // Apply: the move's step.
+    // A step of the move that failed where people notice it, beside the move's own Event.
+    let mut move_trouble: Option<crate::plan::decide::EventPlan> = None;
     match &move_plan.step {
         MoveStep::Create { pod: new, avoid } => {
             let port = free_host_port(ctx)?;
@@ -450,8 +452,16 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                 && let Err(e) =
                     observe::ask_to_leave(&ctx.http, &old_pod, ctx.config.sfu_admin_port).await
             {
-                // The old pod's people then re-join when it is deleted, a few seconds later.
+                // The old pod's people then re-join when it is deleted, a few seconds later:
+                // a cut instead of a notice, which the organiser should hear of.
                 warn!(pod = %old, error = %e, "could not ask the old SFU pod of a move to send its people away");
+                move_trouble = Some(crate::plan::decide::EventPlan {
+                    warning: true,
+                    reason: "RoomMoveNoticeFailed",
+                    note: format!(
+                        "could not ask {old} to send its people to the new pod ({e}); they are cut when it is deleted and their pages re-join"
+                    ),
+                });
             }
         }
         MoveStep::RemoveOld { pod: old } | MoveStep::GiveUp { pod: old } => {
@@ -485,7 +495,12 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
     }
 
     // Events.
-    for planned in plan.event.iter().chain(&move_plan.event) {
+    for planned in plan
+        .event
+        .iter()
+        .chain(&move_plan.event)
+        .chain(&move_trouble)
+    {
         let event = Event {
             type_: if planned.warning {
                 EventType::Warning
