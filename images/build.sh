@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds Roundtable's three container images without a container engine or a registry, from
+# Builds Roundtable's four container images without a container engine or a registry, from
 # release binaries the build already produced (the controller-rs pattern: the image step only
 # copies prebuilt binaries into a runtime base):
 #
 #   roundtable           cc base (glibc, libgcc, CA certificates), /usr/local/bin/roundtable
 #   sfu-node             cc base, /usr/local/bin/sfu-node
 #   roundtable-recorder  ffmpeg base (the cc base plus ffmpeg), /usr/local/bin/roundtable-recorder
+#   coturn               coturn base (the cc base plus Debian's coturn), /usr/bin/turnserver:
+#                        the chart's TURN server (`turn.enabled`); no binary of ours
 #
 # Each runs as uid/gid 65532 with its binary as entrypoint, like roundtable/Dockerfile and
 # sfu-node/Dockerfile; the bases come from Debian packages (images/rootfs.sh) and are
@@ -95,6 +97,28 @@ image() {
   echo "$ref $archive"
 }
 
+# distro_image <name> <base kind> <entrypoint>: an image that is its base with a program of
+# the base's packages as entrypoint; prints `<reference> <archive>`.
+distro_image() {
+  local name=$1 kind=$2 entrypoint=$3 base_archive key archive ref c
+  base_archive=$(base "$kind")
+  ref="$prefix/$name:$tag"
+  key=$( { cat "$here/build.sh"; echo "$ref"; basename "$base_archive"; } | hash)
+  archive="$cache/$name-$key.tar"
+  if [ ! -f "$archive" ]; then
+    echo "assembling $ref" >&2
+    c=$("${buildah[@]}" from --pull-never "oci-archive:$base_archive")
+    "${buildah[@]}" config --user 65532:65532 --entrypoint "[\"$entrypoint\"]" --cmd '' \
+      --label org.opencontainers.image.source=https://github.com/roundtable-dev/roundtable \
+      --label org.opencontainers.image.version="$tag" "$c"
+    "${buildah[@]}" commit --quiet --disable-compression=false --format oci --rm "$c" \
+      "oci-archive:$archive.partial:$ref" >/dev/null
+    mv "$archive.partial" "$archive"
+  fi
+  echo "$ref $archive"
+}
+
 image roundtable cc roundtable
 image sfu-node cc sfu-node
 image roundtable-recorder ffmpeg roundtable-recorder
+distro_image coturn coturn /usr/bin/turnserver

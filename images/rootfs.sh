@@ -6,6 +6,10 @@
 #                                  sfu-node images
 #   images/rootfs.sh ffmpeg OUT.tar   the same plus ffmpeg/ffprobe and their libraries: the
 #                                  roundtable-recorder image
+#   images/rootfs.sh coturn OUT.tar   the same plus Debian's coturn (turnserver), whose binary
+#                                  gets the file capability cap_net_bind_service so that a
+#                                  non-root coturn can serve TURN over TLS on 443: the coturn
+#                                  image of the chart's `turn.enabled`
 #
 # mmdebstrap resolves and downloads the packages (and their dependencies); only the
 # packages' files are unpacked (`dpkg-deb -x`, no maintainer scripts run), so nothing of
@@ -15,8 +19,8 @@
 # (ldconfig) and a `/var/lib/dpkg/status.d/<package>` per package for image scanners.
 # Documentation other than copyright files, man pages and translations are dropped.
 set -euo pipefail
-kind=${1:?usage: rootfs.sh cc|ffmpeg OUT.tar}
-out=${2:?usage: rootfs.sh cc|ffmpeg OUT.tar}
+kind=${1:?usage: rootfs.sh cc|ffmpeg|coturn OUT.tar}
+out=${2:?usage: rootfs.sh cc|ffmpeg|coturn OUT.tar}
 suite=bookworm
 mirror=${ROUNDTABLE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${ROUNDTABLE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -24,7 +28,8 @@ security=${ROUNDTABLE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-secur
 case "$kind" in
   cc) include=(libc6 libgcc-s1 ca-certificates netbase tzdata) ;;
   ffmpeg) include=(libc6 libgcc-s1 ca-certificates netbase tzdata ffmpeg) ;;
-  *) echo "rootfs.sh: unknown kind $kind (cc or ffmpeg)" >&2; exit 2 ;;
+  coturn) include=(libc6 libgcc-s1 ca-certificates netbase tzdata coturn) ;;
+  *) echo "rootfs.sh: unknown kind $kind (cc, ffmpeg or coturn)" >&2; exit 2 ;;
 esac
 # Resolved as dependencies but not wanted in a runtime image: interpreters and package
 # tooling (ca-certificates pulls debconf, perl-base and openssl for its maintainer scripts;
@@ -96,6 +101,18 @@ for dir in blas lapack; do
   [ ! -d "$root/usr/lib/x86_64-linux-gnu/$dir" ] || echo "/usr/lib/x86_64-linux-gnu/$dir"
 done > "$root/etc/ld.so.conf.d/debian-alternatives.conf"
 ldconfig -r "$root"
+if [ "$kind" = coturn ]; then
+  # coturn's init script and database set-up scripts need a shell, and its client library
+  # is for building clients: the image runs turnserver with its arguments only.
+  rm -rf "$root"/etc/init.d "$root"/usr/share/coturn "$root"/usr/include/turn "$root"/usr/lib/libturnclient.a
+  if ! chroot "$root" /usr/bin/turnserver --version >/dev/null 2>&1; then
+    echo "rootfs.sh: /usr/bin/turnserver does not run in the $kind root" >&2
+    exit 1
+  fi
+  # Ports below 1024 (TURN over TLS on 443) for a non-root turnserver, as the upstream coturn
+  # image does; it takes effect only where the pod allows it (the chart's `turn.tls`).
+  setcap cap_net_bind_service=+ep "$root/usr/bin/turnserver"
+fi
 if [ "$kind" = ffmpeg ]; then
   for program in ffmpeg ffprobe; do
     if ! chroot "$root" "/usr/bin/$program" -hide_banner -version >/dev/null; then
@@ -104,5 +121,7 @@ if [ "$kind" = ffmpeg ]; then
     fi
   done
 fi
-# Reproducible-ish: fixed times, sorted names, numeric owners.
-tar --sort=name --mtime='@0' --numeric-owner -C "$root" -cf "$out" .
+# Reproducible-ish: fixed times, sorted names, numeric owners; the one extended attribute
+# kept is a file capability (turnserver's).
+tar --sort=name --mtime='@0' --numeric-owner --xattrs --xattrs-include='security.capability' \
+  -C "$root" -cf "$out" .

@@ -41,6 +41,12 @@ pub struct Observed {
     pub last_active: Option<jiff::Timestamp>,
     /// What the session's recorder reports.
     pub recordings: Vec<roundtable_crds::RecordingSummary>,
+    /// Relays of a session or stage that are ready, and each relay with its endpoint and
+    /// watchers, as the operator reports relay pods.
+    pub relays: i32,
+    pub relay_pods: Vec<roundtable_crds::RelayPod>,
+    /// Watchers one relay takes.
+    pub watchers_per_pod: Option<i32>,
 }
 
 /// Changes made in the UI, kept on top of the manifests (until the process ends).
@@ -217,6 +223,9 @@ fn rebuild(state: &mut State) {
             unique_joiners: seen.unique_joiners,
             started_at: time(seen.started_at),
             recordings: seen.recordings,
+            relays: Some(seen.relays),
+            relay_pods: seen.relay_pods,
+            watchers_per_pod: seen.watchers_per_pod,
             ..SessionStatus::default()
         };
         if status.recordings.is_empty()
@@ -247,6 +256,9 @@ fn rebuild(state: &mut State) {
             on_camera: Some(seen.on_camera),
             watching: Some(seen.watching),
             peak_watching: Some(seen.peak_watching),
+            relays: Some(seen.relays),
+            relay_pods: seen.relay_pods,
+            watchers_per_pod: seen.watchers_per_pod,
             ..StageStatus::default()
         });
     }

@@ -251,6 +251,11 @@ struct UpArgs {
     /// do not send WebRTC media to loopback).
     #[arg(long)]
     media_ip: Option<std::net::IpAddr>,
+    /// The address browsers send media to when it is not this machine's: the public address of
+    /// a NAT in front of it that forwards every port unchanged (a cloud VM's 1:1 NAT). ICE
+    /// candidates name it; the SFUs still listen on --media-ip.
+    #[arg(long)]
+    advertise_ip: Option<std::net::IpAddr>,
     /// The SQLite file for registrations, sign-ins, access links, labels and chat.
     #[arg(
         long,
@@ -508,6 +513,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut listen = args.listen;
     let mut public_url = args.public_url;
     let mut media = local::MediaAddrs::choose(args.media_ip, local::outward_ip());
+    if let Some(ip) = args.advertise_ip {
+        anyhow::ensure!(
+            !ip.is_unspecified(),
+            "--advertise-ip {ip}: browsers cannot send media to an unspecified address"
+        );
+        media.advertise = Some(ip);
+    }
     let mut trust = None;
     if args.lan {
         let lan_ip = args

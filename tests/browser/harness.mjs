@@ -77,13 +77,16 @@ function firstLine(child, match, what) {
   });
 }
 
-// A real SMTP server on loopback; every message lands in a folder as decoded JSON.
-export async function startSmtpSink(work) {
+// A real SMTP server on loopback (of the network namespace `netns`, if given); every message
+// lands in a folder as decoded JSON.
+export async function startSmtpSink(work, { netns } = {}) {
   const python = process.env.SMTP_SINK_PYTHON;
   assert.ok(python, "set SMTP_SINK_PYTHON to the python of the aiosmtpd virtualenv (run.sh does)");
   const dir = join(work, "mail");
   mkdirSync(dir);
-  const child = spawn(python, [new URL("smtp_sink.py", import.meta.url).pathname, dir], {
+  const command = [python, new URL("smtp_sink.py", import.meta.url).pathname, dir];
+  if (netns) command.unshift("ip", "netns", "exec", netns);
+  const child = spawn(command[0], command.slice(1), {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const [, port] = await firstLine(child, /"port":\s*(\d+)/, "the SMTP sink");

@@ -5,6 +5,10 @@
 //   server ns  10.217.<n>.2 ──veth── 10.217.<n>.1  router ns  192.168.<n>.1 ──veth── 192.168.<n>.2  attendee ns
 //                                          (iptables MASQUERADE out of the server side)
 //
+// The router can also stand for a cloud's 1:1 NAT in front of the server (`behindPublicIp`):
+// the server's public address 10.218.<n>.2 is translated to 10.217.<n>.2, and the server's own
+// address is no longer reachable from the attendee.
+//
 // Only namespaces, links and rules this file creates are touched; everything lives in those
 // namespaces and is gone when they are deleted. Every loop is bounded.
 import { execFileSync, spawn } from "node:child_process";
@@ -40,6 +44,7 @@ export function buildNetwork() {
   const net = {
     ns,
     serverIp: `10.217.${n}.2`,
+    publicIp: `10.218.${n}.2`,
     routerOutside: `10.217.${n}.1`,
     attendeeIp: `192.168.${n}.2`,
     blocked: false,
@@ -100,6 +105,24 @@ export function buildNetwork() {
     inNs(ns.router, "iptables", "-D", ...httpsOnly);
     net.allowUdp();
   };
+  // A 1:1 NAT for the server: the attendee reaches it only at its public address (DNAT on the
+  // router, every port); packets to its own address that were not translated are dropped.
+  const dnat = ["PREROUTING", "-i", `${id}i`, "-d", net.publicIp, "-j", "DNAT", "--to-destination", net.serverIp];
+  const untranslated = ["FORWARD", "-i", `${id}i`, "-d", net.serverIp, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"];
+  net.behindPublicIp = () => {
+    inNs(ns.router, "iptables", "-t", "nat", "-A", ...dnat);
+    inNs(ns.router, "iptables", "-I", ...untranslated);
+  };
+  net.withoutPublicIp = () => {
+    inNs(ns.router, "iptables", "-t", "nat", "-D", ...dnat);
+    inNs(ns.router, "iptables", "-D", ...untranslated);
+  };
+  // Packets the attendee sent to the server's own address, past the NAT, that were dropped.
+  net.droppedUntranslated = () => {
+    const out = inNs(ns.router, "iptables", "-L", "FORWARD", "-v", "-n", "-x");
+    const line = out.split("\n").find((l) => /DROP/.test(l) && l.includes(net.serverIp) && /ctstate/.test(l));
+    return line ? Number(line.trim().split(/\s+/)[0]) : 0;
+  };
   net.droppedTcp = () => {
     const out = inNs(ns.router, "iptables", "-L", "FORWARD", "-v", "-n", "-x");
     const line = out.split("\n").find((l) => /DROP\s+(6|tcp)/.test(l));
@@ -113,8 +136,9 @@ export function buildNetwork() {
   return net;
 }
 
-// A test certificate authority and a server certificate for `ip`, made with openssl.
-export function testCa(dir, ip) {
+// A test certificate authority and a server certificate for `ips` (one or a list), made with
+// openssl.
+export function testCa(dir, ips) {
   mkdirSync(dir, { recursive: true });
   const p = (f) => join(dir, f);
   const run = (...args) => sh("openssl", args);
@@ -123,7 +147,8 @@ export function testCa(dir, ip) {
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
   run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=roundtable test server",
     "-keyout", p("server.key"), "-out", p("server.csr"));
-  writeFileSync(p("ext.cnf"), `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  const names = [ips].flat().map((ip) => `IP:${ip}`).join(",");
+  writeFileSync(p("ext.cnf"), `subjectAltName=${names}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
   run("x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
     "-days", "2", "-extfile", p("ext.cnf"), "-out", p("server.pem"));
   return { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") };

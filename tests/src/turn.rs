@@ -1,14 +1,16 @@
-//! A TURN client of one request: an Allocate over TCP with long-term credentials (RFC 5766,
-//! RFC 5389), what a browser does first with the `iceServers` of a join answer. Enough to tell
-//! whether a TURN server accepts a credential and where it relays; nothing more.
+//! A TURN client of one request: an Allocate over TCP, or over TLS as a `turns:` URL asks,
+//! with long-term credentials (RFC 5766, RFC 5389), what a browser does first with the
+//! `iceServers` of a join answer. Enough to tell whether a TURN server accepts a credential and
+//! where it relays; nothing more.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
@@ -35,20 +37,73 @@ pub enum Allocation {
     Refused(u16, String),
 }
 
+fn failure(server: SocketAddr) -> impl Fn(String) -> Error {
+    move |detail| Error::Command {
+        command: format!("TURN Allocate at {server}"),
+        detail,
+    }
+}
+
+async fn connect(server: SocketAddr) -> Result<TcpStream> {
+    let fail = failure(server);
+    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(server))
+        .await
+        .map_err(|_| fail("connect timed out".into()))?
+        .map_err(|e| fail(format!("connect: {e}")))
+}
+
 /// Allocates a UDP relay at the TURN server `server` (over TCP) as `username`/`password`:
 /// the unauthenticated request that learns the realm and nonce, then the signed one.
 pub async fn allocate(server: SocketAddr, username: &str, password: &str) -> Result<Allocation> {
-    let fail = |detail: String| Error::Command {
-        command: format!("TURN Allocate at {server}"),
-        detail,
-    };
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(server))
+    let mut stream = connect(server).await?;
+    allocate_on(&mut stream, server, username, password).await
+}
+
+/// [`allocate`] over TLS (`turns:`), as a browser does: the server's certificate must be valid
+/// for `name` and signed by the CA in `ca_pem`, else the handshake fails (an `Err`).
+pub async fn allocate_tls(
+    server: SocketAddr,
+    name: &str,
+    ca_pem: &[u8],
+    username: &str,
+    password: &str,
+) -> Result<Allocation> {
+    let fail = failure(server);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        let cert = cert.map_err(|e| fail(format!("reading the CA: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| fail(format!("the CA certificate: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(format!("TLS versions: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| fail(format!("server name {name}: {e}")))?;
+    let tcp = connect(server).await?;
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), handshake)
         .await
-        .map_err(|_| fail("connect timed out".into()))?
-        .map_err(|e| fail(format!("connect: {e}")))?;
+        .map_err(|_| fail("the TLS handshake timed out".into()))?
+        .map_err(|e| fail(format!("TLS handshake: {e}")))?;
+    allocate_on(&mut stream, server, username, password).await
+}
+
+async fn allocate_on<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    server: SocketAddr,
+    username: &str,
+    password: &str,
+) -> Result<Allocation> {
+    let fail = failure(server);
     let transport = [UDP, 0, 0, 0];
     let first = message(ALLOCATE, 1, &[(REQUESTED_TRANSPORT, &transport)], None);
-    let (kind, attrs) = exchange(&mut stream, &first).await.map_err(fail)?;
+    let (kind, attrs) = exchange(stream, &first).await.map_err(&fail)?;
     if kind != ALLOCATE_ERROR {
         return Err(fail(format!(
             "an unauthenticated Allocate got {kind:#06x}, not 401"
@@ -81,7 +136,7 @@ pub async fn allocate(server: SocketAddr, username: &str, password: &str) -> Res
         ],
         Some(&key),
     );
-    let (kind, attrs) = exchange(&mut stream, &second).await.map_err(fail)?;
+    let (kind, attrs) = exchange(stream, &second).await.map_err(&fail)?;
     match kind {
         ALLOCATE_OK => {
             let relayed = attr(&attrs, XOR_RELAYED_ADDRESS)?;
@@ -134,8 +189,8 @@ fn message(kind: u16, id: u8, attrs: &[(u16, &[u8])], key: Option<&[u8]>) -> Vec
 }
 
 /// Sends `request` and reads one answer: its type and attributes.
-async fn exchange(
-    stream: &mut TcpStream,
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     request: &[u8],
 ) -> Result<(u16, Vec<(u16, Vec<u8>)>), String> {
     let io = |e: std::io::Error| e.to_string();

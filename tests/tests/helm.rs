@@ -14,7 +14,8 @@
 //!   namespaced install grants nothing outside its namespace;
 //! - `api.tls` and `turn.enabled`: the control plane serves HTTPS with the Secret's
 //!   certificate, and a join answer's TURN credential is accepted by the chart's coturn (run
-//!   from Debian's `turnserver` by the node agent) and refused once expired.
+//!   from Debian's `turnserver` by the node agent), over TCP and over TLS on 443 with
+//!   `turn.tls`'s certificate, and refused once expired.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -678,6 +679,75 @@ turn:
             "Warning: would violate PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
         ],
         "coturn's pod meets Pod Security `restricted` but for the host's network:\n{}",
+        out.stderr
+    );
+
+    // TURN over TLS on 443: coturn mounts the Secret and serves TLS there; binding below 1024
+    // as uid 65534 takes its image's file capability, so Pod Security also flags
+    // allowPrivilegeEscalation, and nothing else (the only capability added is
+    // NET_BIND_SERVICE, which `restricted` allows).
+    let tls_values = format!(
+        r#"
+api: {{publicUrl: {PUBLIC_URL}}}
+turn:
+  enabled: true
+  urls: ["turn:turn.example.com:3478?transport=tcp", "turns:turn.example.com:443?transport=tcp"]
+  tls: {{secretName: turn-tls}}
+"#
+    );
+    let rendered = render(cluster, &release, &tls_values).await;
+    for arg in [
+        "--tls-listening-port=443",
+        "/etc/coturn/tls/tls.crt",
+        "secretName: turn-tls",
+    ] {
+        assert!(rendered.contains(arg), "{arg} in\n{rendered}");
+    }
+    assert!(!rendered.contains("--no-tls"), "TLS is on");
+    let out = server_validate(cluster, &rendered).await;
+    assert!(out.success(), "{}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Warning"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "Warning: would violate PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true), allowPrivilegeEscalation != false (container \"coturn\" must set securityContext.allowPrivilegeEscalation=false)"
+        ],
+        "{}",
+        out.stderr
+    );
+    // On a port from 1024 up, no privilege at all.
+    let high = render(
+        cluster,
+        &release,
+        &tls_values
+            .replace("turns:turn.example.com:443", "turns:turn.example.com:5349")
+            .replace(
+                "{secretName: turn-tls}",
+                "{secretName: turn-tls, port: 5349}",
+            ),
+    )
+    .await;
+    assert!(high.contains("--tls-listening-port=5349"), "{high}");
+    assert!(!high.contains("NET_BIND_SERVICE"), "{high}");
+    // TLS with no turns: URL for browsers is refused before anything is installed.
+    let out = cluster
+        .helm_with_stdin(
+            &["template", "rt", &chart(), "-n", &release, "--values", "-"],
+            &format!(
+                "api: {{publicUrl: {PUBLIC_URL}}}\nturn: {{enabled: true, urls: [\"turn:turn.example.com:3478\"], tls: {{secretName: turn-tls}}}}\n"
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "TLS without a turns: URL renders");
+    assert!(
+        out.stderr
+            .contains("turn.urls lists no turns: URL for browsers to use"),
+        "{}",
         out.stderr
     );
 
@@ -1403,7 +1473,8 @@ fn turn_rest_password(secret: &[u8], username: &str) -> String {
 /// HTTPS for the public name with that certificate and nothing in plain HTTP, an organiser
 /// starts a session over HTTPS, and her join answer lists the chart's TURN URLs with
 /// credentials that expire after `turn.credentialTtlSeconds`, whose password is the TURN REST
-/// HMAC of the shared secret coturn was started with.
+/// HMAC of the shared secret coturn was started with; coturn takes it over TCP and, with
+/// `turn.tls`, over TLS on 443 (`turns:`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_credentials() {
     let turnserver = installed("turnserver").expect(
@@ -1436,6 +1507,25 @@ async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_cr
             cert.to_str().unwrap(),
             "--key",
             key.to_str().unwrap(),
+        ])
+        .await
+        .unwrap());
+
+    // coturn's certificate for TURN over TLS, for the name the `turns:` URL gives.
+    let turn_host = "turn.example.com";
+    let (turn_cert, turn_key) = cluster.serving_cert(&scratch, turn_host).unwrap();
+    ok(cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "tls",
+            "turn-tls",
+            "-n",
+            &ns.name,
+            "--cert",
+            turn_cert.to_str().unwrap(),
+            "--key",
+            turn_key.to_str().unwrap(),
         ])
         .await
         .unwrap());
@@ -1485,6 +1575,7 @@ async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_cr
     let turn_urls = [
         format!("turn:{edge_ip}:3478?transport=udp"),
         format!("turn:{edge_ip}:3478?transport=tcp"),
+        format!("turns:{turn_host}:443?transport=tcp"),
     ];
 
     let placement = format!(
@@ -1506,7 +1597,8 @@ operator:
   {placement}
 turn:
   enabled: true
-  urls: ["{udp}", "{tcp}"]
+  urls: ["{udp}", "{tcp}", "{tls}"]
+  tls: {{secretName: turn-tls}}
   credentialTtlSeconds: 600
   relayPorts: {{min: 49160, max: 49199}}
   nodeSelector: {{e2e.roundtable.dev/turn: {pool}}}
@@ -1514,6 +1606,7 @@ turn:
 "#,
         udp = turn_urls[0],
         tcp = turn_urls[1],
+        tls = turn_urls[2],
     );
     ok(cluster.helm_install("rt", &ns.name, &values).await.unwrap());
     cluster
@@ -1542,15 +1635,17 @@ turn:
         Some(edge_ip.to_string().as_str()),
         "coturn has its node's address (hostNetwork)"
     );
-    let listening = poll(Duration::from_secs(30), async || {
-        tokio::net::TcpStream::connect((edge_ip, 3478)).await.ok()
-    })
-    .await;
-    assert!(
-        listening.is_some(),
-        "coturn listens on {edge_ip}:3478; its log:\n{}",
-        agent.log(&ns.name, &turn_pod_name, "coturn")
-    );
+    for port in [3478, 443] {
+        let listening = poll(Duration::from_secs(30), async || {
+            tokio::net::TcpStream::connect((edge_ip, port)).await.ok()
+        })
+        .await;
+        assert!(
+            listening.is_some(),
+            "coturn listens on {edge_ip}:{port}; its log:\n{}",
+            agent.log(&ns.name, &turn_pod_name, "coturn")
+        );
+    }
 
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
     let api_ready = poll(Duration::from_secs(120), async || {
@@ -1702,6 +1797,28 @@ turn:
             turn_log()
         ),
     }
+    // The same credential over TLS on 443, the Secret's certificate checked as a browser does
+    // for the `turns:` URL's name; a client expecting another name refuses the handshake.
+    let tls_server = std::net::SocketAddr::new(edge_ip.into(), 443);
+    match turn::allocate_tls(tls_server, turn_host, &ca, username, password)
+        .await
+        .unwrap_or_else(|e| panic!("TURN over TLS: {e}; coturn's log:\n{}", turn_log()))
+    {
+        Allocation::Relayed(relay) => {
+            assert_eq!(relay.ip(), std::net::IpAddr::V4(edge_ip));
+            eprintln!("e2e: coturn relays over TLS on 443 for the join's credential at {relay}");
+        }
+        refused => panic!(
+            "coturn refused the join's credential over TLS: {refused:?}; its log:\n{}",
+            turn_log()
+        ),
+    }
+    let other_name =
+        turn::allocate_tls(tls_server, "other.example.com", &ca, username, password).await;
+    assert!(
+        other_name.is_err(),
+        "a certificate for {turn_host} is not taken for another name: {other_name:?}"
+    );
     let wrong = turn::allocate(server, username, "not-the-password")
         .await
         .unwrap();

@@ -2,7 +2,9 @@
 //! folder, the runner starts an embedded sfu-node for a started session, a person signed in
 //! through the control plane joins on camera with real VP8/Opus, the session is ended in its
 //! manifest, and the recording (the local mode records too) shows in the session's status as
-//! a complete MP4 that ffprobe reads, with the on-camera time as its duration.
+//! a complete MP4 that ffprobe reads, with the on-camera time as its duration. A session with
+//! `relays: 1` gets a relay server as a cluster gets a relay pod: joins are sent to it, through
+//! the signalling proxy, and a watcher there sees the origin's publisher.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,7 @@ use roundtable_crds::RecordingState;
 use roundtable_e2e::local::LocalStack;
 use roundtable_e2e::wait_until;
 use serde_json::Value;
+use sfu_node::client::{ClientPeer, ClientRole, Watcher};
 use sfu_node::publisher::{TestMedia, publish};
 
 const REGISTRATION_KEY: &[u8] = b"local-registration-key";
@@ -146,4 +149,109 @@ async fn the_local_mode_runs_a_started_session_and_records_it() {
         "the MP4 lasts {duration:.2}s for {:.2}s on camera",
         on_camera.as_secs_f64()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_a_relay_sends_its_watchers_there() {
+    roundtable_e2e::init_test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests_dir = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    let relayed = manifests_for("Started").replace("  recording: true\n", "  relays: 1\n");
+    std::fs::write(manifests_dir.join("meetup.yaml"), relayed).unwrap();
+    let stack = LocalStack::start(
+        &manifests_dir,
+        dir.path(),
+        b"local-join-key",
+        REGISTRATION_KEY,
+    )
+    .await;
+    let (catalog, http, base) = (&stack.catalog, &stack.http, &stack.base);
+    let relay_ready = || {
+        let session = catalog
+            .sessions()
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some("talk"))?;
+        let status = session.status.clone()?;
+        (status.relays == Some(1)).then_some(status)
+    };
+    let status = wait_until(
+        "the session's relay to be ready",
+        Duration::from_secs(30),
+        async || relay_ready(),
+    )
+    .await;
+    assert_eq!(status.relay_pods[0].name, "session-talk-relay-0");
+    assert!(status.watchers_per_pod.is_some_and(|w| w > 0), "{status:?}");
+
+    let cookie = stack.sign_in("ada@example.com", "Ada").await;
+    let join = async || -> Value {
+        let r = http
+            .post(format!("{base}/api/sessions/default/talk/join"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    };
+    let publisher = join().await;
+    let watcher = join().await;
+    // The relay is who serves watching; going on camera stays with the origin.
+    assert_eq!(
+        watcher["signalling"]["sfu"], "/sfu/session-talk-relay-0",
+        "{watcher}"
+    );
+    assert_eq!(watcher["signalling"]["origin"], "/sfu/origin", "{watcher}");
+    assert_ne!(watcher["sfu"], watcher["origin"], "{watcher}");
+    let direct = |v: &Value, key: &str| -> std::net::SocketAddr {
+        v[key]
+            .as_str()
+            .unwrap()
+            .strip_prefix("http://")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let room = publisher["room"].as_str().unwrap().to_owned();
+    let (mut peer, _) = ClientPeer::connect(
+        direct(&publisher, "origin"),
+        &format!("/rooms/{room}/whip"),
+        publisher["token"].as_str().unwrap(),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .expect("on camera at the origin");
+    let end = Instant::now() + Duration::from_secs(6);
+    let publishing = tokio::spawn(async move {
+        let _ = peer.publish_until(end, false).await;
+    });
+    // The watcher signals through the control plane's proxy to the relay, as a page does.
+    let watching = Watcher::join(
+        &format!("{base}/sfu/session-talk-relay-0"),
+        &room,
+        watcher["token"].as_str().unwrap(),
+        1,
+    )
+    .await
+    .expect("the watcher joins at the relay through the proxy")
+    .watch_until(end)
+    .await;
+    publishing.await.unwrap();
+    eprintln!(
+        "local mode: {} video frames in 6 s through the relay",
+        watching.video_frames
+    );
+    assert!(
+        watching.video_frames > 60,
+        "video through the relay: {} frames",
+        watching.video_frames
+    );
+    let counted = wait_until(
+        "the relay to report its watcher",
+        Duration::from_secs(10),
+        async || relay_ready().filter(|s| s.relay_pods[0].watching >= 1),
+    )
+    .await;
+    assert!(counted.relay_pods[0].ready, "{counted:?}");
 }

@@ -11,6 +11,9 @@
 //! - a str0m publisher and a watcher exchange media through the UDP and TCP hostPort at
 //!   `status.endpoint` (portmap);
 //! - the sfu-node container's process is killed; the time until the room is back is printed;
+//! - the chart's coturn, from the coturn image that `images/build.sh` builds from Debian's
+//!   coturn, binds 443 as uid 65534 on the node's network and takes the join answer's TURN
+//!   credential over TLS (`turn.tls`);
 //! - the recorder Job's container writes the MP4 onto a PersistentVolume as uid 65532 and
 //!   the Session lists it;
 //! - `helm uninstall` (after the event is deleted) leaves no container running.
@@ -29,11 +32,14 @@ use kube::{Api, Client};
 use roundtable_crds::{LivePhase, RecordingState, Session};
 use roundtable_e2e::node_agent::is_ready;
 use roundtable_e2e::real_node::{self, RealNode};
+use roundtable_e2e::turn::{self, Allocation};
 use roundtable_e2e::{Cluster, KubectlOutput, poll, unix_now, wait_until};
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, Watcher};
 
 const PUBLIC_URL: &str = "https://events.example.com";
+/// The name in coturn's certificate and in the `turns:` URL.
+const TURN_HOST: &str = "turn.example.com";
 const SESSION: &str = "gala-future-of-work";
 const EVENT: &str = "gala";
 
@@ -177,6 +183,25 @@ async fn the_chart_runs_on_a_real_node_with_real_containers() {
     std::os::unix::fs::chown(&recordings_dir, Some(65532), Some(65532)).unwrap();
     recording_volume(&admin, &ns.name, &recordings_dir).await;
 
+    // coturn's certificate for TURN over TLS, in the Secret `turn.tls` names.
+    let scratch = node.dir().join("tls");
+    let (turn_cert, turn_key) = cluster.serving_cert(&scratch, TURN_HOST).unwrap();
+    ok(cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "tls",
+            "turn-tls",
+            "-n",
+            &ns.name,
+            "--cert",
+            turn_cert.to_str().unwrap(),
+            "--key",
+            turn_key.to_str().unwrap(),
+        ])
+        .await
+        .unwrap());
+
     // hostPorts of this test process, below the ephemeral port range.
     let first_port = 31_000 + (std::process::id() % 90) * 10;
     let values = format!(
@@ -190,8 +215,16 @@ media: {{hostPorts: {{first: {first_port}, last: {last_port}}}}}
 operator:
   drainGraceSeconds: 3
   statsIntervalSeconds: 1
+turn:
+  enabled: true
+  urls: ["turn:{node_ip}:3478?transport=tcp", "turns:{TURN_HOST}:443?transport=tcp"]
+  tls: {{secretName: turn-tls}}
+  relayPorts: {{min: {first_relay}, max: {last_relay}}}
 "#,
-        last_port = first_port + 9
+        last_port = first_port + 9,
+        node_ip = node.ip(),
+        first_relay = 49_160 + (std::process::id() % 80) * 10,
+        last_relay = 49_160 + (std::process::id() % 80) * 10 + 9,
     );
     let installed = Instant::now();
     ok(cluster.helm_install("rt", &ns.name, &values).await.unwrap());
@@ -200,7 +233,11 @@ operator:
     // ServiceAccounts, and pass the kubelet's readiness probes.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
-    for (deployment, replicas) in [("rt-roundtable-operator", 2), ("rt-roundtable-api", 1)] {
+    for (deployment, replicas) in [
+        ("rt-roundtable-operator", 2),
+        ("rt-roundtable-api", 1),
+        ("rt-turn", 1),
+    ] {
         let ready = poll(Duration::from_secs(180), async || {
             let d = deployments.get(deployment).await.ok()?;
             (d.status?.ready_replicas? == replicas).then_some(())
@@ -336,6 +373,7 @@ operator:
     })
     .await
     .expect("join through the control plane");
+    turn_over_tls_on_443(&node, &ns.name, &joined, &pods).await;
     let room = joined["room"].as_str().unwrap().to_owned();
     let publisher = joined["token"].as_str().unwrap().to_owned();
     let key = Api::<Secret>::namespaced(admin.clone(), &ns.name)
@@ -488,6 +526,65 @@ operator:
 }
 
 /// A hostPath PersistentVolume at `dir`, bound to the claim the example event names.
+/// The chart's coturn, from the coturn image (Debian's turnserver, uid 65534), serves TURN
+/// over TLS on 443 of the node: the join answer's credential allocates a relay there, with the
+/// Secret's certificate checked for the `turns:` URL's name.
+async fn turn_over_tls_on_443(
+    node: &RealNode,
+    namespace: &str,
+    joined: &serde_json::Value,
+    pods: &Api<Pod>,
+) {
+    let ice = &joined["iceServers"][0];
+    let urls: Vec<&str> = ice["urls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("TURN servers in the join answer: {joined}"))
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        urls.contains(&format!("turns:{TURN_HOST}:443?transport=tcp").as_str()),
+        "{urls:?}"
+    );
+    let (username, password) = (
+        ice["username"].as_str().unwrap(),
+        ice["credential"].as_str().unwrap(),
+    );
+    let turn_pod = pod_named_with(pods, "app.kubernetes.io/component=turn")
+        .await
+        .expect("coturn's pod");
+    let turn_pod_name = turn_pod.metadata.name.clone().unwrap();
+    let context = turn_pod.spec.as_ref().unwrap().security_context.clone();
+    assert_eq!(
+        context.and_then(|c| c.run_as_user),
+        Some(65534),
+        "coturn runs as nobody"
+    );
+    let ca = std::fs::read(Cluster::shared().await.unwrap().ca_cert()).unwrap();
+    let server = std::net::SocketAddr::new(node.ip().into(), 443);
+    let allocated = poll(Duration::from_secs(30), async || {
+        turn::allocate_tls(server, TURN_HOST, &ca, username, password)
+            .await
+            .ok()
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no TURN over TLS at {server} in 30s\n{}",
+            failure(node, namespace, &[(&turn_pod_name, "coturn")])
+        )
+    });
+    match allocated {
+        Allocation::Relayed(relay) => eprintln!(
+            "e2e: real node: coturn (uid 65534) relays at {relay} for the join's credential over TLS on 443"
+        ),
+        refused => panic!(
+            "coturn refused the join's credential over TLS: {refused:?}\n{}",
+            failure(node, namespace, &[(&turn_pod_name, "coturn")])
+        ),
+    }
+}
+
 async fn recording_volume(client: &Client, namespace: &str, dir: &Path) {
     let name = format!("{namespace}-recordings");
     let volume: PersistentVolume = serde_json::from_value(serde_json::json!({

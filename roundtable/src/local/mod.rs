@@ -50,11 +50,15 @@ pub struct UpOptions {
 }
 
 /// Where the embedded SFUs listen: their signalling (WHIP, WHEP, events) and admin HTTP, and
-/// their media (UDP) socket, which is also the ICE candidate browsers send media to.
+/// their media (UDP, and TCP for ICE-TCP) sockets, which are also the ICE candidate browsers
+/// send media to unless `advertise` names another address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaAddrs {
     pub signalling: IpAddr,
     pub udp: IpAddr,
+    /// The address in the ICE candidates when it is not `udp`: the public address of a NAT in
+    /// front of this machine that forwards every port to it unchanged (a cloud VM's 1:1 NAT).
+    pub advertise: Option<IpAddr>,
 }
 
 impl MediaAddrs {
@@ -69,12 +73,14 @@ impl MediaAddrs {
             Some(ip) => MediaAddrs {
                 signalling: ip,
                 udp: ip,
+                advertise: None,
             },
             None => MediaAddrs {
                 signalling: loopback,
                 udp: outward
                     .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
                     .unwrap_or(loopback),
+                advertise: None,
             },
         }
     }
@@ -199,7 +205,13 @@ fn welcome(catalog: &dyn api::Catalog, url: &str, options: &UpOptions) -> String
             r.spec.slug
         ));
     }
-    if options.media.udp != options.media.signalling {
+    if let Some(public) = options.media.advertise {
+        lines.push(format!(
+            "Media (WebRTC) on {}, announced to browsers as {public}: the NAT in front must \
+             forward every UDP and TCP port of that address here.",
+            options.media.udp
+        ));
+    } else if options.media.udp != options.media.signalling {
         lines.push(format!(
             "Media (WebRTC over UDP) on {}: browsers do not send it to loopback.",
             options.media.udp
@@ -304,14 +316,16 @@ mod tests {
             MediaAddrs::choose(None, Some(lan)),
             MediaAddrs {
                 signalling: loopback,
-                udp: lan
+                udp: lan,
+                advertise: None,
             }
         );
         assert_eq!(
             MediaAddrs::choose(None, None),
             MediaAddrs {
                 signalling: loopback,
-                udp: loopback
+                udp: loopback,
+                advertise: None,
             }
         );
         assert_eq!(
@@ -322,7 +336,8 @@ mod tests {
             MediaAddrs::choose(Some(chosen), Some(lan)),
             MediaAddrs {
                 signalling: chosen,
-                udp: chosen
+                udp: chosen,
+                advertise: None,
             }
         );
     }

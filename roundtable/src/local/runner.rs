@@ -25,11 +25,16 @@ use roundtable_control_plane::manifests;
 
 use super::MediaAddrs;
 use roundtable_control_plane::Catalog;
+use roundtable_crds::Autoscaling;
 use roundtable_crds::live_room::{Kind, LiveRoom};
 use roundtable_operator::controller::observe::read_stats;
-use roundtable_operator::plan::decide::room_desired;
+use roundtable_operator::plan::decide::{PodState, room_desired};
 use roundtable_operator::plan::pod::{share_policy_arg, theme_arg};
+use roundtable_operator::plan::relay::{
+    ObservedRelay, RelaySpec, autoscale, relay_name, status as relay_status,
+};
 use roundtable_operator::plan::schedule::{Desired, desired};
+use sfu_node::relay::{Origin, serve_relay};
 
 /// How long an empty room keeps its SFU when the Room does not say.
 const ROOM_IDLE: SignedDuration = SignedDuration::from_secs(300);
@@ -38,25 +43,70 @@ const ROOM_IDLE: SignedDuration = SignedDuration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
 
 /// The sfu-node settings of a room: the same values the operator passes to a pod's sfu-node
-/// (`SFU_KIND`, `SFU_SHARE_POLICY`, `SFU_THEME`, …), parsed as sfu-node parses them. Local
-/// mode runs one process per room and no relays, so the watcher limit is one pod's cap even
-/// when autoscaling would let relays take more.
+/// (`SFU_KIND`, `SFU_SHARE_POLICY`, `SFU_THEME`, `SFU_MAX_WATCHERS`, `SFU_RELAYED_WATCHERS`,
+/// …), parsed as sfu-node parses them. Above one server's cap (autoscaling on) the room takes
+/// its `max_watchers` and relays serve the rest, as in a cluster.
 pub fn room_config(room: &LiveRoom) -> Result<RoomConfig, sfu_node::Error> {
     let kind: RoomKind = room.kind.as_str().parse()?;
     let mut config = RoomConfig::new(room.room_id(), kind);
     config.share_policy = share_policy_arg(room.share_policy).parse()?;
     config.theme = theme_arg(room.theme).parse()?;
     config.locked = room.locked;
-    config.limits = Limits::new(
-        kind,
-        room.max_on_camera.max(1) as u32,
-        Some(
-            room.max_watchers
-                .min(roundtable_crds::limits::watcher_cap(room.max_on_camera))
-                .max(1) as u32,
-        ),
-    )?;
+    let on_camera = room.max_on_camera.max(1) as u32;
+    let direct = room
+        .max_watchers
+        .min(roundtable_crds::limits::watcher_cap(room.max_on_camera))
+        .max(1) as u32;
+    config.limits = if room.max_watchers > direct as i32 {
+        Limits::relayed(kind, on_camera, room.max_watchers as u32)?
+    } else {
+        Limits::new(kind, on_camera, Some(direct))?
+    };
     Ok(config)
+}
+
+/// What a room's manifest asks of its relays (`spec.relays`, `spec.autoscaling`): sessions and
+/// stages have relays, rooms do not.
+fn relay_request(
+    catalog: &LocalCatalog,
+    room: &LiveRoom,
+) -> Option<(Option<i32>, Option<Autoscaling>)> {
+    let same = |ns: Option<&str>, name: Option<&str>| {
+        ns == Some(room.namespace.as_str()) && name == Some(room.name.as_str())
+    };
+    match room.kind {
+        Kind::Session => catalog
+            .sessions()
+            .iter()
+            .find(|s| same(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
+            .map(|s| (s.spec.relays, s.spec.autoscaling.clone())),
+        Kind::Stage => catalog
+            .stages()
+            .iter()
+            .find(|s| same(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
+            .map(|s| (s.spec.relays, s.spec.autoscaling.clone())),
+        Kind::Room => None,
+    }
+}
+
+/// A relay of a running session or stage: an embedded sfu-node in relay mode that serves
+/// watchers from the room's origin server, as a relay pod does in a cluster.
+struct RelayServer {
+    name: String,
+    http: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<sfu_node::Result<()>>,
+    /// `watching` from its last `/stats`; None when they could not be read.
+    watching: Option<i32>,
+}
+
+impl Drop for RelayServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 struct Running {
@@ -66,6 +116,13 @@ struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<sfu_node::Result<()>>,
     observed: Observed,
+    /// Its relays, by index (`<pod>-relay-<index>`).
+    relays: Vec<RelayServer>,
+    /// The autoscaler's relay count, which stands in for `spec.relays` once it has decided
+    /// (a cluster's autoscaler writes the spec; manifests here are the user's files).
+    scaled: Option<i32>,
+    /// The autoscaler's pending scale-in (`status.lowerSince`).
+    lower_since: Option<Timestamp>,
 }
 
 /// A session's recorder: it outlives the session's SFU while it composes the MP4.
@@ -170,8 +227,120 @@ impl Runner {
                 }
             }
         }
+        self.relays(now).await;
         self.record();
         self.observe(now).await;
+    }
+
+    /// Starts and stops each running session's and stage's relays: `spec.relays` of them, or
+    /// what the operator's autoscaler decides for the watchers its origin counts.
+    async fn relays(&mut self, now: Timestamp) {
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        for id in ids {
+            let Some(running) = self.running.get_mut(&id) else {
+                continue;
+            };
+            let Some((replicas, autoscaling)) = relay_request(&self.catalog, &running.room) else {
+                continue;
+            };
+            let mut spec = RelaySpec::new(
+                replicas,
+                autoscaling.as_ref(),
+                running.room.max_on_camera,
+                running.lower_since,
+            );
+            if let Some(scaled) = running.scaled {
+                spec.replicas = scaled;
+            }
+            if let Some(scaling) = autoscale(&spec, running.observed.watching, now) {
+                if let Some(to) = scaling.replicas {
+                    info!(room = %id, from = spec.replicas, to, watching = running.observed.watching, "relays rescaled");
+                    spec.replicas = to;
+                    running.scaled = Some(to);
+                }
+                running.lower_since = scaling.lower_since;
+            }
+            running.observed.watchers_per_pod = Some(spec.watchers_per_relay);
+            // A relay whose server stopped is started again below.
+            running.relays.retain(|r| {
+                let done = r.task.is_finished();
+                if done {
+                    warn!(relay = %r.name, "the relay's server stopped");
+                }
+                !done
+            });
+            let want = usize::try_from(spec.replicas).unwrap_or(0);
+            while running.relays.len() > want {
+                if let Some(relay) = running.relays.pop() {
+                    info!(relay = %relay.name, "stopping the relay");
+                }
+            }
+            let (room, origin) = (running.room.clone(), running.http);
+            let mut started = Vec::new();
+            for index in running.relays.len()..want {
+                match self
+                    .start_relay(&room, origin, index as u32, spec.watchers_per_relay)
+                    .await
+                {
+                    Ok(relay) => {
+                        info!(relay = %relay.name, http = %relay.http, "relay started");
+                        started.push(relay);
+                    }
+                    Err(e) => {
+                        warn!(room = %id, index, error = %e, "could not start a relay");
+                        break;
+                    }
+                }
+            }
+            if let Some(running) = self.running.get_mut(&id) {
+                running.relays.extend(started);
+            }
+        }
+    }
+
+    /// Relay `index` of `room`, serving at most `watchers` from the origin at `origin`.
+    async fn start_relay(
+        &self,
+        room: &LiveRoom,
+        origin: SocketAddr,
+        index: u32,
+        watchers: i32,
+    ) -> anyhow::Result<RelayServer> {
+        let sized = LiveRoom {
+            max_watchers: watchers,
+            ..room.clone()
+        };
+        let (udp, tcp) = bind_media(self.media.udp, 0).await?;
+        let port = udp.local_addr()?.port();
+        let config = ServerConfig {
+            room: room_config(&sized)?,
+            advertise: self.media.advertise.map(|ip| SocketAddr::new(ip, port)),
+            token_key: self.token_key.clone(),
+            drain_grace: Duration::from_secs(30),
+            initial_estimate_bps: 1_500_000,
+            bwe: Default::default(),
+        };
+        let listeners = Listeners {
+            udp,
+            tcp: Some(tcp),
+            http: TcpListener::bind((self.media.signalling, 0)).await?,
+            admin: TcpListener::bind((self.media.signalling, 0)).await?,
+        };
+        let http = listeners.http.local_addr()?;
+        let admin = listeners.admin.local_addr()?;
+        let origin = Origin::parse(&format!("http://{origin}"))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_relay(config, origin, listeners, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RelayServer {
+            name: relay_name(room, index),
+            http,
+            admin,
+            stop: Some(stop),
+            task,
+            watching: None,
+        })
     }
 
     /// Starts a recorder for each running session with recording on.
@@ -313,16 +482,18 @@ impl Runner {
     }
 
     async fn start(&self, room: LiveRoom) -> anyhow::Result<Running> {
+        // ICE-TCP on the UDP port number, for attendees whose networks drop UDP.
+        let (udp, tcp) = bind_media(self.media.udp, 0).await?;
+        let port = udp.local_addr()?.port();
         let config = ServerConfig {
             room: room_config(&room)?,
-            advertise: None,
+            // Behind a 1:1 NAT the same port at its public address.
+            advertise: self.media.advertise.map(|ip| SocketAddr::new(ip, port)),
             token_key: self.token_key.clone(),
             drain_grace: Duration::from_secs(30),
             initial_estimate_bps: 1_500_000,
             bwe: Default::default(),
         };
-        // ICE-TCP on the UDP port number, for attendees whose networks drop UDP.
-        let (udp, tcp) = bind_media(self.media.udp, 0).await?;
         let listeners = Listeners {
             udp,
             tcp: Some(tcp),
@@ -345,6 +516,9 @@ impl Runner {
                 started_at: Some(Timestamp::now()),
                 ..Observed::default()
             },
+            relays: Vec::new(),
+            scaled: None,
+            lower_since: None,
         })
     }
 
@@ -385,6 +559,31 @@ impl Runner {
                 }
                 None => warn!(room = %id, "could not read the room's stats"),
             }
+            for relay in &mut running.relays {
+                relay.watching =
+                    read_stats(&self.http, &relay.admin.to_string(), Duration::from_secs(1))
+                        .await
+                        .map(|stats| stats.watching);
+            }
+            // As the operator reports relay pods: ready once their stats answer.
+            let (relays, relay_pods) = relay_status(
+                &running
+                    .relays
+                    .iter()
+                    .enumerate()
+                    .map(|(index, r)| ObservedRelay {
+                        index: index as u32,
+                        name: r.name.clone(),
+                        state: PodState::Running {
+                            ready: r.watching.is_some(),
+                        },
+                        endpoint: Some(r.http.to_string()),
+                        watching: r.watching,
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            o.relays = relays;
+            o.relay_pods = relay_pods;
             seen.insert(id.clone(), o.clone());
         }
         for (id, recorder) in &mut self.recorders {
@@ -449,20 +648,30 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn without_relays_a_local_room_keeps_one_pods_watcher_cap() {
-        let spec = serde_yaml::from_str(
-            "{event: gala, title: S, maxWatchers: 4000, autoscaling: {enabled: true}}",
-        )
-        .unwrap();
-        let mut session = Session::new("big", spec);
+    fn session(spec: &str) -> LiveRoom {
+        let mut session = Session::new("big", serde_yaml::from_str(spec).unwrap());
         session.metadata.namespace = Some("default".into());
-        let room = LiveRoom::from(&session);
-        assert_eq!(
-            room.max_watchers, 4000,
-            "what the cluster's origin would take"
-        );
-        let config = room_config(&room).unwrap();
-        assert_eq!(config.limits.max_watchers, 500);
+        LiveRoom::from(&session)
+    }
+
+    #[test]
+    fn above_one_servers_cap_the_origin_takes_the_room_and_serves_one_servers_share() {
+        let room =
+            session("{event: gala, title: S, maxWatchers: 4000, autoscaling: {enabled: true}}");
+        assert_eq!(room.max_watchers, 4000, "what the cluster's origin takes");
+        let limits = room_config(&room).unwrap().limits;
+        assert_eq!(limits.max_watchers, 4000, "the room, relays included");
+        assert_eq!(limits.pod_watchers, 500, "this server itself");
+    }
+
+    #[test]
+    fn within_one_servers_cap_the_origin_serves_everyone() {
+        let limits = room_config(&session("{event: gala, title: S, maxWatchers: 120}"))
+            .unwrap()
+            .limits;
+        assert_eq!((limits.max_watchers, limits.pod_watchers), (120, 120));
+        // Without autoscaling, relays do not raise the cap (as in a cluster).
+        let fixed = session("{event: gala, title: S, maxWatchers: 4000, relays: 2}");
+        assert_eq!(room_config(&fixed).unwrap().limits.max_watchers, 500);
     }
 }

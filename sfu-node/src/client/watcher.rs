@@ -25,6 +25,22 @@ pub fn host_of(base: &str) -> Result<&str> {
     Ok(host)
 }
 
+/// `http://HOST:PORT[/PREFIX]`: the host, and the path the room's routes sit under (empty at
+/// an SFU itself; the control plane's signalling proxy serves one at `/sfu/<server>`).
+pub fn split_base(base: &str) -> Result<(&str, &str)> {
+    let rest = base
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::Config(format!("{base:?}: use http://HOST:PORT[/PATH]")))?
+        .trim_end_matches('/');
+    let (host, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if host.is_empty() {
+        return Err(Error::Config(format!(
+            "{base:?}: use http://HOST:PORT[/PATH]"
+        )));
+    }
+    Ok((host, prefix))
+}
+
 /// Counts as last pushed to the watcher.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SeenCounts {
@@ -79,7 +95,8 @@ impl Watcher {
         Watcher::join_over(base, room, token, slots, Transport::Udp).await
     }
 
-    /// [`Watcher::join`] with media over `transport`.
+    /// [`Watcher::join`] with media over `transport`. `base` may carry a path: the room's
+    /// SFU behind the control plane's signalling proxy (`http://CONTROL-PLANE/sfu/<server>`).
     pub async fn join_over(
         base: &str,
         room: &str,
@@ -88,8 +105,11 @@ impl Watcher {
         transport: Transport,
     ) -> Result<Watcher> {
         let started = Instant::now();
-        let host = host_of(base)?;
-        let mut events = EventSocket::connect(host, room, token).await?;
+        let (host, prefix) = split_base(base)?;
+        let mut events = EventSocket::connect_url(&format!(
+            "ws://{host}{prefix}/rooms/{room}/events?token={token}"
+        ))
+        .await?;
         let welcome = tokio::time::timeout(WELCOME_WITHIN, async {
             loop {
                 match events.next_event().await {
@@ -117,7 +137,7 @@ impl Watcher {
             .await?
             .next()
             .ok_or_else(|| Error::Config(format!("{host} does not resolve")))?;
-        let path = format!("/rooms/{room}/whep?participant={participant}");
+        let path = format!("{prefix}/rooms/{room}/whep?participant={participant}");
         let role = ClientRole::View { slots };
         let (peer, _) = ClientPeer::connect_over(addr, &path, token, role, transport).await?;
         Ok(Watcher {
