@@ -94,15 +94,19 @@ export function buildNetwork() {
     inNs(ns.router, "iptables", "-D", "FORWARD", "-p", "udp", "-j", "DROP");
     net.blocked = false;
   };
-  // A firewall that lets out only TCP to the HTTPS ports (443 and the test origin's 8443) and
-  // no UDP: what a strict corporate network leaves. Replies come back (conntrack).
-  const httpsOnly = ["FORWARD", "-i", `${id}i`, "-p", "tcp", "-m", "multiport", "!", "--dports", "443,8443", "-j", "DROP"];
-  net.onlyHttps = () => {
+  // A firewall that lets out no UDP and TCP only to `ports`. Replies come back (conntrack).
+  let tcpOnlyTo = null;
+  net.onlyTcpTo = (ports) => {
     net.blockUdp();
-    inNs(ns.router, "iptables", "-A", ...httpsOnly);
+    tcpOnlyTo = ["FORWARD", "-i", `${id}i`, "-p", "tcp", "-m", "multiport", "!", "--dports", ports.join(","), "-j", "DROP"];
+    inNs(ns.router, "iptables", "-A", ...tcpOnlyTo);
   };
+  // Only TCP to the HTTPS ports (443 and the test origin's 8443): what a strict corporate
+  // network leaves.
+  net.onlyHttps = () => net.onlyTcpTo([443, 8443]);
   net.openAll = () => {
-    inNs(ns.router, "iptables", "-D", ...httpsOnly);
+    if (tcpOnlyTo) inNs(ns.router, "iptables", "-D", ...tcpOnlyTo);
+    tcpOnlyTo = null;
     net.allowUdp();
   };
   // A 1:1 NAT for the server: the attendee reaches it only at its public address (DNAT on the

@@ -315,12 +315,15 @@ test("a session with a relay: a watcher behind the NAT is sent to the relay, thr
 });
 
 test("with every UDP packet dropped, video still arrives through TURN over TCP and the page says so", { skip: missing ?? false }, async () => {
-  net.blockUdp();
+  // TCP only to the origin and the TURN server: the SFU's own TCP port (ICE-TCP, which a
+  // browser prefers to a relay when both work) is closed too.
+  net.onlyTcpTo([8443, 3478]);
   try {
     await scenario("turn-tcp", /^TURN\/TCP$/);
     assert.ok(net.droppedUdp() > 0, "the firewall really dropped UDP");
+    assert.ok(net.droppedTcp() > 0, "the firewall really dropped TCP to the SFU");
   } finally {
-    net.allowUdp();
+    net.openAll();
   }
 });
 
