@@ -703,7 +703,10 @@ turn:
     ] {
         assert!(rendered.contains(arg), "{arg} in\n{rendered}");
     }
-    assert!(!rendered.contains("--no-tls"), "TLS is on");
+    assert!(
+        !rendered.lines().any(|l| l.trim() == "- --no-tls"),
+        "TLS is on"
+    );
     let out = server_validate(cluster, &rendered).await;
     assert!(out.success(), "{}", out.stderr);
     let warnings: Vec<&str> = out
@@ -1546,7 +1549,7 @@ async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_cr
     let images = ImageMap::new()
         .map("roundtable", entrypoint)
         .map("sfu-node", sfu)
-        .map("coturn/coturn", turnserver);
+        .map("coturn", turnserver);
     let pool = ns.name.clone();
     let system = NodeSpec::new(format!("{pool}-system"))
         .label("e2e.roundtable.dev/pool", &pool)
