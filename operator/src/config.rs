@@ -29,6 +29,9 @@ pub struct OperatorConfig {
     pub recorder_image: String,
     /// Port of the recorder's admin server (`/recordings`).
     pub recorder_admin_port: u16,
+    /// SFU pods offer ICE over TCP (`SFU_ICE_TCP`) on their TCP port, which signalling shares:
+    /// attendees whose networks drop UDP reach them without TURN.
+    pub sfu_ice_tcp: bool,
 }
 
 impl Default for OperatorConfig {
@@ -51,6 +54,7 @@ impl Default for OperatorConfig {
                 env!("CARGO_PKG_VERSION")
             ),
             recorder_admin_port: 9091,
+            sfu_ice_tcp: true,
         }
     }
 }

@@ -302,6 +302,10 @@ struct OperatorArgs {
     /// Seconds a draining SFU pod keeps connected people after its room ends.
     #[arg(long, env = "ROUNDTABLE_DRAIN_GRACE_SECONDS", default_value_t = 600)]
     drain_grace_seconds: i64,
+    /// SFU pods offer ICE over TCP on their TCP hostPort (which signalling shares), for
+    /// attendees whose networks drop UDP; the port must then be open to them.
+    #[arg(long, env = "ROUNDTABLE_SFU_ICE_TCP", default_value_t = true, action = clap::ArgAction::Set)]
+    sfu_ice_tcp: bool,
     /// Seconds an empty room keeps its SFU pod.
     #[arg(long, env = "ROUNDTABLE_ROOM_IDLE_SECONDS", default_value_t = 300)]
     room_idle_seconds: i64,
@@ -572,6 +576,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         host_ports: parse_range(&args.host_ports)?,
         warm_up: jiff::SignedDuration::from_secs(args.warm_up_seconds),
         drain_grace_seconds: args.drain_grace_seconds,
+        sfu_ice_tcp: args.sfu_ice_tcp,
         room_idle: jiff::SignedDuration::from_secs(args.room_idle_seconds),
         stats_interval: std::time::Duration::from_secs(args.stats_interval_seconds),
         ..defaults

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use sfu_node::ice_tcp::{HttpListener, MediaTcp, share};
 use sfu_node::media::Bwe;
 use sfu_node::relay::{Origin, serve_relay};
 use sfu_node::server::{Listeners, ServerConfig, bind_media, serve};
@@ -52,6 +53,11 @@ struct Args {
     /// Admin port: /metrics, /healthz, /readyz, /stats.
     #[arg(long, env = "SFU_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
+    /// Offer ICE over TCP at the media port's number, for attendees whose networks drop UDP.
+    /// When signalling has that TCP port (`--http-addr` on the media port, as in the operator's
+    /// pods), both share it: the first byte of a connection tells HTTP from ICE-TCP.
+    #[arg(long, env = "SFU_ICE_TCP", default_value_t = true, action = clap::ArgAction::Set)]
+    ice_tcp: bool,
     /// Address the media port binds (UDP, and TCP for ICE-TCP).
     #[arg(long, env = "SFU_UDP_BIND", default_value = "0.0.0.0")]
     udp_bind: IpAddr,
@@ -131,10 +137,11 @@ async fn main() -> anyhow::Result<()> {
         _ => Limits::new(args.kind, args.max_on_camera, args.max_watchers)?,
     };
 
-    // ICE-TCP shares the media port's number; where signalling already has that TCP port (the
-    // operator's pods serve both on one hostPort) there is no ICE-TCP.
-    let (udp, tcp) = if args.http_addr.port() == args.udp_port && args.udp_port != 0 {
-        tracing::warn!("signalling has the media port on TCP: no ICE-TCP");
+    // ICE-TCP is offered at the media port's number. Where signalling has that TCP port (the
+    // operator's pods serve both on one hostPort) the two share its listener, which works only
+    // where peers reach the port under its own number (a NodePort maps it to another).
+    let shares_port = args.http_addr.port() == args.udp_port && args.udp_port != 0;
+    let (udp, own_tcp) = if shares_port || !args.ice_tcp {
         let udp = UdpSocket::bind((args.udp_bind, args.udp_port))
             .await
             .with_context(|| format!("binding UDP {}:{}", args.udp_bind, args.udp_port))?;
@@ -154,6 +161,23 @@ async fn main() -> anyhow::Result<()> {
     let admin = TcpListener::bind(args.admin_addr).await?;
     let udp_addr = udp.local_addr()?;
     let advertise = advertise(args.advertise_addr.as_deref(), udp_addr)?;
+    let advertised_port = advertise.unwrap_or(udp_addr).port();
+    let (http, tcp): (HttpListener, Option<MediaTcp>) = match own_tcp {
+        Some(tcp) => (http.into(), Some(tcp.into())),
+        None if shares_port && args.ice_tcp && advertised_port == udp_addr.port() => {
+            let (http, tcp) = share(http)?;
+            (http, Some(tcp))
+        }
+        None => {
+            if args.ice_tcp {
+                tracing::warn!(
+                    advertised_port,
+                    "no ICE-TCP: peers reach the media port under another number than signalling's"
+                );
+            }
+            (http.into(), None)
+        }
+    };
     // One line for whoever started us (tests, the local mode) to find the ports.
     println!(
         "{}",

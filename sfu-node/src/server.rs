@@ -14,6 +14,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::TokenVerifier;
 use crate::config::RoomConfig;
 use crate::http::{self, AppState};
+use crate::ice_tcp::{HttpListener, MediaTcp};
 use crate::media::{Bwe, MediaConfig};
 use crate::metrics::Metrics;
 use crate::room::Room;
@@ -36,10 +37,11 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct Listeners {
     pub udp: UdpSocket,
-    /// ICE-TCP on the UDP socket's port number (see [`bind_media`]); without it answers offer
-    /// only the UDP candidate.
-    pub tcp: Option<TcpListener>,
-    pub http: TcpListener,
+    /// ICE-TCP on the UDP socket's port number (see [`bind_media`]), on a listener of its own
+    /// or on signalling's ([`crate::ice_tcp::share`]); without it answers offer only the UDP
+    /// candidate.
+    pub tcp: Option<MediaTcp>,
+    pub http: HttpListener,
     pub admin: TcpListener,
 }
 
@@ -158,13 +160,13 @@ pub(crate) struct HttpServers {
 
 impl HttpServers {
     pub(crate) fn start(
-        http: TcpListener,
+        http: HttpListener,
         app: axum::Router,
         admin: TcpListener,
         admin_app: axum::Router,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let serve = |listener: TcpListener, app: axum::Router| {
+        let serve = |listener: HttpListener, app: axum::Router| {
             let mut stopped = stopped.clone();
             tokio::spawn(
                 axum::serve(listener, app)
@@ -175,7 +177,7 @@ impl HttpServers {
             )
         };
         HttpServers {
-            tasks: [serve(http, app), serve(admin, admin_app)],
+            tasks: [serve(http, app), serve(admin.into(), admin_app)],
             stop,
         }
     }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use str0m::net::{Protocol, Transmit};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
+
+use crate::ice_tcp::MediaTcp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Result;
@@ -154,7 +156,7 @@ pub trait Driven {
 pub async fn run_room(
     room: Room,
     socket: UdpSocket,
-    tcp: Option<TcpListener>,
+    tcp: Option<MediaTcp>,
     requests: mpsc::Receiver<RoomRequest>,
     status: Arc<StatusCell>,
 ) -> Result<()> {
@@ -170,7 +172,7 @@ pub async fn run_room(
 pub async fn run<D: Driven>(
     mut core: D,
     socket: UdpSocket,
-    tcp: Option<TcpListener>,
+    tcp: Option<MediaTcp>,
     mut requests: mpsc::Receiver<D::Request>,
     status: Arc<StatusCell>,
 ) -> Result<()> {

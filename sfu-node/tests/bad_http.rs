@@ -25,7 +25,7 @@ async fn start() -> SocketAddr {
     let listeners = Listeners {
         udp: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
         tcp: None,
-        http,
+        http: http.into(),
         admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };
     let config = ServerConfig {

@@ -114,8 +114,8 @@ async fn start_as(
     };
     let listeners = Listeners {
         udp,
-        tcp: Some(tcp),
-        http,
+        tcp: Some(tcp.into()),
+        http: http.into(),
         admin,
     };
     let stopped = async move {

@@ -44,8 +44,8 @@ async fn start_sfu() -> Server {
         config,
         Listeners {
             udp,
-            tcp: Some(tcp),
-            http,
+            tcp: Some(tcp.into()),
+            http: http.into(),
             admin,
         },
         async move {

@@ -303,23 +303,14 @@ fn kinds(rendered: &str) -> Vec<String> {
     kinds
 }
 
-/// Browsers reach SFU pods' signalling through the control plane's `/sfu/` proxy, so the
-/// chart's policy keeps the pods' TCP ports closed to everyone else: only the control plane,
-/// relays and recorders (and peers the values add) may connect; media (UDP) stays open.
-#[tokio::test]
-async fn sfu_signalling_ports_admit_only_the_control_plane_relays_and_recorders() {
+/// The SFU pods' NetworkPolicy ingress rules, rendered with `values`.
+async fn sfu_policy_rules(
+    cluster: &Cluster,
+    values: &str,
+) -> Vec<k8s_openapi::api::networking::v1::NetworkPolicyIngressRule> {
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     use serde::Deserialize as _;
-    let cluster = Cluster::shared().await.unwrap();
-    let rendered = render(
-        cluster,
-        "rt-system",
-        &format!(
-            "api: {{publicUrl: {PUBLIC_URL}}}\n\
-             networkPolicy: {{signallingFrom: [{{namespaceSelector: {{matchLabels: {{team: tools}}}}}}]}}\n"
-        ),
-    )
-    .await;
+    let rendered = render(cluster, "rt-system", values).await;
     let sfu: NetworkPolicy = serde_yaml::Deserializer::from_str(&rendered)
         .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
         .filter(|doc| doc["kind"] == "NetworkPolicy")
@@ -332,7 +323,26 @@ async fn sfu_signalling_ports_admit_only_the_control_plane_relays_and_recorders(
                 .is_some_and(|name| name == "sfu-node")
         })
         .expect("the chart renders a NetworkPolicy for SFU pods");
-    let rules = sfu.spec.unwrap().ingress.unwrap();
+    sfu.spec.unwrap().ingress.unwrap()
+}
+
+/// With `media.iceTcp: false` browsers reach SFU pods only through the control plane's `/sfu/`
+/// proxy, so the chart's policy keeps the pods' TCP ports closed to everyone else: only the
+/// control plane, relays and recorders (and peers the values add) may connect; media (UDP)
+/// stays open. By default (ICE over TCP on the same ports) TCP is open to anyone too, and the
+/// operator tells SFU pods to offer it.
+#[tokio::test]
+async fn sfu_signalling_ports_admit_only_the_control_plane_relays_and_recorders() {
+    let cluster = Cluster::shared().await.unwrap();
+    let rules = sfu_policy_rules(
+        cluster,
+        &format!(
+            "api: {{publicUrl: {PUBLIC_URL}}}\n\
+             media: {{iceTcp: false}}\n\
+             networkPolicy: {{signallingFrom: [{{namespaceSelector: {{matchLabels: {{team: tools}}}}}}]}}\n"
+        ),
+    )
+    .await;
     let opens = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule, proto: &str| {
         rule.ports.iter().flatten().any(|p| {
             p.protocol.as_deref() == Some(proto)
@@ -374,6 +384,23 @@ async fn sfu_signalling_ports_admit_only_the_control_plane_relays_and_recorders(
             {"namespaceSelector": {"matchLabels": {"team": "tools"}}},
         ]),
         "signalling admits the control plane, the namespace's relays and recorders, and the added peer"
+    );
+
+    let defaults = sfu_policy_rules(cluster, &format!("api: {{publicUrl: {PUBLIC_URL}}}\n")).await;
+    let tcp: Vec<_> = defaults.iter().filter(|r| opens(r, "TCP")).collect();
+    assert!(
+        tcp.len() == 1 && tcp[0].from.is_none(),
+        "with ICE over TCP (the default) the TCP range is open to anyone: {tcp:?}"
+    );
+    let rendered = render(
+        cluster,
+        "rt-system",
+        &format!("api: {{publicUrl: {PUBLIC_URL}}}\n"),
+    )
+    .await;
+    assert!(
+        rendered.contains("name: ROUNDTABLE_SFU_ICE_TCP\n              value: \"true\""),
+        "the operator is told to offer ICE-TCP"
     );
 }
 

@@ -16,7 +16,7 @@ use roundtable_e2e::operator::{RunningOperator, create_join_token_secret};
 use roundtable_e2e::{unix_now, wait_until};
 use roundtable_operator::OperatorConfig;
 use sfu_node::auth::{Claims, mint};
-use sfu_node::client::{ClientPeer, ClientRole};
+use sfu_node::client::{ClientPeer, ClientRole, Transport, Watcher};
 
 const KEY: &str = "e2e-join-token-key";
 const SESSION: &str = "gala-future-of-work";
@@ -151,6 +151,33 @@ async fn an_applied_session_runs_a_real_sfu_that_a_client_joins_on_camera() {
     );
     let s = sessions.get(SESSION).await.unwrap().status.unwrap();
     assert_eq!(s.peak_on_camera, Some(1));
+
+    // A watcher whose network drops UDP: ICE over TCP to the pod's one port, which its
+    // signalling shares (the operator turns ICE-TCP on; sfu-node tells the two apart).
+    let watcher = mint(
+        KEY.as_bytes(),
+        &Claims::new("wes@example.com", "Wes", &room, unix_now() + 600),
+    );
+    let outcome = Watcher::join_over(
+        &format!("http://{endpoint}"),
+        &room,
+        &watcher,
+        1,
+        Transport::Tcp,
+    )
+    .await
+    .expect("a watcher without UDP joins the pod")
+    .watch_until(Instant::now() + Duration::from_secs(4))
+    .await;
+    eprintln!(
+        "e2e: {} video frames over ICE-TCP at the pod's port {endpoint}, first after {:?}",
+        outcome.video_frames, outcome.first_frame
+    );
+    assert!(
+        outcome.video_frames > 30,
+        "video over ICE-TCP at {endpoint}: {} frames",
+        outcome.video_frames
+    );
 
     // The organiser ends it: sfu-node drains, the pod goes, the session is Ended.
     sessions

@@ -132,6 +132,7 @@ pub fn sfu_pod(
             &(room.max_watchers > direct).to_string(),
         ),
         plain_env("SFU_UDP_BIND", "$(POD_IP)"),
+        plain_env("SFU_ICE_TCP", &config.sfu_ice_tcp.to_string()),
         plain_env("SFU_UDP_PORT", &port.to_string()),
         plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),
         plain_env(

@@ -322,8 +322,8 @@ impl Runner {
         };
         let listeners = Listeners {
             udp,
-            tcp: Some(tcp),
-            http: TcpListener::bind((self.media.signalling, 0)).await?,
+            tcp: Some(tcp.into()),
+            http: TcpListener::bind((self.media.signalling, 0)).await?.into(),
             admin: TcpListener::bind((self.media.signalling, 0)).await?,
         };
         let http = listeners.http.local_addr()?;
@@ -496,8 +496,8 @@ impl Runner {
         };
         let listeners = Listeners {
             udp,
-            tcp: Some(tcp),
-            http: TcpListener::bind((self.media.signalling, 0)).await?,
+            tcp: Some(tcp.into()),
+            http: TcpListener::bind((self.media.signalling, 0)).await?.into(),
             admin: TcpListener::bind((self.media.signalling, 0)).await?,
         };
         let http = listeners.http.local_addr()?;

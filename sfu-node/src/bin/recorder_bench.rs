@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
             udp,
             // The recorder speaks UDP.
             tcp: None,
-            http,
+            http: http.into(),
             admin,
         },
         async move {

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use str0m::net::Transmit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::conns::{Closed, Connections, TcpLimits, TcpStats};
 use super::framing::{self, Decoder};
+use super::shared::MediaTcp;
 use crate::shell::SEND_TIMEOUT;
 
 /// Packets from every connection waiting for the room: a full queue stops the connections'
@@ -67,7 +68,7 @@ impl Drop for Link {
 /// The room's TCP listener and its connections.
 #[derive(Debug)]
 pub struct TcpSide {
-    listener: TcpListener,
+    listener: MediaTcp,
     conns: Connections,
     links: HashMap<SocketAddr, Link>,
     tx: mpsc::Sender<TcpIn>,
@@ -75,7 +76,7 @@ pub struct TcpSide {
 }
 
 impl TcpSide {
-    pub fn new(listener: TcpListener, limits: TcpLimits) -> Self {
+    pub fn new(listener: MediaTcp, limits: TcpLimits) -> Self {
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         TcpSide {
             listener,

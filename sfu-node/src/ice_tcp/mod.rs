@@ -6,7 +6,9 @@
 //! - [`framing`] — **pure**: the byte stream cut into packets, and what counts as garbage;
 //! - [`conns`] — **pure**: which connections may open, which have timed out, when a slow
 //!   reader's packets are dropped, and the counters;
-//! - [`io`] — the listener and the per-connection tasks that apply those decisions.
+//! - [`io`] — the listener and the per-connection tasks that apply those decisions;
+//! - [`shared`] — one TCP port for signalling and ICE-TCP, told apart by the first byte (the
+//!   operator's pods have one TCP hostPort for both).
 //!
 //! Incoming packets reach the room as `Receive { proto: Tcp, source: the connection's remote
 //! address }`; the room's `Transmit`s with `proto: Tcp` go to the connection of their
@@ -15,6 +17,8 @@
 pub mod conns;
 pub mod framing;
 pub mod io;
+pub mod shared;
 
 pub use conns::{Closed, Connections, TcpLimits, TcpStats};
 pub use io::{TcpEvent, TcpIn, TcpSide};
+pub use shared::{HttpListener, MediaTcp, share};

@@ -1,0 +1,172 @@
+//! ICE-TCP on the port signalling has, as the operator's pods run sfu-node: `--http-addr` on the
+//! media port's number, so one hostPort carries media (UDP) and signalling (TCP). A real
+//! `sfu-node` process serves a room there; a publisher signals and sends over UDP, a watcher
+//! that has no UDP at all signals over that same TCP port and gets its media over ICE-TCP on it,
+//! and a client that speaks neither HTTP nor RFC 4571 is closed. With `--ice-tcp false` the
+//! answers offer no TCP candidate.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sfu_node::auth::{Claims, mint};
+use sfu_node::client::{ClientPeer, ClientRole, Transport, Watcher, http_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &str = "shared-port-test-key";
+const ROOM: &str = "shared";
+
+/// The sfu-node binary, killed when dropped.
+struct Sfu {
+    child: Child,
+    http: SocketAddr,
+    tcp: Option<SocketAddr>,
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sfu-node with signalling and media on one port number, as in a pod.
+async fn start_sfu(ice_tcp: bool) -> Sfu {
+    // A port free on UDP and TCP, given back for sfu-node to take.
+    let port = {
+        let (udp, tcp) = sfu_node::server::bind_media([127, 0, 0, 1].into(), 0)
+            .await
+            .unwrap();
+        let port = udp.local_addr().unwrap().port();
+        drop((udp, tcp));
+        port
+    }
+    .to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu-node"))
+        .args(["--room", ROOM, "--token-key", KEY, "--kind", "session"])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .args(["--udp-bind", "127.0.0.1", "--udp-port", &port])
+        .args(["--ice-tcp", &ice_tcp.to_string()])
+        .args(["--drain-grace-seconds", "1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting sfu-node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("sfu-node's address line");
+    Sfu {
+        http: v["http"].as_str().unwrap().parse().unwrap(),
+        tcp: v["tcp"].as_str().map(|t| t.parse().unwrap()),
+        child,
+    }
+}
+
+fn token(sub: &str, share: bool) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut claims = Claims::new(sub, sub, ROOM, exp);
+    claims.grants.share = share;
+    mint(KEY.as_bytes(), &claims)
+}
+
+fn tcp_candidate(answer: &str) -> Option<&str> {
+    answer
+        .lines()
+        .find(|l| l.starts_with("a=candidate") && l.contains(" tcp "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_without_udp_gets_video_over_ice_tcp_on_the_signalling_port() {
+    let sfu = start_sfu(true).await;
+    assert_eq!(
+        sfu.tcp,
+        Some(sfu.http),
+        "ICE-TCP listens where signalling does"
+    );
+
+    let (mut publisher, answer) = ClientPeer::connect(
+        sfu.http,
+        &format!("/rooms/{ROOM}/whip"),
+        &token("pub", true),
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .expect("a publisher signals on the shared port");
+    let candidate = tcp_candidate(&answer.text()).map(str::to_owned);
+    assert!(
+        candidate.as_deref().is_some_and(
+            |c| c.contains(&format!(" {} ", sfu.http.port())) && c.contains("tcptype passive")
+        ),
+        "a passive TCP candidate on the signalling port: {candidate:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(8);
+    let publishing = tokio::spawn(async move {
+        let _ = publisher.publish_until(end, false).await;
+    });
+
+    let outcome = Watcher::join_over(
+        &format!("http://{}", sfu.http),
+        ROOM,
+        &token("look", false),
+        1,
+        Transport::Tcp,
+    )
+    .await
+    .expect("a watcher without UDP joins")
+    .watch_until(end)
+    .await;
+    publishing.await.unwrap();
+    eprintln!(
+        "shared port: {} video frames over ICE-TCP, first after {:?}",
+        outcome.video_frames, outcome.first_frame
+    );
+    assert!(
+        outcome.video_frames > 60,
+        "video over ICE-TCP on the signalling port: {} frames",
+        outcome.video_frames
+    );
+
+    // HTTP still answers there (a refusal in JSON words, from the signalling router); a TLS
+    // hello (neither HTTP nor RFC 4571) is closed at once.
+    let refused = http_request(sfu.http, "POST", &format!("/rooms/{ROOM}/whep"), &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status,
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    let mut tls = tokio::net::TcpStream::connect(sfu.http).await.unwrap();
+    tls.write_all(b"\x16\x03\x01\x00\x05hello").await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a TLS hello is closed: {closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ice_tcp_off_answers_offer_no_tcp_candidate() {
+    let sfu = start_sfu(false).await;
+    assert_eq!(sfu.tcp, None);
+    let (_peer, answer) = ClientPeer::connect(
+        sfu.http,
+        &format!("/rooms/{ROOM}/whep"),
+        &token("look", false),
+        ClientRole::View { slots: 1 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(tcp_candidate(&answer.text()), None, "{}", answer.text());
+}
