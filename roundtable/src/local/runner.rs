@@ -249,8 +249,11 @@ impl Runner {
                 running.room.max_on_camera,
                 running.lower_since,
             );
-            if let Some(scaled) = running.scaled {
-                spec.replicas = scaled;
+            match (spec.policy(), running.scaled) {
+                (Some(_), Some(scaled)) => spec.replicas = scaled,
+                // Autoscaling turned off: `spec.relays` is the user's again.
+                (None, _) => running.scaled = None,
+                (Some(_), None) => {}
             }
             if let Some(scaling) = autoscale(&spec, running.observed.watching, now) {
                 if let Some(to) = scaling.replicas {
