@@ -195,6 +195,25 @@ impl Cluster {
         self.pki().serving_cert(dir, dns_name)
     }
 
+    /// A `kubernetes.io/tls` Secret `name` in `namespace` holding a [`Cluster::serving_cert`]
+    /// for `dns_name` (files in `dir`), as a user stores the certificate a chart value names.
+    pub async fn tls_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        dns_name: &str,
+        dir: &Path,
+    ) -> Result<()> {
+        let (cert, key) = self.serving_cert(dir, dns_name)?;
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        self.kubectl(&[
+            "create", "secret", "tls", name, "-n", namespace, "--cert", &cert, "--key", &key,
+        ])
+        .await?
+        .ok()
+        .map(|_| ())
+    }
+
     /// Writes a kubeconfig to `path` that authenticates as ServiceAccount `namespace/name`
     /// (which must exist) with a one-hour token from the TokenRequest API: what a pod of that
     /// ServiceAccount gets mounted, for a process that stands in for the pod.

@@ -1522,43 +1522,16 @@ async fn helm_install_with_tls_and_turn_serves_https_and_gives_each_join_turn_cr
     let scratch = cluster.dir().join(&ns.name);
     std::fs::create_dir_all(&scratch).unwrap();
 
-    // The public origin's certificate, in the kubernetes.io/tls Secret `api.tls` names.
+    // The public origin's certificate, in the kubernetes.io/tls Secret `api.tls` names, and
+    // coturn's for TURN over TLS, for the name the `turns:` URL gives.
     let host = "events.example.com";
-    let (cert, key) = cluster.serving_cert(&scratch, host).unwrap();
-    ok(cluster
-        .kubectl(&[
-            "create",
-            "secret",
-            "tls",
-            "events-tls",
-            "-n",
-            &ns.name,
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ])
-        .await
-        .unwrap());
-
-    // coturn's certificate for TURN over TLS, for the name the `turns:` URL gives.
     let turn_host = "turn.example.com";
-    let (turn_cert, turn_key) = cluster.serving_cert(&scratch, turn_host).unwrap();
-    ok(cluster
-        .kubectl(&[
-            "create",
-            "secret",
-            "tls",
-            "turn-tls",
-            "-n",
-            &ns.name,
-            "--cert",
-            turn_cert.to_str().unwrap(),
-            "--key",
-            turn_key.to_str().unwrap(),
-        ])
-        .await
-        .unwrap());
+    for (secret, name) in [("events-tls", host), ("turn-tls", turn_host)] {
+        cluster
+            .tls_secret(&ns.name, secret, name, &scratch)
+            .await
+            .unwrap();
+    }
 
     // The nodes come first: coturn listens at its node's address, which the TURN URLs name.
     let operator_kubeconfig = scratch.join("operator.kubeconfig");

@@ -184,23 +184,10 @@ async fn the_chart_runs_on_a_real_node_with_real_containers() {
     recording_volume(&admin, &ns.name, &recordings_dir).await;
 
     // coturn's certificate for TURN over TLS, in the Secret `turn.tls` names.
-    let scratch = node.dir().join("tls");
-    let (turn_cert, turn_key) = cluster.serving_cert(&scratch, TURN_HOST).unwrap();
-    ok(cluster
-        .kubectl(&[
-            "create",
-            "secret",
-            "tls",
-            "turn-tls",
-            "-n",
-            &ns.name,
-            "--cert",
-            turn_cert.to_str().unwrap(),
-            "--key",
-            turn_key.to_str().unwrap(),
-        ])
+    cluster
+        .tls_secret(&ns.name, "turn-tls", TURN_HOST, &node.dir().join("tls"))
         .await
-        .unwrap());
+        .unwrap();
 
     // hostPorts of this test process, below the ephemeral port range.
     let first_port = 31_000 + (std::process::id() % 90) * 10;

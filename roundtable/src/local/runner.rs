@@ -313,24 +313,7 @@ impl Runner {
             max_watchers: watchers,
             ..room.clone()
         };
-        let (udp, tcp) = bind_media(self.media.udp, 0).await?;
-        let port = udp.local_addr()?.port();
-        let config = ServerConfig {
-            room: room_config(&sized)?,
-            advertise: self.media.advertise.map(|ip| SocketAddr::new(ip, port)),
-            token_key: self.token_key.clone(),
-            drain_grace: Duration::from_secs(30),
-            initial_estimate_bps: 1_500_000,
-            bwe: Default::default(),
-        };
-        let listeners = Listeners {
-            udp,
-            tcp: Some(tcp.into()),
-            http: TcpListener::bind((self.media.signalling, 0)).await?.into(),
-            admin: TcpListener::bind((self.media.signalling, 0)).await?,
-        };
-        let http = listeners.http.local_addr()?;
-        let admin = listeners.admin.local_addr()?;
+        let (config, listeners, http, admin) = self.bind_server(&sized).await?;
         let origin = Origin::parse(&format!("http://{origin}"))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_relay(config, origin, listeners, async move {
@@ -484,12 +467,17 @@ impl Runner {
         wanted
     }
 
-    async fn start(&self, room: LiveRoom) -> anyhow::Result<Running> {
+    /// The settings and bound sockets of an embedded sfu-node for `room` (an origin, or a relay
+    /// sized for its share), with its signalling and admin addresses.
+    async fn bind_server(
+        &self,
+        room: &LiveRoom,
+    ) -> anyhow::Result<(ServerConfig, Listeners, SocketAddr, SocketAddr)> {
         // ICE-TCP on the UDP port number, for attendees whose networks drop UDP.
         let (udp, tcp) = bind_media(self.media.udp, 0).await?;
         let port = udp.local_addr()?.port();
         let config = ServerConfig {
-            room: room_config(&room)?,
+            room: room_config(room)?,
             // Behind a 1:1 NAT the same port at its public address.
             advertise: self.media.advertise.map(|ip| SocketAddr::new(ip, port)),
             token_key: self.token_key.clone(),
@@ -505,6 +493,11 @@ impl Runner {
         };
         let http = listeners.http.local_addr()?;
         let admin = listeners.admin.local_addr()?;
+        Ok((config, listeners, http, admin))
+    }
+
+    async fn start(&self, room: LiveRoom) -> anyhow::Result<Running> {
+        let (config, listeners, http, admin) = self.bind_server(&room).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(config, listeners, async move {
             let _ = stopped.await;
