@@ -377,6 +377,13 @@ test("a server behind a 1:1 NAT: people open its public address, and media goes 
 
     rt = await startRoundtable({ turn: false, publicIp: true });
     await scenario("1:1 NAT", /^direct UDP$/, { turn: false, remote: net.publicIp });
+    // The same NAT for an attendee without UDP: ICE-TCP to the public address, translated.
+    net.blockUdp();
+    try {
+      await scenario("1:1 NAT, no UDP", /^direct TCP$/, { turn: false, remote: net.publicIp });
+    } finally {
+      net.allowUdp();
+    }
   } finally {
     net.withoutPublicIp();
   }

@@ -323,7 +323,7 @@ turn:
     .unwrap_or_else(|| {
         panic!(
             "the sfu-node pod was not Ready in 120s\n{}",
-            failure(&node, &ns.name, &[(&sfu_pod_name, "sfu")])
+            failure(&node, &ns.name, &[(&sfu_pod_name, "sfu-node")])
         )
     });
     let start_to_ready = pressed.elapsed();
@@ -381,7 +381,6 @@ turn:
         frames > 60,
         "media through the hostPort: {frames} video frames"
     );
-
     // The recorder Job runs (it joined once the session went Live) and writes as 65532.
     let recorder = poll(Duration::from_secs(90), async || {
         pod_named_with(&pods, "app.kubernetes.io/name=roundtable-recorder")
@@ -407,7 +406,7 @@ turn:
     assert!(
         back.is_some(),
         "the room did not come back in 120s after its sfu-node was killed\n{}",
-        failure(&node, &ns.name, &[(&sfu_pod_name, "sfu")])
+        failure(&node, &ns.name, &[(&sfu_pod_name, "sfu-node")])
     );
     let endpoint = wait_until(
         "the session Live again",
