@@ -298,6 +298,13 @@ pub async fn page_watching(
                         join(&api, &cookie, &join_path).await?;
                         welcome_at(&format!("{}{resume}", events_url(&first, &proxied))).await
                     };
+                    // A request to a control plane that is away may hang: never past `end`.
+                    let left = end.saturating_duration_since(Instant::now());
+                    let again = async {
+                        tokio::time::timeout(left, again)
+                            .await
+                            .unwrap_or_else(|_| Err("no answer before the end".to_string()))
+                    };
                     match again.await {
                         Ok((socket, w)) if w["you"] == welcome["you"] => return Some(socket),
                         Ok((_, w)) => {
@@ -403,9 +410,11 @@ impl Stay {
         tokio::pin!(work);
         let mut alive = true;
         loop {
+            // Past `end` a step returns at once: only the work is waited for then.
+            let stepping = alive && peer.rtc.is_alive() && Instant::now() < end;
             tokio::select! {
                 done = &mut work => return done,
-                still = self.step(peer, end, log), if alive && peer.rtc.is_alive() => alive = still,
+                still = self.step(peer, end, log), if stepping => alive = still,
             }
         }
     }
