@@ -6,19 +6,19 @@
 //! `/proc/<pid>/stat` against an equal window without garbage and printed as one JSON line
 //! (`bench/media-garbage` runs this test in release and keeps that line); it is not asserted.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, http_request};
 use str0m::Event;
 use tokio::net::UdpSocket;
+
+mod support;
+use support::Sfu;
 
 const KEY: &str = "garbage-test-key";
 const ROOM: &str = "garbage";
@@ -28,44 +28,25 @@ const WINDOW: Duration = Duration::from_secs(5);
 /// One in this many garbage datagrams comes from the viewer's own address and port.
 const FROM_VIEWER_EVERY: u64 = 10;
 
-/// The sfu-node binary, killed when dropped.
-struct Sfu {
-    child: Child,
-    http: SocketAddr,
-    admin: SocketAddr,
-    udp: SocketAddr,
-}
-
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_sfu() -> Sfu {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu-node"))
-        .args(["--room", ROOM, "--token-key", KEY, "--kind", "room"])
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--udp-bind", "127.0.0.1", "--udp-port", "0"])
-        .args(["--drain-grace-seconds", "1"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sfu-node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).expect("sfu-node's address line");
-    let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
-    Sfu {
-        http: addr("http"),
-        admin: addr("admin"),
-        udp: addr("udp"),
-        child,
-    }
+    support::start(&[
+        "--room",
+        ROOM,
+        "--token-key",
+        KEY,
+        "--kind",
+        "room",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--udp-bind",
+        "127.0.0.1",
+        "--udp-port",
+        "0",
+        "--drain-grace-seconds",
+        "1",
+    ])
 }
 
 /// utime + stime of a process, in seconds.
@@ -83,14 +64,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn token(sub: &str, share: bool) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let mut claims = Claims::new(sub, sub, ROOM, exp);
-    claims.grants.share = share;
-    mint(KEY.as_bytes(), &claims)
+    support::token(KEY, ROOM, sub, share)
 }
 
 /// One garbage datagram: random bytes, or a STUN, DTLS, RTP or RTCP packet cut short or with

@@ -5,31 +5,16 @@
 //! and a client that speaks neither HTTP nor RFC 4571 is closed. With `--ice-tcp false` the
 //! answers offer no TCP candidate.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, Transport, Watcher, http_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod support;
+use support::Sfu;
+
 const KEY: &str = "shared-port-test-key";
 const ROOM: &str = "shared";
-
-/// The sfu-node binary, killed when dropped.
-struct Sfu {
-    child: Child,
-    http: SocketAddr,
-    tcp: Option<SocketAddr>,
-}
-
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// sfu-node with signalling and media on one port number, as in a pod.
 async fn start_sfu(ice_tcp: bool) -> Sfu {
@@ -43,39 +28,32 @@ async fn start_sfu(ice_tcp: bool) -> Sfu {
         port
     }
     .to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu-node"))
-        .args(["--room", ROOM, "--token-key", KEY, "--kind", "session"])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(["--admin-addr", "127.0.0.1:0"])
-        .args(["--udp-bind", "127.0.0.1", "--udp-port", &port])
-        .args(["--ice-tcp", &ice_tcp.to_string()])
-        .args(["--drain-grace-seconds", "1"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sfu-node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).expect("sfu-node's address line");
-    Sfu {
-        http: v["http"].as_str().unwrap().parse().unwrap(),
-        tcp: v["tcp"].as_str().map(|t| t.parse().unwrap()),
-        child,
-    }
+    let http = format!("127.0.0.1:{port}");
+    let ice_tcp = ice_tcp.to_string();
+    support::start(&[
+        "--room",
+        ROOM,
+        "--token-key",
+        KEY,
+        "--kind",
+        "session",
+        "--http-addr",
+        &http,
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--udp-bind",
+        "127.0.0.1",
+        "--udp-port",
+        &port,
+        "--ice-tcp",
+        &ice_tcp,
+        "--drain-grace-seconds",
+        "1",
+    ])
 }
 
 fn token(sub: &str, share: bool) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let mut claims = Claims::new(sub, sub, ROOM, exp);
-    claims.grants.share = share;
-    mint(KEY.as_bytes(), &claims)
+    support::token(KEY, ROOM, sub, share)
 }
 
 fn tcp_candidate(answer: &str) -> Option<&str> {

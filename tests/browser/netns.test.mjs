@@ -156,19 +156,29 @@ after(async () => {
   for (const f of figures) console.log(`# ${f}`);
 });
 
-// Joins the room on camera; resolves with the page and performance.now() at the Join click.
-async function joinRoom(who) {
+// A person's page that keeps what it talked to: every origin of its requests and WebSockets
+// (`page.origins`) and the control plane's join answers (`page.joinAnswers`).
+async function watchedPerson(who) {
   const page = await person(browser, who);
   page.origins = new Set();
-  page.iceServers = [];
+  page.joinAnswers = [];
   page.on("request", (r) => page.origins.add(new URL(r.url()).origin));
+  page.on("websocket", (ws) => page.origins.add(new URL(ws.url()).origin.replace(/^wss:/, "https:")));
   page.on("response", async (r) => {
     if (r.request().method() === "POST" && new URL(r.url()).pathname.endsWith("/join")) {
-      const answer = await r.json().catch(() => ({}));
-      page.iceServers.push(...(answer.iceServers || []));
+      page.joinAnswers.push(await r.json().catch(() => ({})));
     }
   });
-  page.on("websocket", (ws) => page.origins.add(new URL(ws.url()).origin.replace(/^wss:/, "https:")));
+  return page;
+}
+
+// Everything the page fetched or opened was on the control plane's one origin.
+const talksOnlyToTheOrigin = (page) =>
+  assert.deepEqual([...page.origins].filter((o) => o.startsWith("http")), [rt.origin], `${page.who} talks only to ${rt.origin}`);
+
+// Joins the room on camera; resolves with the page and performance.now() at the Join click.
+async function joinRoom(who) {
+  const page = await watchedPerson(who);
   await page.goto(`${rt.origin}/qa/net`);
   assert.equal(await page.evaluate(() => window.isSecureContext), true, "the page is a secure context");
   await page.fill("#label-name", who);
@@ -202,7 +212,10 @@ const remoteAddress = (page) =>
 async function scenario(label, expectPath, { turn = true, remote } = {}) {
   const pat = await joinRoom(`Pat ${label}`);
   const wes = await joinRoom(`Wes ${label}`);
-  const turnUrls = wes.page.iceServers.flatMap((s) => [s.urls].flat()).filter((u) => /^turns?:/.test(u));
+  const turnUrls = wes.page.joinAnswers
+    .flatMap((a) => a.iceServers || [])
+    .flatMap((s) => [s.urls].flat())
+    .filter((u) => /^turns?:/.test(u));
   assert.equal(turnUrls.length > 0, turn, `${label}: TURN servers in the join answer: ${turnUrls}`);
   await seesVideoOf(wes.page, `Pat ${label}`, 45_000);
   await seesVideoOf(pat.page, `Wes ${label}`, 45_000);
@@ -211,9 +224,7 @@ async function scenario(label, expectPath, { turn = true, remote } = {}) {
   assert.match(path, expectPath, `${label}: the page says which path`);
   assert.match(await wes.page.locator("[data-media-path]").textContent(), /media: /);
   if (remote) assert.equal(await remoteAddress(wes.page), remote, `${label}: media goes to ${remote}`);
-  for (const { page } of [pat, wes]) {
-    assert.deepEqual([...page.origins].filter((o) => o.startsWith("http")), [rt.origin], `${page.who} talks only to ${rt.origin}`);
-  }
+  for (const { page } of [pat, wes]) talksOnlyToTheOrigin(page);
   figures.push(`${label}: join → first frame ${Math.round(firstFrame - wes.clicked)} ms (path ${path})`);
   await pat.page.context().close();
   await wes.page.context().close();
@@ -243,13 +254,8 @@ async function signIn(page, email, { register } = {}) {
 }
 
 test("the stage over https behind the NAT: the organiser broadcasts from the backstage, an attendee watches the stage", { skip: missing ?? false }, async () => {
-  const ada = await person(browser, "ada");
-  const bob = await person(browser, "bob");
-  for (const page of [ada, bob]) {
-    page.origins = new Set();
-    page.on("request", (r) => page.origins.add(new URL(r.url()).origin));
-    page.on("websocket", (ws) => page.origins.add(new URL(ws.url()).origin.replace(/^wss:/, "https:")));
-  }
+  const ada = await watchedPerson("ada");
+  const bob = await watchedPerson("bob");
   await signIn(ada, "ada@example.com");
   await signIn(bob, "bob@example.com", { register: "Bob Net" });
 
@@ -274,9 +280,7 @@ test("the stage over https behind the NAT: the organiser broadcasts from the bac
   const firstFrame = await bob.evaluate(() => window.roundtable.firstFrameMs);
   const path = await mediaPath(bob);
   assert.match(path, /^direct UDP$/, "the stage page says its media path");
-  for (const page of [ada, bob]) {
-    assert.deepEqual([...page.origins].filter((o) => o.startsWith("http")), [rt.origin], `${page.who} talks only to ${rt.origin}`);
-  }
+  for (const page of [ada, bob]) talksOnlyToTheOrigin(page);
   figures.push(`stage: Broadcast → first frame on the stage page ${Math.round(firstFrame - pressed)} ms (path ${path})`);
   await ada.context().close();
   await bob.context().close();
@@ -284,14 +288,7 @@ test("the stage over https behind the NAT: the organiser broadcasts from the bac
 
 test("a session with a relay: a watcher behind the NAT is sent to the relay, through the proxy, and sees the speaker", { skip: missing ?? false }, async () => {
   const ada = await person(browser, "ada");
-  const cleo = await person(browser, "cleo");
-  const answers = [];
-  cleo.origins = new Set();
-  cleo.on("request", (r) => cleo.origins.add(new URL(r.url()).origin));
-  cleo.on("websocket", (ws) => cleo.origins.add(new URL(ws.url()).origin.replace(/^wss:/, "https:")));
-  cleo.on("response", async (r) => {
-    if (r.request().method() === "POST" && new URL(r.url()).pathname.endsWith("/join")) answers.push(await r.json().catch(() => ({})));
-  });
+  const cleo = await watchedPerson("cleo");
   await signIn(ada, "ada@example.com");
   await signIn(cleo, "cleo@example.com", { register: "Cleo Net" });
 
@@ -304,9 +301,9 @@ test("a session with a relay: a watcher behind the NAT is sent to the relay, thr
   await cleo.goto(`${rt.origin}/s/default/net-talk`);
   await seesVideoOf(cleo, "ada", 45_000);
   const firstFrame = await cleo.evaluate(() => window.roundtable.firstFrameMs);
-  const watchAt = answers.map((a) => a.signalling?.sfu).filter(Boolean);
+  const watchAt = cleo.joinAnswers.map((a) => a.signalling?.sfu).filter(Boolean);
   assert.deepEqual(watchAt, ["/sfu/session-net-talk-relay-0"], "cleo watches at the session's relay, through the proxy");
-  assert.deepEqual([...cleo.origins].filter((o) => o.startsWith("http")), [rt.origin], `cleo talks only to ${rt.origin}`);
+  talksOnlyToTheOrigin(cleo);
   const path = await mediaPath(cleo);
   assert.equal(path, "direct UDP");
   figures.push(`relay: session link → first frame from the relay ${Math.round(firstFrame)} ms after navigation start (path ${path})`);

@@ -285,6 +285,14 @@ async fn server_validate(cluster: &Cluster, manifests: &str) -> KubectlOutput {
         .unwrap()
 }
 
+/// The warnings (Pod Security's, say) among kubectl's stderr lines.
+fn warnings_of(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("Warning"))
+        .collect()
+}
+
 /// The kinds of the objects in a rendered chart, sorted. Parsing every document also refuses
 /// a mapping that repeats a key (which kubectl would silently collapse).
 fn kinds(rendered: &str) -> Vec<String> {
@@ -695,11 +703,7 @@ turn:
         "{}",
         out.stdout
     );
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("Warning"))
-        .collect();
+    let warnings = warnings_of(&out.stderr);
     assert_eq!(
         warnings,
         [
@@ -736,11 +740,7 @@ turn:
     );
     let out = server_validate(cluster, &rendered).await;
     assert!(out.success(), "{}", out.stderr);
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("Warning"))
-        .collect();
+    let warnings = warnings_of(&out.stderr);
     assert_eq!(
         warnings,
         [

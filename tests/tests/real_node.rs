@@ -360,7 +360,7 @@ turn:
     })
     .await
     .expect("join through the control plane");
-    turn_over_tls_on_443(&node, &ns.name, &joined, &pods).await;
+    turn_over_tls_on_443(cluster, &node, &ns.name, &joined, &pods).await;
     let room = joined["room"].as_str().unwrap().to_owned();
     let publisher = joined["token"].as_str().unwrap().to_owned();
     let key = Api::<Secret>::namespaced(admin.clone(), &ns.name)
@@ -516,6 +516,7 @@ turn:
 /// over TLS on 443 of the node: the join answer's credential allocates a relay there, with the
 /// Secret's certificate checked for the `turns:` URL's name.
 async fn turn_over_tls_on_443(
+    cluster: &Cluster,
     node: &RealNode,
     namespace: &str,
     joined: &serde_json::Value,
@@ -546,7 +547,7 @@ async fn turn_over_tls_on_443(
         Some(65534),
         "coturn runs as nobody"
     );
-    let ca = std::fs::read(Cluster::shared().await.unwrap().ca_cert()).unwrap();
+    let ca = std::fs::read(cluster.ca_cert()).unwrap();
     let server = std::net::SocketAddr::new(node.ip().into(), 443);
     let allocated = poll(Duration::from_secs(30), async || {
         turn::allocate_tls(server, TURN_HOST, &ca, username, password)

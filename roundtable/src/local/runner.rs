@@ -25,6 +25,7 @@ use roundtable_control_plane::manifests;
 
 use super::MediaAddrs;
 use roundtable_control_plane::Catalog;
+use roundtable_control_plane::catalog::{find_session, find_stage};
 use roundtable_crds::Autoscaling;
 use roundtable_crds::live_room::{Kind, LiveRoom};
 use roundtable_operator::controller::observe::read_stats;
@@ -71,20 +72,14 @@ fn relay_request(
     catalog: &LocalCatalog,
     room: &LiveRoom,
 ) -> Option<(Option<i32>, Option<Autoscaling>)> {
-    let same = |ns: Option<&str>, name: Option<&str>| {
-        ns == Some(room.namespace.as_str()) && name == Some(room.name.as_str())
-    };
+    let (ns, name) = (room.namespace.as_str(), room.name.as_str());
     match room.kind {
-        Kind::Session => catalog
-            .sessions()
-            .iter()
-            .find(|s| same(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
-            .map(|s| (s.spec.relays, s.spec.autoscaling.clone())),
-        Kind::Stage => catalog
-            .stages()
-            .iter()
-            .find(|s| same(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()))
-            .map(|s| (s.spec.relays, s.spec.autoscaling.clone())),
+        Kind::Session => {
+            find_session(catalog, ns, name).map(|s| (s.spec.relays, s.spec.autoscaling.clone()))
+        }
+        Kind::Stage => {
+            find_stage(catalog, ns, name).map(|s| (s.spec.relays, s.spec.autoscaling.clone()))
+        }
         Kind::Room => None,
     }
 }
