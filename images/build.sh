@@ -72,42 +72,19 @@ base() {
   echo "$archive"
 }
 
-# image <name> <base kind> <binary>: prints `<reference> <archive>`.
-image() {
-  local name=$1 kind=$2 binary=$3 base_archive stripped key archive ref c
-  [ -x "$bin_dir/$binary" ] || { echo "build.sh: no $bin_dir/$binary; build the release binaries first" >&2; exit 1; }
+# assemble <name> <base kind> <entrypoint> [file]: an image that is its base with `file`
+# copied to `entrypoint` (without one, a program of the base's packages is the entrypoint);
+# prints `<reference> <archive>`.
+assemble() {
+  local name=$1 kind=$2 entrypoint=$3 file=${4:-} base_archive key archive ref c
   base_archive=$(base "$kind")
-  stripped="$cache/$binary.stripped"
-  strip --strip-all -o "$stripped" "$bin_dir/$binary"
   ref="$prefix/$name:$tag"
-  key=$( { cat "$here/build.sh"; echo "$ref"; basename "$base_archive"; cat "$stripped"; } | hash)
+  key=$( { cat "$here/build.sh"; echo "$ref"; basename "$base_archive"; [ -z "$file" ] || cat "$file"; } | hash)
   archive="$cache/$name-$key.tar"
   if [ ! -f "$archive" ]; then
     echo "assembling $ref" >&2
     c=$("${buildah[@]}" from --pull-never "oci-archive:$base_archive")
-    "${buildah[@]}" copy --chmod 0755 "$c" "$stripped" "/usr/local/bin/$binary" >/dev/null
-    "${buildah[@]}" config --user 65532:65532 --entrypoint "[\"/usr/local/bin/$binary\"]" --cmd '' \
-      --label org.opencontainers.image.source=https://github.com/roundtable-dev/roundtable \
-      --label org.opencontainers.image.version="$tag" "$c"
-    "${buildah[@]}" commit --quiet --disable-compression=false --format oci --rm "$c" \
-      "oci-archive:$archive.partial:$ref" >/dev/null
-    mv "$archive.partial" "$archive"
-  fi
-  rm -f "$stripped"
-  echo "$ref $archive"
-}
-
-# distro_image <name> <base kind> <entrypoint>: an image that is its base with a program of
-# the base's packages as entrypoint; prints `<reference> <archive>`.
-distro_image() {
-  local name=$1 kind=$2 entrypoint=$3 base_archive key archive ref c
-  base_archive=$(base "$kind")
-  ref="$prefix/$name:$tag"
-  key=$( { cat "$here/build.sh"; echo "$ref"; basename "$base_archive"; } | hash)
-  archive="$cache/$name-$key.tar"
-  if [ ! -f "$archive" ]; then
-    echo "assembling $ref" >&2
-    c=$("${buildah[@]}" from --pull-never "oci-archive:$base_archive")
+    [ -z "$file" ] || "${buildah[@]}" copy --chmod 0755 "$c" "$file" "$entrypoint" >/dev/null
     "${buildah[@]}" config --user 65532:65532 --entrypoint "[\"$entrypoint\"]" --cmd '' \
       --label org.opencontainers.image.source=https://github.com/roundtable-dev/roundtable \
       --label org.opencontainers.image.version="$tag" "$c"
@@ -118,7 +95,17 @@ distro_image() {
   echo "$ref $archive"
 }
 
+# image <name> <base kind> <binary>: our stripped release binary on its base.
+image() {
+  local name=$1 kind=$2 binary=$3 stripped
+  [ -x "$bin_dir/$binary" ] || { echo "build.sh: no $bin_dir/$binary; build the release binaries first" >&2; exit 1; }
+  stripped="$cache/$binary.stripped"
+  strip --strip-all -o "$stripped" "$bin_dir/$binary"
+  assemble "$name" "$kind" "/usr/local/bin/$binary" "$stripped"
+  rm -f "$stripped"
+}
+
 image roundtable cc roundtable
 image sfu-node cc sfu-node
 image roundtable-recorder ffmpeg roundtable-recorder
-distro_image coturn coturn /usr/bin/turnserver
+assemble coturn coturn /usr/bin/turnserver
