@@ -32,6 +32,10 @@ pub struct OperatorConfig {
     /// SFU pods offer ICE over TCP (`SFU_ICE_TCP`) on their TCP port, which signalling shares:
     /// attendees whose networks drop UDP reach them without TURN.
     pub sfu_ice_tcp: bool,
+    /// Most cores one SFU pod may be given (its room's peers are driven on as many threads):
+    /// at most what one of the cluster's nodes can give a pod. Rooms needing more reach their
+    /// full audience through relays.
+    pub sfu_max_cores: u32,
 }
 
 impl Default for OperatorConfig {
@@ -55,6 +59,7 @@ impl Default for OperatorConfig {
             ),
             recorder_admin_port: 9091,
             sfu_ice_tcp: true,
+            sfu_max_cores: 4,
         }
     }
 }

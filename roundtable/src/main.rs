@@ -306,6 +306,10 @@ struct OperatorArgs {
     /// attendees whose networks drop UDP; the port must then be open to them.
     #[arg(long, env = "ROUNDTABLE_SFU_ICE_TCP", default_value_t = true, action = clap::ArgAction::Set)]
     sfu_ice_tcp: bool,
+    /// Most cores one SFU pod may be given (it drives its room on as many threads); set it to
+    /// what one node can give a pod. Rooms needing more are served through relays.
+    #[arg(long, env = "ROUNDTABLE_SFU_MAX_CORES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    sfu_max_cores: u32,
     /// Seconds an empty room keeps its SFU pod.
     #[arg(long, env = "ROUNDTABLE_ROOM_IDLE_SECONDS", default_value_t = 300)]
     room_idle_seconds: i64,
@@ -577,6 +581,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         warm_up: jiff::SignedDuration::from_secs(args.warm_up_seconds),
         drain_grace_seconds: args.drain_grace_seconds,
         sfu_ice_tcp: args.sfu_ice_tcp,
+        sfu_max_cores: args.sfu_max_cores,
         room_idle: jiff::SignedDuration::from_secs(args.room_idle_seconds),
         stats_interval: std::time::Duration::from_secs(args.stats_interval_seconds),
         ..defaults

@@ -85,6 +85,11 @@ struct Args {
     /// TWCC feedback, by str0m's GCC with its pacer, or not at all.
     #[arg(long, env = "SFU_BWE", value_enum, default_value_t = Bwe::Feedback)]
     bwe: Bwe,
+    /// Threads that drive the room's peers (encrypt and send media to each, fire their
+    /// timers); the room's decisions stay on one. Default: the CPUs this process may use
+    /// (its cgroup's CPU limit, e.g. a pod's, and its CPU affinity).
+    #[arg(long, env = "SFU_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Relay mode: serve this room's watchers from its origin sfu-node, `http://HOST:PORT`.
     #[arg(long, env = "ROUNDTABLE_ORIGIN")]
     origin: Option<String>,
@@ -199,6 +204,11 @@ async fn main() -> anyhow::Result<()> {
         drain_grace: Duration::from_secs(args.drain_grace_seconds),
         initial_estimate_bps: args.initial_estimate_kbps * 1000,
         bwe: args.bwe,
+        threads: args
+            .threads
+            .map(usize::from)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1),
     };
     let listeners = Listeners {
         udp,

@@ -94,6 +94,11 @@ impl Room {
         &self.rules
     }
 
+    /// Where the media core's worker threads send (see [`Media::set_direct_send`]).
+    pub fn set_direct_send(&mut self, sink: std::sync::Arc<dyn crate::media::DirectSend>) {
+        self.media.set_direct_send(sink);
+    }
+
     pub fn media(&self) -> &Media {
         &self.media
     }

@@ -65,6 +65,11 @@ impl Progress {
         true
     }
 
+    /// Datagrams dealt with so far (sent, or refused and dropped): the first ones.
+    pub fn done(&self) -> usize {
+        self.at
+    }
+
     /// Datagrams dropped because the kernel refused them.
     pub fn refused(&self) -> usize {
         self.refused
@@ -93,6 +98,35 @@ pub async fn send_all(socket: &UdpSocket, datagrams: &[Transmit]) {
             tracing::debug!("udp socket: {e}");
             return;
         }
+    }
+}
+
+/// Send what the socket takes of `datagrams` now, without waiting, from any thread: returns
+/// how many of the first ones were dealt with (sent, or refused and dropped); the rest wait
+/// for [`send_all`]. Worker threads of a room send their viewers' datagrams with this (see
+/// [`SocketSend`]).
+pub fn send_now(socket: &UdpSocket, datagrams: &[Transmit]) -> usize {
+    let mut progress = Progress::default();
+    progress.send(datagrams, |batch| {
+        match socket.try_io(Interest::WRITABLE, || send_some(socket, batch)) {
+            Ok(n) => Outcome::Sent(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Outcome::WouldBlock,
+            Err(e) => {
+                tracing::debug!("udp send to {}: {e}", batch[0].destination);
+                Outcome::Refused
+            }
+        }
+    });
+    progress.done()
+}
+
+/// The room's UDP socket, as the media core's worker threads send on it.
+#[derive(Debug)]
+pub struct SocketSend(pub std::sync::Arc<UdpSocket>);
+
+impl crate::media::DirectSend for SocketSend {
+    fn send_now(&self, datagrams: &[Transmit]) -> usize {
+        send_now(&self.0, datagrams)
     }
 }
 

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub initial_estimate_bps: u64,
     /// How viewers' bandwidth is estimated (see [`Bwe`]).
     pub bwe: Bwe,
+    /// Threads that drive the room's peers (see [`MediaConfig::threads`]).
+    pub threads: usize,
 }
 
 #[derive(Debug)]
@@ -146,6 +148,7 @@ pub(crate) fn start_up(
     let media = MediaConfig {
         initial_estimate_bps: config.initial_estimate_bps,
         bwe: config.bwe,
+        threads: config.threads,
         tcp: listeners.tcp.is_some(),
         ..MediaConfig::new(advertise)
     };

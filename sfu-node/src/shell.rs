@@ -150,6 +150,9 @@ pub trait Driven {
     /// Nothing left to serve: drained, or left the pool.
     fn is_done(&self) -> bool;
     fn status(&self) -> RoomStatus;
+    /// The socket the core's worker threads may send on directly (see
+    /// [`crate::media::DirectSend`]).
+    fn set_direct_send(&mut self, sink: Arc<dyn crate::media::DirectSend>);
 }
 
 /// Run the room until it has drained (or every request sender is gone).
@@ -176,6 +179,8 @@ pub async fn run<D: Driven>(
     mut requests: mpsc::Receiver<D::Request>,
     status: Arc<StatusCell>,
 ) -> Result<()> {
+    let socket = Arc::new(socket);
+    core.set_direct_send(Arc::new(send_batch::SocketSend(socket.clone())));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut outbox = Vec::with_capacity(send_batch::BATCH);
     let mut next_status = Instant::now();
@@ -314,6 +319,9 @@ impl Driven for RoomShell {
     }
     fn status(&self) -> RoomStatus {
         self.room.status()
+    }
+    fn set_direct_send(&mut self, sink: Arc<dyn crate::media::DirectSend>) {
+        self.room.set_direct_send(sink);
     }
 }
 

@@ -35,6 +35,7 @@ async fn start() -> SocketAddr {
         drain_grace: Duration::from_secs(1),
         initial_estimate_bps: 1_000_000,
         bwe: Default::default(),
+        threads: 1,
     };
     tokio::spawn(serve(config, listeners, std::future::pending()));
     addr

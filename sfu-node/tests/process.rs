@@ -111,6 +111,9 @@ async fn start_as(
         drain_grace: grace,
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
+        // Every process test drives its room's peers on two threads (sfu-node's `--threads 2`);
+        // few peers are driven on the room's own (see `many_viewers_…`).
+        threads: 2,
     };
     let listeners = Listeners {
         udp,
@@ -423,6 +426,50 @@ async fn whip_and_whep_forward_simulcast_video_and_audio_over_loopback_udp() {
     assert!(sent > 100.0, "{sent}");
     assert_eq!(get(s.admin, "/healthz").await.status, 200);
     assert_eq!(s.readyz().await, 200);
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_viewers_are_driven_on_two_threads_and_each_gets_every_frame() {
+    let s = start(room_of(RoomKind::Session), Duration::from_secs(5)).await;
+    let mut viewers = Vec::new();
+    for i in 0..12 {
+        let v = s
+            .peer(
+                None,
+                &watcher(&format!("view-{i}")),
+                ClientRole::View { slots: 1 },
+            )
+            .await;
+        viewers.push(tokio::spawn(view_for(v, Duration::from_secs(4))));
+    }
+    let publisher = publishing(&s, &watcher("pub"), Duration::from_secs(4)).await;
+    let mut got = Vec::new();
+    for v in viewers {
+        let (_v, frames) = v.await.unwrap();
+        got.push(frames);
+    }
+    publisher.await.unwrap();
+    for (i, frames) in got.iter().enumerate() {
+        let vids = video(frames);
+        assert!(vids.len() > 40, "viewer {i}: {} video frames", vids.len());
+        assert!(
+            vids[0].is_keyframe(),
+            "viewer {i}: video starts on a keyframe"
+        );
+        assert!(
+            vids.iter().all(|m| m.contiguous),
+            "viewer {i}: a frame with a hole on loopback"
+        );
+        assert!(frames.len() - vids.len() > 60, "viewer {i}: audio");
+    }
+    let stats = s.stats().await;
+    assert_eq!(stats["media"]["threads"], 2);
+    let spread = stats["media"]["spread_drives"].as_u64().unwrap();
+    assert!(
+        spread > 100,
+        "{spread} wake-ups spread over the two threads"
+    );
     drop(s);
 }
 

@@ -39,6 +39,7 @@ async fn start_sfu() -> Server {
         drain_grace: Duration::from_secs(3),
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
+        threads: 1,
     };
     let task = tokio::spawn(serve(
         config,

@@ -1363,7 +1363,10 @@ operator:
             ],
             false,
         ),
-        (operator, &["list", "nodes"], false),
+        // Nodes are watched for the most CPU one node gives an SFU pod, never changed.
+        (operator, &["list", "nodes"], true),
+        (operator, &["watch", "nodes"], true),
+        (operator, &["patch", "nodes"], false),
         // The control plane: reads the API, changes sessions, stages and rooms, reads
         // passcodes only where told.
         (

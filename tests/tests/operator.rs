@@ -68,6 +68,23 @@ async fn with_event(
     (cluster, ns, operator)
 }
 
+/// The most cores an SFU pod of this file's operator may have: its `--sfu-max-cores`, at most
+/// what the cluster's largest node gives (nodes other test files left may be there).
+async fn max_cores(ns: &TestNamespace) -> u32 {
+    use roundtable_operator::plan::sizing::{cores_one_node_gives, cpu_millicores};
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(ns.client.clone())
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let allocatable = nodes.iter().filter_map(|n| {
+        let cpu = n.status.as_ref()?.allocatable.as_ref()?.get("cpu")?;
+        cpu_millicores(&cpu.0)
+    });
+    let configured = test_config().sfu_max_cores;
+    cores_one_node_gives(allocatable).map_or(configured, |c| c.min(configured))
+}
+
 /// The pod `name` once it exists.
 async fn pod_appears(pods: &Api<Pod>, name: &str) -> Pod {
     eventually(&format!("the pod {name}"), || async {
@@ -147,7 +164,8 @@ async fn a_started_session_gets_one_sized_pod_a_budget_and_true_status() {
         .requests
         .clone()
         .unwrap();
-    let size = roundtable_operator::plan::sizing::pod_size(20, 150);
+    // At most what one node can give a pod (see `a_pod_is_never_bigger_than_its_nodes_give`).
+    let size = roundtable_operator::plan::sizing::pod_size(20, 150, max_cores(&ns).await);
     assert_eq!(
         requests["cpu"].0,
         size.cpu_quantity(),

@@ -328,7 +328,7 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
                 let mut desired_pod = sfu_pod(
                     &room,
                     &settings,
-                    &ctx.config,
+                    &ctx.pod_config(&settings),
                     port,
                     advertise,
                     owner.clone(),
@@ -432,7 +432,14 @@ async fn apply<K: LiveKind>(obj: &K, ctx: &Context) -> Result<Outcome> {
         MoveStep::Create { pod: new, avoid } => {
             let port = free_host_port(ctx)?;
             let desired_pod = moved_pod(
-                sfu_pod(&room, &settings, &ctx.config, port, None, owner.clone()),
+                sfu_pod(
+                    &room,
+                    &settings,
+                    &ctx.pod_config(&settings),
+                    port,
+                    None,
+                    owner.clone(),
+                ),
                 new,
                 avoid,
             );

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -65,6 +65,9 @@ pub struct Context {
     pub events: Store<LiveEvent>,
     pub sessions: Store<Session>,
     pub stages: Store<Stage>,
+    /// The cluster's nodes, for the most CPU one node can give an SFU pod; empty when the
+    /// operator may not read nodes (then `--sfu-max-cores` alone bounds a pod).
+    pub nodes: Store<Node>,
     live: Mutex<HashMap<(Kind, String, String), bool>>,
     /// Rooms whose pod this process has seen, to tell a replacement from a first start.
     pub pods_seen: Mutex<std::collections::HashSet<String>>,
@@ -87,6 +90,44 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// What the SFU pods of a room placed by `settings` are made with: the configuration, with
+    /// `--sfu-max-cores` lowered to what the largest node they may run on can give a pod (a pod
+    /// asking more would never be scheduled). Nodes their `nodeSelector` excludes, and cordoned
+    /// ones, do not count; with no such node known, the configuration stands.
+    pub fn pod_config(
+        &self,
+        settings: &roundtable_crds::SfuPodSettings,
+    ) -> std::borrow::Cow<'_, OperatorConfig> {
+        let selector = settings
+            .placement
+            .as_ref()
+            .and_then(|p| p.node_selector.as_ref());
+        let allocatable = self.nodes.state().into_iter().filter_map(|node| {
+            let labels = node.labels();
+            let selected =
+                selector.is_none_or(|want| want.iter().all(|(k, v)| labels.get(k) == Some(v)));
+            let cordoned = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false);
+            if !selected || cordoned {
+                return None;
+            }
+            let cpu = node.status.as_ref()?.allocatable.as_ref()?.get("cpu")?;
+            crate::plan::sizing::cpu_millicores(&cpu.0)
+        });
+        match crate::plan::sizing::cores_one_node_gives(allocatable) {
+            Some(cores) if cores < self.config.sfu_max_cores => {
+                std::borrow::Cow::Owned(OperatorConfig {
+                    sfu_max_cores: cores,
+                    ..self.config.clone()
+                })
+            }
+            _ => std::borrow::Cow::Borrowed(&self.config),
+        }
+    }
+
     /// Counts a failed reconcile of `key` and returns how long to wait before the retry.
     pub fn failed(&self, key: String) -> Duration {
         let mut failures = self.failures.lock().expect("not poisoned");
@@ -200,6 +241,9 @@ where
     )
 }
 
+/// How long the operator waits for the nodes' cache at start before reconciling without it.
+const NODES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs every controller until `shutdown` resolves or one of them stops.
 pub async fn run(
     client: Client,
@@ -213,6 +257,7 @@ pub async fn run(
     let (events, event_writer) = reflector::store();
     let (sessions, session_writer) = reflector::store();
     let (stages, stage_writer) = reflector::store();
+    let (nodes, node_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         namespace,
@@ -224,6 +269,7 @@ pub async fn run(
         events: events.clone(),
         sessions: sessions.clone(),
         stages: stages.clone(),
+        nodes,
         live: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
         written: Mutex::new(HashMap::new()),
@@ -239,9 +285,29 @@ pub async fn run(
         .default_backoff()
         .reflect(event_writer)
         .for_each(|_| futures::future::ready(()));
-    let reflectors = tokio::spawn(futures::future::join(pod_reflector, event_reflector));
+    // Not waited for: without permission to read nodes (a namespaced install) it stays empty.
+    let node_reflector = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node: &mut Node| {
+            // Only the allocatable CPU is read: the rest is not kept.
+            node.managed_fields_mut().clear();
+            if let Some(status) = node.status.as_mut() {
+                status.images = None;
+                status.conditions = None;
+            }
+        })
+        .reflect(node_writer)
+        .for_each(|_| futures::future::ready(()));
+    let reflectors = tokio::spawn(futures::future::join3(
+        pod_reflector,
+        event_reflector,
+        node_reflector,
+    ));
     // Reconciles read events and pods from these caches: start once they are filled.
     let _ = futures::future::join(sfu_pods.wait_until_ready(), events.wait_until_ready()).await;
+    // Pods are sized by the largest node: wait a little for the nodes too, but not for ever
+    // (a namespaced install may not read them).
+    let _ = tokio::time::timeout(NODES_WAIT, ctx.nodes.wait_until_ready()).await;
 
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         live_controller::<Session>(

@@ -205,7 +205,13 @@ pub async fn reconcile<K: LiveKind>(
                 watchers_per_relay: spec.watchers_per_relay,
                 advertise,
             };
-            let pod = relay_pod(room, settings, &ctx.config, &input, owner.clone());
+            let pod = relay_pod(
+                room,
+                settings,
+                &ctx.pod_config(settings),
+                &input,
+                owner.clone(),
+            );
             let params = PostParams {
                 field_manager: Some(crate::FIELD_MANAGER.into()),
                 ..Default::default()

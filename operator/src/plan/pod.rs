@@ -89,7 +89,11 @@ pub fn sfu_pod(
     let direct = room
         .max_watchers
         .min(roundtable_crds::limits::watcher_cap(room.max_on_camera));
-    let size = pod_size(room.max_on_camera as u64, direct as u64);
+    let size = pod_size(
+        room.max_on_camera as u64,
+        direct as u64,
+        config.sfu_max_cores,
+    );
     let resources = settings.resources.clone().unwrap_or_else(|| {
         let amounts = BTreeMap::from([
             ("cpu".to_string(), Quantity(size.cpu_quantity())),
@@ -133,6 +137,8 @@ pub fn sfu_pod(
         ),
         plain_env("SFU_UDP_BIND", "$(POD_IP)"),
         plain_env("SFU_ICE_TCP", &config.sfu_ice_tcp.to_string()),
+        // Given resources of its own, sfu-node takes its threads from its CPU limit.
+        plain_env("SFU_THREADS", &size.threads.to_string()),
         plain_env("SFU_UDP_PORT", &port.to_string()),
         plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),
         plain_env(

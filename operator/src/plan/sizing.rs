@@ -6,14 +6,16 @@
 //! forwarded streams = on_camera × (on_camera − 1 + watchers)
 //! packets/s         = forwarded streams × STREAM_PPS
 //! needed millicores = packets/s ÷ PPS_PER_CORE × 1000, plus BASE_MILLICORES
-//! CPU (millicores)  = needed millicores, at most MAX_MILLICORES
+//! CPU (millicores)  = needed millicores, at most max cores × 1000 + BASE_MILLICORES
+//! threads           = CPU beyond the base, in whole cores (at least 1)
 //! memory (MiB)      = BASE_MIB + peers × PEER_KIB/1024 + streams × STREAM_KIB/1024
 //! egress (Mbit/s)   = forwarded streams × STREAM_KBPS / 1000
 //! ```
 //!
-//! sfu-node serves its room from one thread, so a pod never uses more than one core plus
-//! the base: CPU beyond that would be reserved and idle. A room whose limits need more
-//! (see [`PodSize::exceeds_one_pod`]) reaches its full audience only through relay pods.
+//! sfu-node drives its room's peers on `SFU_THREADS` threads, so a pod uses the cores it is
+//! given, up to the operator's `--sfu-max-cores` (what one node can give a pod). A room whose
+//! limits need more (see [`PodSize::exceeds_one_pod`]) reaches its full audience only through
+//! relay pods.
 //!
 //! A stream is one person's audio plus the video layer a viewer receives. Requests equal
 //! limits (Guaranteed QoS): media is latency-sensitive and a Guaranteed pod is the last to be
@@ -31,8 +33,6 @@ pub const STREAM_KBPS: u64 = 750;
 pub const PPS_PER_CORE: u64 = 40_000;
 /// CPU for the process itself: signalling, timers, metrics.
 pub const BASE_MILLICORES: u64 = 100;
-/// The most one sfu-node can use: its room runs on one thread.
-pub const MAX_MILLICORES: u64 = 1000 + BASE_MILLICORES;
 /// Memory for the process itself.
 pub const BASE_MIB: u64 = 64;
 /// Memory per connected peer (str0m state, DTLS, socket buffers).
@@ -46,8 +46,10 @@ pub struct PodSize {
     pub forwarded_streams: u64,
     /// What forwarding every stream at the room's limits takes, whether or not one pod has it.
     pub needed_millicores: u64,
-    /// What the pod asks for: the need, at most [`MAX_MILLICORES`].
+    /// What the pod asks for: the need, at most the most one pod may have.
     pub millicores: u64,
+    /// Threads sfu-node drives the room on: the pod's CPU beyond the base, in whole cores.
+    pub threads: u64,
     pub memory_mib: u64,
     pub egress_mbps: u64,
 }
@@ -70,18 +72,47 @@ impl PodSize {
     }
 }
 
-/// Size of a pod serving `on_camera` people on camera and `watchers` watching.
-pub fn pod_size(on_camera: u64, watchers: u64) -> PodSize {
+/// Cores for forwarding one node can give a pod: the largest node's allocatable CPU, less the
+/// base, in whole cores (at least 1); `None` without nodes (not readable, or none yet).
+pub fn cores_one_node_gives(allocatable_millicores: impl IntoIterator<Item = u64>) -> Option<u32> {
+    let largest = allocatable_millicores.into_iter().max()?;
+    let cores = largest.saturating_sub(BASE_MILLICORES) / 1000;
+    Some(u32::try_from(cores).unwrap_or(u32::MAX).max(1))
+}
+
+/// Millicores of a Kubernetes CPU quantity (`"2"`, `"1500m"`, `"3.5"`); `None` if it is not one.
+pub fn cpu_millicores(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    if let Some(milli) = q.strip_suffix('m') {
+        return milli.parse().ok();
+    }
+    let cores: f64 = q.parse().ok()?;
+    (cores.is_finite() && cores >= 0.0).then(|| (cores * 1000.0).round() as u64)
+}
+
+/// The most CPU one pod may have with `max_cores` cores for forwarding.
+pub fn max_millicores(max_cores: u32) -> u64 {
+    u64::from(max_cores.max(1)) * 1000 + BASE_MILLICORES
+}
+
+/// Size of a pod serving `on_camera` people on camera and `watchers` watching, with at most
+/// `max_cores` cores for forwarding.
+pub fn pod_size(on_camera: u64, watchers: u64, max_cores: u32) -> PodSize {
     let forwarded_streams = on_camera * (on_camera.saturating_sub(1) + watchers);
     let pps = forwarded_streams * STREAM_PPS;
     let needed_millicores = round_up(BASE_MILLICORES + (pps * 1000).div_ceil(PPS_PER_CORE), 50);
     let peers = on_camera + watchers;
     let memory_kib = BASE_MIB * 1024 + peers * PEER_KIB + forwarded_streams * STREAM_KIB;
     let memory_mib = round_up(memory_kib.div_ceil(1024), 32);
+    let millicores = needed_millicores.min(max_millicores(max_cores));
     PodSize {
         forwarded_streams,
         needed_millicores,
-        millicores: needed_millicores.min(MAX_MILLICORES),
+        millicores,
+        threads: millicores
+            .saturating_sub(BASE_MILLICORES)
+            .div_ceil(1000)
+            .max(1),
         memory_mib,
         egress_mbps: (forwarded_streams * STREAM_KBPS).div_ceil(1000),
     }
@@ -97,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_two_person_call_is_small() {
-        let size = pod_size(2, 0);
+        let size = pod_size(2, 0, 4);
         assert_eq!(size.forwarded_streams, 2);
         assert_eq!(size.millicores, 150);
         assert_eq!(size.memory_mib, 96);
@@ -107,10 +138,10 @@ mod tests {
     #[test]
     fn default_session_at_its_watcher_cap_needs_more_than_one_pod() {
         // 10 on camera, 500 watching: 10 × (9 + 500) = 5090 streams, 610 800 packets/s.
-        let size = pod_size(10, 500);
+        let size = pod_size(10, 500, 4);
         assert_eq!(size.forwarded_streams, 5090);
         assert_eq!(size.needed_millicores, 15_400);
-        assert_eq!(size.millicores, MAX_MILLICORES);
+        assert_eq!((size.millicores, size.threads), (4100, 4));
         assert!(size.exceeds_one_pod());
         assert_eq!(size.egress_mbps, 3818);
         assert_eq!(size.memory_mib, 640);
@@ -118,33 +149,61 @@ mod tests {
 
     #[test]
     fn twenty_on_camera_with_150_watching() {
-        let size = pod_size(20, 150);
+        let size = pod_size(20, 150, 4);
         assert_eq!(size.forwarded_streams, 3380);
-        assert!(size.needed_millicores < pod_size(10, 500).needed_millicores);
+        assert!(size.needed_millicores < pod_size(10, 500, 4).needed_millicores);
     }
 
     #[test]
-    fn cpu_never_exceeds_what_one_sfu_node_uses() {
-        let largest_within_one_pod = (1..=500)
-            .map(|watchers| pod_size(5, watchers))
-            .take_while(|s| !s.exceeds_one_pod())
-            .last()
-            .unwrap();
-        assert!(largest_within_one_pod.millicores <= MAX_MILLICORES);
-        assert!(pod_size(5, 500).exceeds_one_pod());
-        assert_eq!(pod_size(5, 500).millicores, MAX_MILLICORES);
+    fn cpu_never_exceeds_the_most_one_pod_may_have() {
+        for cores in [1, 2, 4] {
+            let largest_within_one_pod = (1..=5000)
+                .map(|watchers| pod_size(5, watchers, cores))
+                .take_while(|s| !s.exceeds_one_pod())
+                .last()
+                .unwrap();
+            assert!(largest_within_one_pod.millicores <= max_millicores(cores));
+            assert_eq!(largest_within_one_pod.threads, u64::from(cores));
+            assert!(pod_size(5, 5000, cores).exceeds_one_pod());
+            assert_eq!(pod_size(5, 5000, cores).millicores, max_millicores(cores));
+        }
+    }
+
+    #[test]
+    fn a_pod_takes_a_thread_per_core_it_is_given() {
+        // 5 on camera, 100 watching: 520 streams, 62 400 packets/s: 1.56 cores of forwarding.
+        let size = pod_size(5, 100, 4);
+        assert_eq!((size.millicores, size.threads), (1700, 2));
+        assert!(!size.exceeds_one_pod());
+        // With one core at most, the same room needs relays.
+        let size = pod_size(5, 100, 1);
+        assert_eq!((size.millicores, size.threads), (1100, 1));
+        assert!(size.exceeds_one_pod());
+        assert_eq!(pod_size(2, 0, 4).threads, 1);
     }
 
     #[test]
     fn size_grows_with_every_limit_up_to_one_pod() {
-        assert!(pod_size(5, 10).millicores < pod_size(5, 20).millicores);
-        assert!(pod_size(5, 100).needed_millicores < pod_size(5, 200).needed_millicores);
-        assert!(pod_size(5, 100).memory_mib <= pod_size(6, 100).memory_mib);
+        assert!(pod_size(5, 10, 4).millicores < pod_size(5, 20, 4).millicores);
+        assert!(pod_size(5, 100, 4).needed_millicores < pod_size(5, 200, 4).needed_millicores);
+        assert!(pod_size(5, 100, 4).memory_mib <= pod_size(6, 100, 4).memory_mib);
+    }
+
+    #[test]
+    fn a_pod_never_asks_more_cores_than_the_largest_node_gives() {
+        // Nodes of 2 and 4 allocatable cores: a pod gets 3 cores and the base.
+        assert_eq!(cores_one_node_gives([2000, 4000]), Some(3));
+        assert_eq!(cores_one_node_gives([1900]), Some(1), "never below one");
+        assert_eq!(cores_one_node_gives([]), None);
+        assert_eq!(cpu_millicores("2"), Some(2000));
+        assert_eq!(cpu_millicores("3500m"), Some(3500));
+        assert_eq!(cpu_millicores("1.5"), Some(1500));
+        assert_eq!(cpu_millicores("lots"), None);
     }
 
     #[test]
     fn quantities_are_kubernetes_strings() {
-        let size = pod_size(2, 0);
+        let size = pod_size(2, 0, 4);
         assert_eq!(size.cpu_quantity(), "150m");
         assert_eq!(size.memory_quantity(), "96Mi");
     }

@@ -81,12 +81,15 @@ fn the_pod_is_sized_from_the_limits_and_carries_them() {
     let container = &pod.spec.as_ref().unwrap().containers[0];
     let resources = container.resources.as_ref().unwrap();
     // 20 on camera, 150 watching (the cap for more than 10 on camera).
-    let size = super::sizing::pod_size(20, 150);
+    let size = super::sizing::pod_size(20, 150, OperatorConfig::default().sfu_max_cores);
     assert_eq!(
         resources.requests.as_ref().unwrap()["cpu"].0,
         size.cpu_quantity()
     );
     assert_eq!(resources.limits, resources.requests, "Guaranteed QoS");
+    // 3380 streams need ~10 cores: the pod gets the most one pod may have, a thread each.
+    assert_eq!(size.cpu_quantity(), "4100m");
+    assert_eq!(env_of(&pod, "SFU_THREADS").as_deref(), Some("4"));
     assert_eq!(env_of(&pod, "SFU_MAX_ON_CAMERA").as_deref(), Some("20"));
     assert_eq!(env_of(&pod, "SFU_MAX_WATCHERS").as_deref(), Some("150"));
     assert_eq!(

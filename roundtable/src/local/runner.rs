@@ -479,6 +479,7 @@ impl Runner {
             drain_grace: Duration::from_secs(30),
             initial_estimate_bps: 1_500_000,
             bwe: Default::default(),
+            threads: 1,
         };
         let listeners = Listeners {
             udp,

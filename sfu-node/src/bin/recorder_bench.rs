@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         drain_grace: Duration::from_secs(2),
         initial_estimate_bps: 2_000_000,
         bwe: Default::default(),
+        threads: 1,
     };
     let room = tokio::spawn(serve(
         config,

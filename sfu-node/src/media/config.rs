@@ -20,6 +20,9 @@ pub struct MediaConfig {
     pub peer_timeout: Duration,
     /// How each viewer's bandwidth is estimated.
     pub bwe: Bwe,
+    /// Threads that drive the room's peers (encrypt and send what is forwarded to them, fire
+    /// their timers); 1 drives them all on the room's own thread. See `drive`.
+    pub threads: usize,
 }
 
 /// How a viewer's bandwidth estimate (which its video layers follow) is made.
@@ -44,6 +47,7 @@ impl MediaConfig {
             initial_estimate_bps: 1_500_000,
             peer_timeout: Duration::from_secs(15),
             bwe: Bwe::default(),
+            threads: 1,
         }
     }
 }

@@ -10,7 +10,7 @@ use str0m::bwe::BweKind;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::{Media, MediaEvent, PeerId, PeerRole, estimate};
+use super::{Media, MediaEvent, Peer, PeerId, PeerRole, estimate};
 
 /// How often viewers' layers are re-chosen from fresh estimates and bitrates.
 const LAYER_CHECK: Duration = Duration::from_millis(500);
@@ -100,16 +100,8 @@ impl Media {
             .map(|p| p.id)
             .collect();
         self.stats.wakeups += 1;
-        self.stats.rtc_timeouts += due.len() as u64;
-        for id in due {
-            if let Some(peer) = self.peers.get_mut(&id)
-                && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
-            {
-                tracing::debug!(peer = id.0, "timeout failed, disconnecting: {e}");
-                peer.rtc.disconnect();
-            }
-            self.drive(now, id);
-        }
+        // Each due peer's timeout is handled when it is polled (see `step`).
+        self.drive_many(now, &due);
         if self.next_layer_check.is_none_or(|t| t <= now) {
             self.next_layer_check = Some(now + LAYER_CHECK);
             let viewers: Vec<PeerId> = self
@@ -152,45 +144,75 @@ impl Media {
             .min()
     }
 
-    /// Poll one peer until it wants a timeout, handling what it emits. A timeout already due
-    /// (str0m asks for one at once to packetize what was just written) is handled right here.
-    /// str0m's pacer asks for one 1 µs after each packet it releases; that one waits for the
-    /// room's next wake-up, where one pass serves every peer due. (Handling it here instead
-    /// was measured with `bench/sfu 4 100`: more full str0m timeouts per packet, ~2 instead of
-    /// ~1.4, and no lower forwarding delay.)
+    /// Drive one peer (see [`Media::drive_many`]).
     pub(super) fn drive(&mut self, now: Instant, id: PeerId) {
-        let mut immediate = 0;
-        loop {
-            let Some(peer) = self.peers.get_mut(&id) else {
-                return;
-            };
-            if !peer.rtc.is_alive() {
-                self.remove_peer(now, id);
-                return;
+        self.drive_many(now, &[id]);
+    }
+
+    /// Drive `ids` (sorted, no repeats) until each waits: their queued RTP writes are done,
+    /// and they are polled until they want a timeout, on the room's worker threads when
+    /// there are several (each peer on one thread, alone with its own state: see [`step`]).
+    /// What they emitted is then taken in peer order on this thread: datagrams to
+    /// [`Media::poll_transmit`], events dispatched to the rest of the core (which may write to
+    /// more viewers: they wait for the next round of [`Media::flush`]), dead peers removed.
+    pub(super) fn drive_many(&mut self, now: Instant, ids: &[PeerId]) {
+        let Some(pool) = self.workers.pool(ids.len()) else {
+            for &id in ids {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    step(now, peer);
+                    self.settle(now, id);
+                }
             }
-            match peer.rtc.poll_output() {
-                Ok(Output::Timeout(t)) if t <= now && immediate < MAX_IMMEDIATE_TIMEOUTS => {
-                    immediate += 1;
-                    self.stats.rtc_timeouts += 1;
-                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
-                        tracing::debug!(peer = id.0, "timeout failed, disconnecting: {e}");
-                        peer.rtc.disconnect();
-                    }
-                }
-                Ok(Output::Timeout(t)) => {
-                    peer.timeout = t;
-                    return;
-                }
-                Ok(Output::Transmit(t)) => {
-                    self.stats.packets_out += 1;
-                    self.stats.bytes_out += t.contents.len() as u64;
-                    self.transmits.push_back(t);
-                }
-                Ok(Output::Event(e)) => self.on_event(now, id, e),
-                Err(e) => {
-                    tracing::debug!(peer = id.0, "poll failed, disconnecting: {e}");
-                    peer.rtc.disconnect();
-                }
+            return;
+        };
+        let mut peers: Vec<&mut Peer> = self
+            .peers
+            .iter_mut()
+            .filter(|(id, _)| ids.binary_search(id).is_ok())
+            .map(|(_, p)| p)
+            .collect();
+        let direct = self.direct.as_deref();
+        let shards = pool.drive(
+            &mut peers,
+            |peer| step(now, peer),
+            |shard| send(shard, direct),
+        );
+        self.stats.spread_drives += 1;
+        for sent in shards {
+            self.stats.packets_out += sent.packets;
+            self.stats.bytes_out += sent.bytes;
+            self.transmits.extend(sent.rest);
+        }
+        for &id in ids {
+            self.settle(now, id);
+        }
+    }
+
+    /// Take what driving peer `id` produced (see [`Media::drive_many`]).
+    fn settle(&mut self, now: Instant, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        self.stats.rtc_timeouts += std::mem::take(&mut peer.timeouts_handled);
+        self.stats.packets_forwarded += std::mem::take(&mut peer.writes_done);
+        for t in peer.outbox.drain(..) {
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += t.contents.len() as u64;
+            self.transmits.push_back(t);
+        }
+        if peer.inbox.is_empty() && peer.rtc.is_alive() {
+            return;
+        }
+        let mut events = std::mem::take(&mut peer.inbox);
+        let alive = peer.rtc.is_alive();
+        for e in events.drain(..) {
+            self.on_event(now, id, e);
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            // Kept for its capacity; events dispatched above did not drive this peer.
+            peer.inbox = events;
+            if !alive || !peer.rtc.is_alive() {
+                self.remove_peer(now, id);
             }
         }
     }
@@ -201,8 +223,11 @@ impl Media {
             let mut batch = std::mem::take(&mut self.dirty);
             batch.sort_unstable();
             batch.dedup();
-            for id in batch {
-                self.drive(now, id);
+            self.drive_many(now, &batch);
+            if self.dirty.capacity() < batch.capacity() {
+                // Kept for its capacity.
+                batch.clear();
+                self.dirty = batch;
             }
         }
     }
@@ -278,4 +303,78 @@ impl Media {
             _ => {}
         }
     }
+}
+
+/// Drive one peer until it waits, touching nothing but the peer: do its queued RTP writes,
+/// then poll it, keeping datagrams and events in its `outbox` and `inbox` for the room to
+/// take. A timeout already due (str0m asks for one at once to packetize what was just
+/// written) is handled right here, at most [`MAX_IMMEDIATE_TIMEOUTS`] of them. str0m's pacer
+/// asks for one 1 µs after each packet it releases; that one waits for the room's next
+/// wake-up, where one pass serves every peer due. (Handling it here instead was measured with
+/// `bench/sfu 4 100`: more full str0m timeouts per packet, ~2 instead of ~1.4, and no lower
+/// forwarding delay.)
+fn step(now: Instant, peer: &mut Peer) {
+    if !peer.writes.is_empty() {
+        let mut writes = std::mem::take(&mut peer.writes);
+        for (mid, write) in writes.drain(..) {
+            peer.write_rtp(mid, write);
+        }
+        // Kept for its capacity.
+        peer.writes = writes;
+    }
+    let mut immediate = 0;
+    while peer.rtc.is_alive() {
+        match peer.rtc.poll_output() {
+            Ok(Output::Timeout(t)) if t <= now && immediate < MAX_IMMEDIATE_TIMEOUTS => {
+                immediate += 1;
+                peer.timeouts_handled += 1;
+                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(peer = peer.id.0, "timeout failed, disconnecting: {e}");
+                    peer.rtc.disconnect();
+                }
+            }
+            Ok(Output::Timeout(t)) => {
+                peer.timeout = t;
+                return;
+            }
+            Ok(Output::Transmit(t)) => peer.outbox.push(t),
+            Ok(Output::Event(e)) => peer.inbox.push(e),
+            Err(e) => {
+                tracing::debug!(peer = peer.id.0, "poll failed, disconnecting: {e}");
+                peer.rtc.disconnect();
+            }
+        }
+    }
+}
+
+/// What one thread sent of its shard's datagrams.
+struct Sent {
+    packets: u64,
+    bytes: u64,
+    /// UDP datagrams the socket did not take now, for the room's own thread to send.
+    rest: Vec<Transmit>,
+}
+
+/// Send the UDP datagrams a shard of peers produced from this thread, as many as the socket
+/// takes now (see [`super::DirectSend`]); without a sink they stay in the peers' outboxes.
+fn send(shard: &mut [&mut Peer], direct: Option<&dyn super::DirectSend>) -> Sent {
+    let mut sent = Sent {
+        packets: 0,
+        bytes: 0,
+        rest: Vec::new(),
+    };
+    let Some(direct) = direct else {
+        return sent;
+    };
+    let mut udp: Vec<Transmit> = Vec::new();
+    for peer in shard.iter_mut() {
+        udp.extend(peer.outbox.extract_if(.., |t| t.proto == Protocol::Udp));
+    }
+    let done = direct.send_now(&udp);
+    for t in &udp[..done] {
+        sent.packets += 1;
+        sent.bytes += t.contents.len() as u64;
+    }
+    sent.rest = udp.split_off(done);
+    sent
 }

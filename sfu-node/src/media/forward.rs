@@ -140,6 +140,7 @@ impl Media {
             .find(|t| t.mid == mid)
             .expect("checked");
         let subscribers = std::mem::take(&mut track.subscribers);
+        let spread = self.workers.spreads();
         for &(vid, slot) in &subscribers {
             let Some(viewer) = self.peers.get_mut(&vid) else {
                 continue;
@@ -180,10 +181,6 @@ impl Media {
                     pt
                 }
             };
-            let mut direct = viewer.rtc.direct_api();
-            let Some(stream) = direct.stream_tx_by_mid(slot_mid, None) else {
-                continue;
-            };
             let mut write = RtpWrite::new(
                 pt,
                 SeqNo::from(out.seq),
@@ -197,8 +194,12 @@ impl Media {
             if let Some(p) = out.picture_id.and_then(|p| vp8_patch(&packet.payload, p)) {
                 write = write.vp8_patch(p);
             }
-            stream.write_rtp(write);
-            self.stats.packets_forwarded += 1;
+            if spread {
+                // Written on whichever thread drives the viewer (see `drive`).
+                viewer.writes.push((slot_mid, write));
+            } else {
+                viewer.write_rtp(slot_mid, write);
+            }
             if ends_frame {
                 self.stats.frames_forwarded += 1;
             }

@@ -73,6 +73,11 @@ impl Media {
                     .then(|| estimate::Estimator::new(self.config.initial_estimate_bps)),
                 desired_bps: 0,
                 upstream,
+                writes: Vec::new(),
+                outbox: Vec::new(),
+                inbox: Vec::new(),
+                timeouts_handled: 0,
+                writes_done: 0,
             },
         );
         self.drive(now, id);

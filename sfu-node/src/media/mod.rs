@@ -22,14 +22,15 @@
 //! a viewer never receives its own participant's media; nothing is written to a viewer
 //! whose gate (`receives`) is closed.
 //!
-//! Where things are: [`Media`] itself is here; `drive` is the state machine's inputs and
-//! outputs and the dispatch of what str0m emits; `lifecycle` peers arriving and leaving (`offer` what an offer must satisfy first);
-//! `placement` which track feeds which slot; `forward` the media itself (RTP packets, each
-//! looked at once and written to every viewer with `rewrite`'s header fields) and the
-//! viewer's gate; `layer` simulcast layer choice; `keyframe` throttled keyframe requests;
-//! `loss` holes in a publisher's layer that NACK did not fill; `upstream` a relay's peer to
-//! its origin; [`estimate`] a viewer's bandwidth from TWCC feedback; `peer` the
-//! per-connection state; `event`, `config` and `stats` what goes in and out.
+//! Where things are: [`Media`] itself is here; `drive` is the state machine's inputs and outputs
+//! and the dispatch of what str0m emits; `lifecycle` peers arriving and leaving (`offer` what an
+//! offer must satisfy first); `placement` which track feeds which slot; `forward` the media itself
+//! (RTP packets, each looked at once and written to every viewer with `rewrite`'s header fields)
+//! and the viewer's gate; `layer` simulcast layer choice; `keyframe` throttled keyframe requests;
+//! `loss` holes in a publisher's layer that NACK did not fill; `upstream` a relay's peer to its
+//! origin; `workers` the threads that drive peers when a room has more than one; [`estimate`] a
+//! viewer's bandwidth from TWCC feedback; `peer` the per-connection state; `event`, `config` and
+//! `stats` what goes in and out.
 
 mod config;
 mod drive;
@@ -48,6 +49,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -69,6 +71,15 @@ pub use crate::vocab::Source;
 
 use config::{install_crypto, peer_config};
 
+/// Sends UDP datagrams at once, from whichever thread drives a peer: a room driven on several
+/// threads sends each thread's datagrams from that thread (see `workers`), not all from its own.
+pub trait DirectSend: Send + Sync + std::fmt::Debug {
+    /// Send what can go now of `datagrams`, without waiting; returns how many of the first
+    /// ones were dealt with (sent, or refused and dropped). The rest stay queued for
+    /// [`Media::poll_transmit`].
+    fn send_now(&self, datagrams: &[Transmit]) -> usize;
+}
+
 #[derive(Debug)]
 pub struct Media {
     config: MediaConfig,
@@ -88,12 +99,15 @@ pub struct Media {
     pending_at: Option<Instant>,
     /// Events appeared while driving them, for the room to take on its next wake-up.
     events_at: Option<Instant>,
+    workers: workers::Workers,
+    direct: Option<std::sync::Arc<dyn DirectSend>>,
 }
 
 impl Media {
     pub fn new(config: MediaConfig) -> Self {
         install_crypto();
         Media {
+            workers: workers::Workers::new(config.threads),
             config,
             peers: BTreeMap::new(),
             next_peer: 1,
@@ -107,7 +121,14 @@ impl Media {
             next_layer_check: None,
             pending_at: None,
             events_at: None,
+            direct: None,
         }
+    }
+
+    /// Where worker threads send their peers' UDP datagrams (without it, everything goes
+    /// through [`Media::poll_transmit`]).
+    pub fn set_direct_send(&mut self, sink: std::sync::Arc<dyn DirectSend>) {
+        self.direct = Some(sink);
     }
 
     pub fn config(&self) -> &MediaConfig {

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::Serialize;
-use str0m::Rtc;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
+use str0m::net::Transmit;
+use str0m::{Event, Rtc};
 
 use super::keyframe::KeyframeThrottle;
 use super::layer::RateMeter;
@@ -126,6 +127,17 @@ pub struct Peer {
     pub desired_bps: u64,
     /// A relay's peer to its origin: the pending offer and what each slot carries.
     pub upstream: Option<Upstream>,
+    /// RTP writes queued for this viewer, done when it is next driven (on whichever thread
+    /// drives it, see `drive`).
+    pub(super) writes: Vec<(Mid, str0m::rtp::RtpWrite)>,
+    /// What driving this peer produced and the room has not yet taken (see `drive`): the
+    /// buffers are kept between wake-ups.
+    pub(super) outbox: Vec<Transmit>,
+    pub(super) inbox: Vec<Event>,
+    /// str0m timeouts handled while driving, for the room's counters.
+    pub(super) timeouts_handled: u64,
+    /// RTP writes done while driving (those whose stream still existed).
+    pub(super) writes_done: u64,
 }
 
 impl Peer {
@@ -135,6 +147,15 @@ impl Peer {
             .as_ref()
             .map(super::estimate::Estimator::estimate_bps)
             .or(self.gcc_estimate_bps)
+    }
+
+    /// Write one RTP packet to the stream of slot `mid` (packetized, encrypted and sent when
+    /// the peer is next polled). A stream gone since (renegotiated away) takes nothing.
+    pub(super) fn write_rtp(&mut self, mid: Mid, write: str0m::rtp::RtpWrite) {
+        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            stream.write_rtp(write);
+            self.writes_done += 1;
+        }
     }
 
     pub fn video_feeds(&self) -> usize {

@@ -28,6 +28,10 @@ pub struct MediaStats {
     pub rtc_timeouts: u64,
     /// Wake-ups of the media core on a timeout.
     pub wakeups: u64,
+    /// Threads that drive the room's peers (`--threads`).
+    pub threads: u64,
+    /// Times peers were driven on several threads at once (see `workers`).
+    pub spread_drives: u64,
     pub peers: u64,
     pub publishers: u64,
     pub viewers: u64,
@@ -39,6 +43,7 @@ impl Media {
     pub fn stats(&self) -> MediaStats {
         let mut s = self.stats;
         s.peers = self.peers.len() as u64;
+        s.threads = self.workers.threads() as u64;
         s.publishers = self
             .peers
             .values()

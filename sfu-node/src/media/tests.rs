@@ -115,6 +115,16 @@ impl World {
         }
     }
 
+    /// A room whose peers are driven on `threads` threads.
+    fn with_threads(threads: usize) -> Self {
+        let mut w = World::new();
+        w.sfu = Media::new(MediaConfig {
+            threads,
+            ..w.sfu.config().clone()
+        });
+        w
+    }
+
     fn client_rtc(&self, codec: Codec) -> Rtc {
         Rtc::builder()
             .clear_codecs()
@@ -715,6 +725,67 @@ fn keyframe_requests_from_a_crowd_are_throttled() {
     for i in 1..=20 {
         assert!(!w.client(i).video_frames().is_empty(), "viewer {i}");
     }
+}
+
+/// What each viewer of a room got: (video frames, audio frames, video frames not contiguous).
+fn what_viewers_got(threads: usize) -> (Vec<(usize, usize, usize)>, MediaStats) {
+    let mut w = World::with_threads(threads);
+    w.publisher(1, true, Codec::Vp8);
+    w.publisher(2, false, Codec::Vp8);
+    let viewers: Vec<usize> = (0..16).map(|i| w.viewer(10 + i, 2)).collect();
+    w.run(Duration::from_secs(1));
+    // One viewer loses every 20th packet: NACK and RTX repair it on whichever thread drives it.
+    w.clients[viewers[5]].down.drop_every = Some(20);
+    w.run(Duration::from_secs(3));
+    let got = viewers
+        .iter()
+        .map(|&v| {
+            let c = w.client(v);
+            let video = c.video_frames();
+            let audio = c
+                .media()
+                .filter(|d| d.params.spec().codec == Codec::Opus)
+                .count();
+            let broken = video.iter().filter(|(_, d)| !d.contiguous).count();
+            (video.len(), audio, broken)
+        })
+        .collect();
+    (got, w.sfu.stats())
+}
+
+#[test]
+fn a_room_driven_on_three_threads_serves_every_viewer_as_one_thread_does() {
+    let (one, one_stats) = what_viewers_got(1);
+    let (three, three_stats) = what_viewers_got(3);
+    assert_eq!((one_stats.threads, one_stats.spread_drives), (1, 0));
+    assert_eq!(three_stats.threads, 3);
+    // Most wake-ups forward to all 16 viewers: spread over the threads.
+    assert!(three_stats.spread_drives > 300, "{three_stats:?}");
+    for (i, (a, b)) in one.iter().zip(&three).enumerate() {
+        // Two publishers' video (30 fps each) for 4 s, less the first keyframe's wait.
+        assert!(b.0 > 200, "viewer {i}: {b:?} video frames on three threads");
+        assert!(b.1 > 150, "viewer {i}: {b:?} audio frames on three threads");
+        assert!(
+            a.0.abs_diff(b.0) <= 4,
+            "viewer {i}: one thread {a:?}, three {b:?}"
+        );
+        assert!(
+            a.1.abs_diff(b.1) <= 4,
+            "viewer {i}: one thread {a:?}, three {b:?}"
+        );
+        assert!(
+            b.2 * 20 < b.0,
+            "viewer {i}: {} broken frames of {}",
+            b.2,
+            b.0
+        );
+    }
+    assert!(three_stats.nacks_received > 0, "the lossy viewer NACKed");
+    let forwarded = (one_stats.packets_forwarded, three_stats.packets_forwarded);
+    assert!(
+        forwarded.0.abs_diff(forwarded.1) * 100 < forwarded.0,
+        "{forwarded:?}"
+    );
 }
 
 #[test]

@@ -197,6 +197,9 @@ impl Driven for RelayShell {
     fn status(&self) -> RoomStatus {
         self.relay.status()
     }
+    fn set_direct_send(&mut self, sink: Arc<dyn crate::media::DirectSend>) {
+        self.relay.set_direct_send(sink);
+    }
 }
 
 /// Serve watchers of `config.room` as a relay of `origin` until
