@@ -59,7 +59,7 @@ impl Default for OperatorConfig {
             ),
             recorder_admin_port: 9091,
             sfu_ice_tcp: true,
-            sfu_max_cores: 4,
+            sfu_max_cores: 2,
         }
     }
 }

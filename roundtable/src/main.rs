@@ -308,7 +308,7 @@ struct OperatorArgs {
     sfu_ice_tcp: bool,
     /// Most cores one SFU pod may be given (it drives its room on as many threads); set it to
     /// what one node can give a pod. Rooms needing more are served through relays.
-    #[arg(long, env = "ROUNDTABLE_SFU_MAX_CORES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, env = "ROUNDTABLE_SFU_MAX_CORES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     sfu_max_cores: u32,
     /// Seconds an empty room keeps its SFU pod.
     #[arg(long, env = "ROUNDTABLE_ROOM_IDLE_SECONDS", default_value_t = 300)]

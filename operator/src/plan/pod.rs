@@ -137,8 +137,6 @@ pub fn sfu_pod(
         ),
         plain_env("SFU_UDP_BIND", "$(POD_IP)"),
         plain_env("SFU_ICE_TCP", &config.sfu_ice_tcp.to_string()),
-        // Given resources of its own, sfu-node takes its threads from its CPU limit.
-        plain_env("SFU_THREADS", &size.threads.to_string()),
         plain_env("SFU_UDP_PORT", &port.to_string()),
         plain_env("SFU_HTTP_ADDR", &format!("$(POD_IP):{port}")),
         plain_env(
@@ -152,6 +150,11 @@ pub fn sfu_pod(
         ),
         token_key_env("SFU_TOKEN_KEY", config),
     ];
+    if settings.resources.is_none() {
+        // Sized here: a thread per core given. Given resources of its own instead, sfu-node
+        // takes its threads from its CPU limit (or the node's CPUs without one).
+        env.push(plain_env("SFU_THREADS", &size.threads.to_string()));
+    }
     if let Some(bwe) = settings.bandwidth_estimation {
         env.push(plain_env("SFU_BWE", bwe.as_str()));
     }

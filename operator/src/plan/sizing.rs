@@ -27,10 +27,11 @@
 pub const STREAM_PPS: u64 = 120;
 /// Bitrate of one forwarded stream: ~700 kbit/s video layer plus ~40 kbit/s audio, rounded.
 pub const STREAM_KBPS: u64 = 750;
-/// Packets one core forwards per second, below what `bench/sfu` measured on a shared 2-core
-/// machine (medians of 62 000–80 000 per sfu-node CPU-second at 1×100, 4×100 and 10×50 with
-/// the default feedback bandwidth estimator, 43 000–57 000 with str0m's GCC).
-pub const PPS_PER_CORE: u64 = 40_000;
+/// Packets one core forwards per second: half of the lowest median `bench/sfu-ab` measured on
+/// a shared 2-core machine on 6 Dec (145 000–183 000 forwarded packets per sfu-node CPU-second
+/// at 1×100 and 4×100 on one thread, 156 000 at 4×100 on two), leaving room for real networks'
+/// extra RTCP and retransmissions, the machine's ±20 % spread and a busy room's tail.
+pub const PPS_PER_CORE: u64 = 80_000;
 /// CPU for the process itself: signalling, timers, metrics.
 pub const BASE_MILLICORES: u64 = 100;
 /// Memory for the process itself.
@@ -140,7 +141,7 @@ mod tests {
         // 10 on camera, 500 watching: 10 × (9 + 500) = 5090 streams, 610 800 packets/s.
         let size = pod_size(10, 500, 4);
         assert_eq!(size.forwarded_streams, 5090);
-        assert_eq!(size.needed_millicores, 15_400);
+        assert_eq!(size.needed_millicores, 7_750);
         assert_eq!((size.millicores, size.threads), (4100, 4));
         assert!(size.exceeds_one_pod());
         assert_eq!(size.egress_mbps, 3818);
@@ -171,12 +172,12 @@ mod tests {
 
     #[test]
     fn a_pod_takes_a_thread_per_core_it_is_given() {
-        // 5 on camera, 100 watching: 520 streams, 62 400 packets/s: 1.56 cores of forwarding.
-        let size = pod_size(5, 100, 4);
-        assert_eq!((size.millicores, size.threads), (1700, 2));
+        // 5 on camera, 200 watching: 1020 streams, 122 400 packets/s: 1.53 cores of forwarding.
+        let size = pod_size(5, 200, 4);
+        assert_eq!((size.millicores, size.threads), (1650, 2));
         assert!(!size.exceeds_one_pod());
         // With one core at most, the same room needs relays.
-        let size = pod_size(5, 100, 1);
+        let size = pod_size(5, 200, 1);
         assert_eq!((size.millicores, size.threads), (1100, 1));
         assert!(size.exceeds_one_pod());
         assert_eq!(pod_size(2, 0, 4).threads, 1);

@@ -87,9 +87,9 @@ fn the_pod_is_sized_from_the_limits_and_carries_them() {
         size.cpu_quantity()
     );
     assert_eq!(resources.limits, resources.requests, "Guaranteed QoS");
-    // 3380 streams need ~10 cores: the pod gets the most one pod may have, a thread each.
-    assert_eq!(size.cpu_quantity(), "4100m");
-    assert_eq!(env_of(&pod, "SFU_THREADS").as_deref(), Some("4"));
+    // 3380 streams need ~5 cores: the pod gets the most one pod may have, a thread each.
+    assert_eq!(size.cpu_quantity(), "2100m");
+    assert_eq!(env_of(&pod, "SFU_THREADS").as_deref(), Some("2"));
     assert_eq!(env_of(&pod, "SFU_MAX_ON_CAMERA").as_deref(), Some("20"));
     assert_eq!(env_of(&pod, "SFU_MAX_WATCHERS").as_deref(), Some("150"));
     assert_eq!(
