@@ -1504,15 +1504,18 @@ async fn a_viewer_without_udp_receives_the_publishers_frames_over_ice_tcp() {
     let tcp = &s.stats().await["tcp"];
     assert_eq!(tcp["accepted"], 1, "{tcp}");
     assert_eq!(tcp["closed_garbage"], 0, "{tcp}");
-    // A second of 30 fps video at ~900 bytes a frame went over the connection.
-    assert!(tcp["bytes_out"].as_u64().unwrap() > 100_000, "{tcp}");
+    // The viewer watched 3 s (~90 video frames and ~150 Opus packets, ~230 packets and
+    // ~100 kB in all; CI once counted 98 102 bytes in 230 packets on a loaded machine): well
+    // over a second's worth went over the connection.
+    assert!(tcp["bytes_out"].as_u64().unwrap() > 50_000, "{tcp}");
+    assert!(tcp["packets_out"].as_u64().unwrap() > 150, "{tcp}");
     assert!(tcp["packets_in"].as_u64().unwrap() > 5, "{tcp}");
     let metrics = get(s.admin, "/metrics").await.text();
     assert_eq!(
         metric(&metrics, "sfu_tcp_connections_accepted_total"),
         Some(1.0)
     );
-    assert!(metric(&metrics, "sfu_tcp_bytes_sent_total").unwrap() > 100_000.0);
+    assert!(metric(&metrics, "sfu_tcp_bytes_sent_total").unwrap() > 50_000.0);
 }
 
 #[tokio::test]
@@ -1521,7 +1524,8 @@ async fn a_relay_serves_a_watcher_without_udp_over_ice_tcp() {
     let first = tcp_only_viewer_sees_video(&relay, &origin, "far-tcp").await;
     println!("join → first frame over ICE-TCP through a relay (loopback): {first:?}");
     let tcp = &relay.stats().await["tcp"];
-    assert!(tcp["bytes_out"].as_u64().unwrap() > 100_000, "{tcp}");
+    // Well over a second of what the viewer watched (see the test above).
+    assert!(tcp["bytes_out"].as_u64().unwrap() > 50_000, "{tcp}");
     // The relay's own link to the origin stays UDP.
     assert_eq!(origin.stats().await["tcp"]["accepted"], 0);
 }
