@@ -84,16 +84,7 @@ impl Progress {
 /// Send every datagram of `datagrams`, in order (see the module doc).
 pub async fn send_all(socket: &UdpSocket, datagrams: &[Transmit]) {
     let mut progress = Progress::default();
-    while !progress.send(datagrams, |batch| {
-        match socket.try_io(Interest::WRITABLE, || send_some(socket, batch)) {
-            Ok(n) => Outcome::Sent(n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Outcome::WouldBlock,
-            Err(e) => {
-                tracing::debug!("udp send to {}: {e}", batch[0].destination);
-                Outcome::Refused
-            }
-        }
-    }) {
+    while !progress.send(datagrams, |batch| try_send(socket, batch)) {
         if let Err(e) = socket.writable().await {
             tracing::debug!("udp socket: {e}");
             return;
@@ -107,17 +98,20 @@ pub async fn send_all(socket: &UdpSocket, datagrams: &[Transmit]) {
 /// [`SocketSend`]).
 pub fn send_now(socket: &UdpSocket, datagrams: &[Transmit]) -> usize {
     let mut progress = Progress::default();
-    progress.send(datagrams, |batch| {
-        match socket.try_io(Interest::WRITABLE, || send_some(socket, batch)) {
-            Ok(n) => Outcome::Sent(n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Outcome::WouldBlock,
-            Err(e) => {
-                tracing::debug!("udp send to {}: {e}", batch[0].destination);
-                Outcome::Refused
-            }
-        }
-    });
+    progress.send(datagrams, |batch| try_send(socket, batch));
     progress.done()
+}
+
+/// One system call on the socket, if it is writable, and what became of `batch`.
+fn try_send(socket: &UdpSocket, batch: &[Transmit]) -> Outcome {
+    match socket.try_io(Interest::WRITABLE, || send_some(socket, batch)) {
+        Ok(n) => Outcome::Sent(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Outcome::WouldBlock,
+        Err(e) => {
+            tracing::debug!("udp send to {}: {e}", batch[0].destination);
+            Outcome::Refused
+        }
+    }
 }
 
 /// The room's UDP socket, as the media core's worker threads send on it.
