@@ -98,26 +98,12 @@ impl Context {
         &self,
         settings: &roundtable_crds::SfuPodSettings,
     ) -> std::borrow::Cow<'_, OperatorConfig> {
-        let selector = settings
-            .placement
-            .as_ref()
-            .and_then(|p| p.node_selector.as_ref());
-        let allocatable = self.nodes.state().into_iter().filter_map(|node| {
-            let labels = node.labels();
-            let selected =
-                selector.is_none_or(|want| want.iter().all(|(k, v)| labels.get(k) == Some(v)));
-            let cordoned = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false);
-            if !selected || cordoned {
-                return None;
-            }
-            let cpu = node.status.as_ref()?.allocatable.as_ref()?.get("cpu")?;
-            crate::plan::sizing::cpu_millicores(&cpu.0)
-        });
-        match crate::plan::sizing::cores_one_node_gives(allocatable) {
+        let nodes = self.nodes.state();
+        let cores = crate::plan::sizing::cores_for_placement(
+            nodes.iter().map(|n| n.as_ref()),
+            settings.placement.as_ref(),
+        );
+        match cores {
             Some(cores) if cores < self.config.sfu_max_cores => {
                 std::borrow::Cow::Owned(OperatorConfig {
                     sfu_max_cores: cores,

@@ -81,6 +81,29 @@ pub fn cores_one_node_gives(allocatable_millicores: impl IntoIterator<Item = u64
     Some(u32::try_from(cores).unwrap_or(u32::MAX).max(1))
 }
 
+/// Cores for forwarding the largest node a pod placed by `placement` may run on can give it
+/// (see [`cores_one_node_gives`]): nodes its `nodeSelector` excludes, and cordoned ones, do
+/// not count. Taints and affinity are not looked at.
+pub fn cores_for_placement<'a>(
+    nodes: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Node>,
+    placement: Option<&roundtable_crds::Placement>,
+) -> Option<u32> {
+    let selector = placement.and_then(|p| p.node_selector.as_ref());
+    cores_one_node_gives(nodes.into_iter().filter_map(|node| {
+        let labels = node.metadata.labels.as_ref();
+        let selected = selector.is_none_or(|want| {
+            want.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
+        let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+        if !selected || cordoned {
+            return None;
+        }
+        let cpu = node.status.as_ref()?.allocatable.as_ref()?.get("cpu")?;
+        cpu_millicores(&cpu.0)
+    }))
+}
+
 /// Millicores of a Kubernetes CPU quantity (`"2"`, `"1500m"`, `"3.5"`); `None` if it is not one.
 pub fn cpu_millicores(quantity: &str) -> Option<u64> {
     let q = quantity.trim();
@@ -200,6 +223,36 @@ mod tests {
         assert_eq!(cpu_millicores("3500m"), Some(3500));
         assert_eq!(cpu_millicores("1.5"), Some(1500));
         assert_eq!(cpu_millicores("lots"), None);
+    }
+
+    #[test]
+    fn only_nodes_the_pod_may_run_on_bound_it() {
+        let node = |cpu: &str, pool: &str, cordoned: bool| {
+            serde_json::from_value::<k8s_openapi::api::core::v1::Node>(serde_json::json!({
+                "metadata": {"name": format!("{pool}-{cpu}"), "labels": {"pool": pool}},
+                "spec": {"unschedulable": cordoned},
+                "status": {"allocatable": {"cpu": cpu}},
+            }))
+            .unwrap()
+        };
+        let nodes = [
+            node("4", "media", false),
+            node("16", "general", false),
+            node("32", "media", true),
+        ];
+        let media = roundtable_crds::Placement {
+            node_selector: Some([("pool".to_string(), "media".to_string())].into()),
+            ..Default::default()
+        };
+        // The media pool's largest schedulable node has 4 CPUs (the 32-CPU one is cordoned).
+        assert_eq!(cores_for_placement(&nodes, Some(&media)), Some(3));
+        // Without a selector, any node counts.
+        assert_eq!(cores_for_placement(&nodes, None), Some(15));
+        let nowhere = roundtable_crds::Placement {
+            node_selector: Some([("pool".to_string(), "none".to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(cores_for_placement(&nodes, Some(&nowhere)), None);
     }
 
     #[test]
