@@ -1,7 +1,7 @@
 //! Sending a wake-up's datagrams with few system calls: on Linux one `sendmmsg` carries up
 //! to [`BATCH`] datagrams, whatever their destinations (the viewers of one forwarded packet
-//! are many addresses, so GSO, which needs one destination, rarely applies); elsewhere one
-//! `sendto` each. What to send is decided by the room; what to do after each system call is
+//! are many addresses), and within it a viewer's consecutive full-size packets (a video
+//! frame's) go as one UDP GSO message (see [`plan_gso`]); elsewhere one `sendto` each. What to send is decided by the room; what to do after each system call is
 //! decided by [`Progress`], a plain state machine; [`send_all`] is the thin I/O around it.
 //!
 //! Every datagram goes out once, in the order given (so in order per destination). A full
@@ -124,33 +124,124 @@ impl crate::media::DirectSend for SocketSend {
     }
 }
 
+/// The longest UDP GSO segment we send (IPv6 and UDP headers within a 1 500-byte MTU, with
+/// room to spare): a kernel refuses a GSO message whose segment does not fit the path's MTU, and
+/// media datagrams are ~1 200 bytes, so longer ones (rare, odd) go out one per message.
+pub const GSO_MAX_SEGMENT: usize = 1_400;
+
+/// Segments per GSO message: the kernel takes at most 64 (`UDP_MAX_SEGMENTS`, older kernels).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// How one `sendmmsg` call carries a run of datagrams: as messages of consecutive datagrams,
+/// each message to one destination; with `segment` set, a message of several datagrams is one
+/// UDP GSO send that the kernel (or the network card) cuts into datagrams of `segment` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GsoPlan {
+    /// The GSO segment size shared by the call (a `sendmmsg` call carries one set of control
+    /// messages for all its messages), or `None` when every message is one datagram.
+    pub segment: Option<usize>,
+    /// Datagrams in each message, in order.
+    pub messages: Vec<usize>,
+}
+
+/// Group a run of datagrams (destination and length each, in order) into messages. One
+/// segment size serves the whole call: the longest datagram's. A message goes on to the next
+/// datagram while that one has the same destination, every datagram so far in the message is
+/// exactly `segment` long (the kernel cuts at `segment` bytes, so only the last may be
+/// shorter) and the message is within [`GSO_MAX_SEGMENTS`]. A datagram shorter than or equal
+/// to `segment` alone in its message is sent as it is. A viewer's packets of one video frame
+/// in one wake-up are such a run: the packetizer fills all but the last to the same size.
+pub fn plan_gso<A: PartialEq>(datagrams: &[(A, usize)], gso: bool) -> GsoPlan {
+    let longest = datagrams.iter().map(|(_, len)| *len).max().unwrap_or(0);
+    let segment = (gso && longest <= GSO_MAX_SEGMENT).then_some(longest);
+    let mut messages: Vec<usize> = Vec::new();
+    // The open message's destination, and whether it may take one more datagram.
+    let mut open: Option<(&A, bool)> = None;
+    for (to, len) in datagrams {
+        match (segment, open) {
+            (Some(segment), Some((dest, true))) if dest == to => {
+                let n = messages.last_mut().expect("a message is open");
+                *n += 1;
+                open = Some((to, *len == segment && *n < GSO_MAX_SEGMENTS));
+            }
+            _ => {
+                messages.push(1);
+                open = Some((to, segment == Some(*len)));
+            }
+        }
+    }
+    let segment = segment.filter(|_| messages.len() < datagrams.len());
+    GsoPlan { segment, messages }
+}
+
+/// Whether sends may use UDP GSO: until the kernel refuses a GSO message (an old kernel, a
+/// route through a device without checksum offload); then never again in this process.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+static GSO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// One system call: how many of the first datagrams of `batch` went out (at least one), or
-/// the error about the first.
+/// the error about the first. Consecutive datagrams to one viewer go as one UDP GSO message
+/// where [`plan_gso`] allows.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn send_some(socket: &UdpSocket, batch: &[Transmit]) -> io::Result<usize> {
+    use std::sync::atomic::Ordering;
+
+    let datagrams: Vec<(std::net::SocketAddr, usize)> = batch
+        .iter()
+        .map(|t| (t.destination, t.contents.len()))
+        .collect();
+    let plan = plan_gso(&datagrams, GSO.load(Ordering::Relaxed));
+    match sendmmsg_planned(socket, batch, &plan) {
+        // EIO: no checksum offload on the route; EINVAL: a segment over the path's MTU;
+        // ENOPROTOOPT: a kernel without UDP GSO.
+        Err(e) if plan.segment.is_some() && matches!(e.raw_os_error(), Some(5 | 22 | 92)) => {
+            tracing::warn!(
+                "udp: the kernel refused a GSO send ({e}); one datagram per message from now on"
+            );
+            GSO.store(false, Ordering::Relaxed);
+            sendmmsg_planned(socket, batch, &plan_gso(&datagrams, false))
+        }
+        result => result,
+    }
+}
+
+/// One `sendmmsg` of `batch` as `plan` groups it: returns the datagrams in the messages that
+/// went out.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sendmmsg_planned(socket: &UdpSocket, batch: &[Transmit], plan: &GsoPlan) -> io::Result<usize> {
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
     use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
     // `MultiHeaders` holds raw pointers, so it is not `Send` and cannot live in the room's
-    // task across an await: four small allocations per call (per up to BATCH datagrams).
-    let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|t| [IoSlice::new(&t.contents)]).collect();
-    let addresses: Vec<Option<SockaddrStorage>> = batch
-        .iter()
-        .map(|t| Some(SockaddrStorage::from(t.destination)))
-        .collect();
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(batch.len(), None);
-    let no_control: [ControlMessage<'_>; 0] = [];
+    // task across an await: a few small allocations per call (per up to BATCH datagrams).
+    let mut slices: Vec<Vec<IoSlice<'_>>> = Vec::with_capacity(plan.messages.len());
+    let mut addresses: Vec<Option<SockaddrStorage>> = Vec::with_capacity(plan.messages.len());
+    let mut at = 0;
+    for &n in &plan.messages {
+        let message = &batch[at..at + n];
+        slices.push(message.iter().map(|t| IoSlice::new(&t.contents)).collect());
+        addresses.push(Some(SockaddrStorage::from(message[0].destination)));
+        at += n;
+    }
+    // Fits: GSO_MAX_SEGMENT < u16::MAX.
+    let segment = plan.segment.map(|s| s as u16);
+    let control: Vec<ControlMessage<'_>> =
+        segment.iter().map(ControlMessage::UdpGsoSegments).collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+        plan.messages.len(),
+        segment.map(|_| nix::cmsg_space!(u16)),
+    );
     let sent = sendmmsg(
         socket.as_raw_fd(),
         &mut headers,
         &slices,
         &addresses,
-        no_control,
+        &control,
         MsgFlags::empty(),
     )?;
-    Ok(sent.count())
+    Ok(plan.messages[..sent.count()].iter().sum())
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -323,6 +414,118 @@ mod tests {
             }
             let want: Vec<usize> = (0..n).filter(|i| i % 2 == parity).collect();
             assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_viewers_run_of_full_packets_goes_as_one_gso_message() {
+        // One wake-up: two viewers get a three-packet video frame (two full, the last
+        // shorter), then one of them an audio packet.
+        let (a, b) = (addr(7001), addr(7002));
+        let wake_up = [
+            (a, 1_100),
+            (a, 1_100),
+            (a, 600),
+            (b, 1_100),
+            (b, 1_100),
+            (b, 600),
+            (a, 120),
+        ];
+        assert_eq!(
+            plan_gso(&wake_up, true),
+            GsoPlan {
+                segment: Some(1_100),
+                messages: vec![3, 3, 1]
+            }
+        );
+        // Without GSO (refused once by the kernel), or with nothing to merge: one datagram
+        // per message and no segment size.
+        let singles = GsoPlan {
+            segment: None,
+            messages: vec![1; 7],
+        };
+        assert_eq!(plan_gso(&wake_up, false), singles);
+        let alternating = [(a, 1_100), (b, 1_100), (a, 1_100), (b, 600)];
+        assert_eq!(plan_gso(&alternating, true).messages, vec![1; 4]);
+        assert_eq!(plan_gso(&alternating, true).segment, None);
+    }
+
+    #[test]
+    fn only_the_last_segment_of_a_message_may_be_short() {
+        let a = addr(7001);
+        // A short datagram ends its message; the kernel would cut a longer one after it at the
+        // wrong place.
+        let plan = plan_gso(
+            &[(a, 600), (a, 1_100), (a, 1_100), (a, 900), (a, 1_100)],
+            true,
+        );
+        assert_eq!(plan.messages, vec![1, 3, 1]);
+        // Past what a GSO segment may be, nothing is merged.
+        let long = GSO_MAX_SEGMENT + 1;
+        assert_eq!(plan_gso(&[(a, long), (a, long)], true).messages, vec![1, 1]);
+        // At most GSO_MAX_SEGMENTS datagrams per message.
+        let many = vec![(a, 1_000); GSO_MAX_SEGMENTS + 6];
+        assert_eq!(plan_gso(&many, true).messages, vec![GSO_MAX_SEGMENTS, 6]);
+        assert_eq!(
+            plan_gso::<SocketAddr>(&[], true).messages,
+            Vec::<usize>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_sent_as_gso_arrive_as_the_datagrams_they_were() {
+        let local = (Ipv4Addr::LOCALHOST, 0);
+        let sender = UdpSocket::bind(local).await.unwrap();
+        let from = sender.local_addr().unwrap();
+        let a = UdpSocket::bind(local).await.unwrap();
+        let b = UdpSocket::bind(local).await.unwrap();
+        // Frames of 1-5 packets of 1 100 bytes but the last, to each viewer in turn, audio
+        // between them: more than one batch.
+        let mut datagrams = Vec::new();
+        let mut want: HashMap<SocketAddr, Vec<(usize, u32)>> = HashMap::new();
+        let mut n = 0u32;
+        for frame in 0..30 {
+            for to in [&a, &b] {
+                let to = to.local_addr().unwrap();
+                let packets = 1 + frame % 5;
+                for p in 0..packets + 1 {
+                    let len = match p {
+                        p if p == packets => 120,
+                        p if p + 1 == packets => 500 + frame * 10,
+                        _ => 1_100,
+                    };
+                    let mut bytes = vec![0xCD; len];
+                    bytes[..4].copy_from_slice(&n.to_be_bytes());
+                    datagrams.push(transmit(from, to, bytes));
+                    want.entry(to).or_default().push((len, n));
+                    n += 1;
+                }
+            }
+        }
+        let plan = plan_gso(
+            &datagrams[..BATCH]
+                .iter()
+                .map(|t| (t.destination, t.contents.len()))
+                .collect::<Vec<_>>(),
+            true,
+        );
+        assert!(
+            plan.segment == Some(1_100) && plan.messages.len() < BATCH,
+            "{plan:?}"
+        );
+        send_all(&sender, &datagrams).await;
+        // The kernel took the GSO messages (it did not refuse them and make us fall back).
+        assert!(GSO.load(std::sync::atomic::Ordering::Relaxed));
+        for socket in [&a, &b] {
+            let mut buf = [0u8; 2_048];
+            let mut got = Vec::new();
+            while let Ok(Ok((len, src))) =
+                tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+            {
+                assert_eq!(src, from);
+                got.push((len, u32::from_be_bytes(buf[..4].try_into().unwrap())));
+            }
+            assert_eq!(got, want[&socket.local_addr().unwrap()]);
         }
     }
 
