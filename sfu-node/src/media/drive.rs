@@ -311,14 +311,15 @@ impl Media {
 }
 
 /// Drive one peer until it waits, touching nothing but the peer (and, on the room's own
-/// thread, `direct`: the room's queue of datagrams): do its queued RTP writes, then poll it,
-/// keeping datagrams (without `direct`) and events in its `outbox` and `inbox` for the room to
-/// take. A timeout already due (str0m asks for one at once to packetize what was just
-/// written) is handled right here, at most [`MAX_IMMEDIATE_TIMEOUTS`] of them. str0m's pacer
-/// asks for one 1 µs after each packet it releases; that one waits for the room's next
-/// wake-up, where one pass serves every peer due. (Handling it here instead was measured with
-/// `bench/sfu 4 100`: more full str0m timeouts per packet, ~2 instead of ~1.4, and no lower
-/// forwarding delay.)
+/// thread, `direct`: the room's queue of datagrams): do its queued RTP writes and make what
+/// was written ready to send, then poll it, keeping datagrams (without `direct`) and events in
+/// its `outbox` and `inbox` for the room to take.
+///
+/// Written RTP is made ready with str0m's `handle_written_rtp` (our fork, see
+/// `third_party/str0m/PATCHES.md`): it timestamps the send queues only, where the timeout
+/// str0m would otherwise ask for at once runs its whole session per peer per wake-up. A
+/// timeout already due for another reason is handled right here, at most
+/// [`MAX_IMMEDIATE_TIMEOUTS`] of them.
 fn step(now: Instant, peer: &mut Peer, mut direct: Option<&mut Outgoing<'_>>) {
     if !peer.writes.is_empty() {
         let mut writes = std::mem::take(&mut peer.writes);
@@ -327,6 +328,12 @@ fn step(now: Instant, peer: &mut Peer, mut direct: Option<&mut Outgoing<'_>>) {
         }
         // Kept for its capacity.
         peer.writes = writes;
+    }
+    if std::mem::take(&mut peer.written)
+        && let Err(e) = peer.rtc.handle_written_rtp(now)
+    {
+        tracing::debug!(peer = peer.id.0, "written rtp failed, disconnecting: {e}");
+        peer.rtc.disconnect();
     }
     let mut immediate = 0;
     while peer.rtc.is_alive() {

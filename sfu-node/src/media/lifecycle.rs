@@ -78,6 +78,7 @@ impl Media {
                 inbox: Vec::new(),
                 timeouts_handled: 0,
                 writes_done: 0,
+                written: false,
             },
         );
         self.drive(now, id);

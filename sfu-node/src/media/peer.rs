@@ -138,6 +138,9 @@ pub struct Peer {
     pub(super) timeouts_handled: u64,
     /// RTP writes done while driving (those whose stream still existed).
     pub(super) writes_done: u64,
+    /// RTP written to str0m since the peer was last driven, not yet made ready to send
+    /// (see `drive::step`).
+    pub(super) written: bool,
 }
 
 impl Peer {
@@ -155,6 +158,7 @@ impl Peer {
         if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
             stream.write_rtp(write);
             self.writes_done += 1;
+            self.written = true;
         }
     }
 
