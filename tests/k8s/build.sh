@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kubelet (for
-# the real-node test, tests/tests/real_node.rs) from the
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and kubelet and
+# kube-proxy (for the real-node test, tests/tests/real_node.rs) from the
 # k8s.io/kubernetes module pinned in go.mod, into a cache outside the repository keyed by
 # the version. Does nothing when the binaries are already there. Safe to run concurrently
 # (test binaries running in parallel): one build, the others wait for it.
@@ -11,7 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$here/go.mod")
 cache=${ROUNDTABLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roundtable}
 bin="$cache/kubernetes-$version/bin"
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+# A tool added here is built alone into an existing cache: `missing` rebuilds everything only
+# when the recipe changed.
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 # What `--version`, /version and the client-go user agent report; `go build` alone leaves
 # v0.0.0-master. Bump `recipe` when the build flags change so cached binaries are rebuilt.
