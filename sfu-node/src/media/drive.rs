@@ -60,7 +60,12 @@ impl Media {
         };
         let peer = self.peers.get_mut(&id).expect("found above");
         peer.last_rx = now;
-        if let Err(e) = peer.rtc.handle_input(input) {
+        let Input::Receive(at, receive) = input else {
+            unreachable!("made above");
+        };
+        // Our str0m fork: after RTCP (nearly all a viewer sends), not str0m's full timeout
+        // but only what the RTCP can make due at once (see third_party/str0m/PATCHES.md).
+        if let Err(e) = peer.rtc.handle_receive(at, receive) {
             tracing::debug!(peer = id.0, "input refused, disconnecting: {e}");
             peer.rtc.disconnect();
         }

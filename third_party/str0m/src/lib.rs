@@ -2060,9 +2060,36 @@ impl Rtc {
         if self.state == RtcState::Closed {
             return Ok(());
         }
-        self.init_time(now);
+        self.send_queues_only(now, false)
+    }
+
+    /// Roundtable fork: [`Rtc::handle_input`] with [`Input::Receive`], except that after an
+    /// RTCP datagram only the send queues' part of the timeout is run (as in
+    /// [`Rtc::handle_written_rtp`], and the pacer's snapshot is refreshed for the resends a
+    /// NACK queued), not the full timeout.
+    ///
+    /// `handle_input` runs the whole session's timeout after every datagram. For an SFU's
+    /// viewer, almost all it receives is RTCP (receiver reports, NACKs, transport-wide
+    /// feedback several times a second), which changes no timer that `poll_output()` would
+    /// not report as due by itself. Every other datagram (STUN, DTLS, RTP) is handled exactly
+    /// as `handle_input` does.
+    pub fn handle_receive(&mut self, recv_time: Instant, r: net::Receive) -> Result<(), RtcError> {
+        if self.state == RtcState::Closed {
+            return Ok(());
+        }
+        let rtcp = matches!(r.contents.inner, DatagramRecvInner::Rtcp(_));
+        self.do_handle_receive(recv_time, r)?;
+        if rtcp {
+            self.init_time(recv_time);
+            self.send_queues_only(recv_time, true)
+        } else {
+            self.do_handle_timeout(recv_time)
+        }
+    }
+
+    fn send_queues_only(&mut self, now: Instant, refresh: bool) -> Result<(), RtcError> {
         let now = now.max(self.last_now);
-        if !self.session.handle_send_queues(now) {
+        if !self.session.handle_send_queues(now, refresh) {
             return self.do_handle_timeout(now);
         }
         self.last_now = now;

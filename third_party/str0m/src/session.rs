@@ -356,11 +356,14 @@ impl Session {
     /// pacer's snapshot of the send queues, as the full timeout does for them. Returns `false`
     /// (having done nothing) where only the full timeout will do: while closing, or with
     /// bandwidth estimation on (its probes and pacing rate move with every timeout).
-    pub fn handle_send_queues(&mut self, now: Instant) -> bool {
+    ///
+    /// With `refresh`, the pacer's snapshot is refreshed even when nothing was written: after
+    /// RTCP, whose NACKs queue resends.
+    pub fn handle_send_queues(&mut self, now: Instant, refresh: bool) -> bool {
         if self.rtp_closing || self.bwe.is_some() {
             return false;
         }
-        if self.streams.handle_send_queues(now, &self.medias, &self.codec_config) {
+        if self.streams.handle_send_queues(now, &self.medias, &self.codec_config) || refresh {
             // As the full timeout does, without BWE: no probe media.
             self.update_queue_state(now, None);
         }
