@@ -16,6 +16,11 @@
 //!   credential over TLS (`turn.tls`);
 //! - the recorder Job's container writes the MP4 onto a PersistentVolume as uid 65532 and
 //!   the Session lists it;
+//! - media through the other two network modes, over kube-proxy's iptables rules
+//!   ([`network_modes`]): a session in NodePort mode is joined at its node's address and
+//!   node ports, and a session in LoadBalancer mode waits (status says so) until its Service
+//!   has a load balancer address, which the test writes itself in place of a cloud's
+//!   controller, then is joined at that address;
 //! - `helm uninstall` (after the event is deleted) leaves no container running.
 //!
 //! Runs when `ROUNDTABLE_REAL_NODE_IMAGES` names the image list that `scripts/test-all` makes;
@@ -26,10 +31,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use roundtable_crds::{LivePhase, RecordingState, Session};
+use roundtable_crds::{LiveEvent, LivePhase, RecordingState, Session};
 use roundtable_e2e::node_agent::is_ready;
 use roundtable_e2e::real_node::{self, RealNode};
 use roundtable_e2e::turn::{self, Allocation};
@@ -428,6 +433,8 @@ turn:
         "media after the restart: {frames} video frames"
     );
 
+    network_modes(&node, &ns.name, &admin, (&http, &base, &ada), &key).await;
+
     // End the session: the recorder composes the MP4 on the volume, the Session lists it.
     // (The test publisher's frames are stamped filler, not decodable VP8, so the recording
     // may end Paused rather than Complete; what is checked here is the real node's part: the
@@ -604,4 +611,444 @@ async fn recording_volume(client: &Client, namespace: &str, dir: &Path) {
         .create(&PostParams::default(), &claim)
         .await
         .unwrap();
+}
+
+/// A session of its own event whose SFU pods use network `mode`, Started by its organiser.
+async fn network_session(admin: &Client, namespace: &str, name: &str, mode: &str) {
+    let now = unix_now() as i64;
+    let at = |seconds: i64| {
+        jiff::Timestamp::from_second(now + seconds)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let event: LiveEvent = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "title": format!("{mode} media"),
+            "start": at(-3600),
+            "end": at(3600),
+            "organizers": ["ada@example.com"],
+            "sfu": {
+                "placement": {"nodeSelector": {"roundtable.dev/media": "true"}},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+                "network": {"mode": mode},
+            },
+        }
+    }))
+    .unwrap();
+    Api::<LiveEvent>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let session: Session = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "event": name,
+            "title": format!("Through a {mode} Service"),
+            "lifecycle": "Started",
+            "share": {"policy": "Open"},
+        }
+    }))
+    .unwrap();
+    Api::<Session>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &session)
+        .await
+        .unwrap();
+}
+
+/// The `(transport, address)` of every candidate in an SDP.
+fn candidates(sdp: &str) -> Vec<(String, std::net::SocketAddr)> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let address = format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()?;
+            Some((f.get(2)?.to_lowercase(), address))
+        })
+        .collect()
+}
+
+/// How long after a session's status said Live kube-proxy had rules that send its Service to
+/// the pod at `pod_ip:pod_port`, through a rule containing `entry` (the node ports, or the load
+/// balancer's address). The status does not wait for kube-proxy: a join in between is refused
+/// ("Connection refused" from kube-proxy's REJECT for a Service without endpoints), so the
+/// test joins after this, and fails if it takes over 10 s.
+async fn routed_after_live(
+    live_at: Instant,
+    namespace: &str,
+    service: &str,
+    pod_ip: &str,
+    pod_port: i32,
+    entry: &str,
+) -> Duration {
+    let comment = format!("--comment \"{namespace}/{service}:media");
+    let dnat = format!("--to-destination {pod_ip}:{pod_port}");
+    poll(Duration::from_secs(10), async || {
+        let rules = nat_rules();
+        let named: Vec<&str> = rules.lines().filter(|l| l.contains(&comment)).collect();
+        (named.iter().any(|l| l.contains(&dnat)) && named.iter().any(|l| l.contains(entry)))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "kube-proxy did not route {namespace}/{service} ({entry}) to {pod_ip}:{pod_port} \
+             within 10 s of Live:\n{}",
+            nat_rules()
+        )
+    });
+    live_at.elapsed()
+}
+
+/// kube-proxy's NAT rules (`KUBE-` chains), for failure messages.
+fn nat_rules() -> String {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-c", "-t", "nat"])
+        .output()
+        .expect("iptables-save runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("KUBE-"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Packets that kube-proxy's NAT rules for `namespace/service:port` matched (the first of
+/// each connection: NAT sees no more), in rules whose text contains `rule`.
+fn kube_proxy_packets(service_port: &str, rule: &str) -> u64 {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-c", "-t", "nat"])
+        .output()
+        .expect("iptables-save runs");
+    let comment = format!("--comment \"{service_port}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&comment) && l.contains(rule))
+        .filter_map(|l| {
+            let counters = l.strip_prefix('[')?.split(']').next()?;
+            counters.split(':').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// What a user sees of a room joined at `endpoint`: the address the SFU's answer gives for
+/// media, and a watcher's video frames and time from joining to the first frame while the
+/// organiser publishes for `seconds`.
+struct Joined {
+    candidates: Vec<(String, std::net::SocketAddr)>,
+    frames: u64,
+    first_frame: Option<Duration>,
+}
+
+async fn join_and_watch(
+    endpoint: &str,
+    room: &str,
+    publisher: &str,
+    watcher: &str,
+    seconds: u64,
+) -> Joined {
+    let http = endpoint.parse().expect("endpoint is host:port");
+    let (mut peer, answer) = ClientPeer::connect(
+        http,
+        &format!("/rooms/{room}/whip"),
+        publisher,
+        ClientRole::Publish { simulcast: false },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the publisher connects at {endpoint}: {e}\nkube-proxy's NAT rules:\n{}",
+            nat_rules()
+        )
+    });
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let publishing = tokio::spawn(async move {
+        let _ = peer.publish_until(end, false).await;
+    });
+    let watched = Watcher::join(&format!("http://{endpoint}"), room, watcher, 1)
+        .await
+        .unwrap_or_else(|e| panic!("the watcher joins at {endpoint}: {e}"))
+        .watch_until(end)
+        .await;
+    publishing.await.unwrap();
+    Joined {
+        candidates: candidates(&answer.text()),
+        frames: watched.video_frames,
+        first_frame: watched.first_frame,
+    }
+}
+
+/// The NodePort and LoadBalancer network modes with real media, through kube-proxy's rules on
+/// the real node: a session in each mode, joined where its status says, with the candidate the
+/// SFU announces checked against the Service. In this test bed pod addresses are routable from
+/// the test process, so media reaching the watcher alone would not show that the Service
+/// carried it: the answer must name no other address, and kube-proxy's rules must have matched.
+async fn network_modes(
+    node: &RealNode,
+    namespace: &str,
+    admin: &Client,
+    (http, base, organiser): (&reqwest::Client, &str, &str),
+    key: &[u8],
+) {
+    let sessions: Api<Session> = Api::namespaced(admin.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(admin.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+    let join = async |name: &str| -> (String, String) {
+        let url = format!("{base}/api/sessions/{namespace}/{name}/join");
+        let joined: serde_json::Value = poll(Duration::from_secs(30), async || {
+            let response = http.post(&url).bearer_auth(organiser).send().await.ok()?;
+            response.status().is_success().then_some(())?;
+            response.json().await.ok()
+        })
+        .await
+        .unwrap_or_else(|| panic!("join {name} through the control plane"));
+        (
+            joined["room"].as_str().unwrap().to_owned(),
+            joined["token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let live = async |name: &str| -> (String, Duration) {
+        let since = Instant::now();
+        let endpoint = poll(Duration::from_secs(120), async || {
+            let status = sessions.get(name).await.ok()?.status?;
+            (status.phase == Some(LivePhase::Live)).then_some(status.endpoint?)
+        })
+        .await;
+        let Some(endpoint) = endpoint else {
+            let status = sessions.get_opt(name).await.ok().flatten();
+            let pod = format!("session-{name}");
+            panic!(
+                "{name} not Live with an endpoint in 120s: {:?}\n{}",
+                status.and_then(|s| s.status),
+                failure(node, namespace, &[(&pod, "sfu-node")])
+            )
+        };
+        (endpoint, since.elapsed())
+    };
+    let node_port = |service: &Service, name: &str| -> u16 {
+        let port = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        let port = port
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .unwrap();
+        u16::try_from(port.node_port.expect("a nodePort")).unwrap()
+    };
+
+    // NodePort: the Service's node ports on the node's address.
+    let name = "ports";
+    let service_name = format!("session-{name}");
+    let begun = Instant::now();
+    network_session(admin, namespace, name, "NodePort").await;
+    let (endpoint, to_live) = live(name).await;
+    let live_at = Instant::now();
+    let service = services.get(&service_name).await.unwrap();
+    assert_eq!(
+        service.spec.as_ref().unwrap().type_.as_deref(),
+        Some("NodePort")
+    );
+    let (media, signal) = (node_port(&service, "media"), node_port(&service, "signal"));
+    assert_eq!(
+        endpoint,
+        format!("{}:{signal}", node.ip()),
+        "a NodePort session is reached at its node's address and signalling node port"
+    );
+    let pod = pods.get(&service_name).await.unwrap();
+    let pod_ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let pod_port = pod.spec.as_ref().unwrap().containers[0]
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .container_port;
+    assert!(
+        pod.spec.as_ref().unwrap().containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .all(|p| p.host_port.is_none()),
+        "no hostPort in NodePort mode"
+    );
+    let routed = routed_after_live(
+        live_at,
+        namespace,
+        &service_name,
+        &pod_ip,
+        pod_port,
+        "-A KUBE-NODEPORTS",
+    )
+    .await;
+    let (room, publisher) = join(name).await;
+    let watcher = mint(
+        key,
+        &Claims::new("np-watcher", "np-watcher", &room, unix_now() + 600),
+    );
+    let joined = join_and_watch(&endpoint, &room, &publisher, &watcher, 6).await;
+    let media_packets = kube_proxy_packets(
+        &format!("{namespace}/{service_name}:media"),
+        "-A KUBE-NODEPORTS",
+    );
+    let signal_packets = kube_proxy_packets(
+        &format!("{namespace}/{service_name}:signal"),
+        "-A KUBE-NODEPORTS",
+    );
+    eprintln!(
+        "e2e: real node: NodePort session Live {to_live:.2?} after it was created (endpoint {endpoint}, pod {pod_ip}:{pod_port}); \
+         kube-proxy routed its node ports to the pod {routed:.2?} after the status said Live; \
+         the answer's candidates {:?}; the watcher received {} video frames in 6 s, the first {:.2?} after joining; \
+         kube-proxy's NodePort rules matched {media_packets} UDP and {signal_packets} TCP connections",
+        joined.candidates,
+        joined.frames,
+        joined.first_frame.unwrap_or_default(),
+    );
+    assert_eq!(
+        joined.candidates,
+        [(
+            "udp".to_string(),
+            std::net::SocketAddr::new(node.ip().into(), media)
+        )],
+        "the SFU announces its node's address and the media node port, and nothing else"
+    );
+    assert!(
+        joined.frames > 60,
+        "media through the NodePort: {} video frames",
+        joined.frames
+    );
+    assert!(
+        media_packets > 0,
+        "kube-proxy's rule for the media node port {media} matched no packet"
+    );
+    assert!(
+        signal_packets > 0,
+        "kube-proxy's rule for the signalling node port {signal} matched no connection"
+    );
+
+    // LoadBalancer: nobody gives the Service an address here, so the session says it waits
+    // for one; then the test, in place of a cloud's controller, writes the address it put on
+    // the node into the Service's status.loadBalancer, and kube-proxy routes it to the pod.
+    let name = "balanced";
+    let service_name = format!("session-{name}");
+    network_session(admin, namespace, name, "LoadBalancer").await;
+    let waiting = poll(Duration::from_secs(60), async || {
+        let status = sessions.get(name).await.ok()?.status?;
+        status.conditions.into_iter().find(|c| {
+            c.type_ == "Ready" && c.status == "False" && c.reason == "WaitingForLoadBalancer"
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("{name}: no Ready=False WaitingForLoadBalancer condition in 60s"));
+    assert!(
+        pods.get_opt(&service_name).await.unwrap().is_none(),
+        "no SFU pod before the load balancer has an address (it would announce none)"
+    );
+    eprintln!(
+        "e2e: real node: LoadBalancer session waits: {}",
+        waiting.message
+    );
+    let lb_ip = node.add_load_balancer_address().unwrap();
+    let written = Instant::now();
+    services
+        .patch_status(
+            &service_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": {"loadBalancer": {"ingress": [{"ip": lb_ip.to_string()}]}}
+            })),
+        )
+        .await
+        .unwrap();
+    let (endpoint, _) = live(name).await;
+    let live_at = Instant::now();
+    let to_live = written.elapsed();
+    let pod = pods.get(&service_name).await.unwrap();
+    let pod_ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let pod_port = pod.spec.as_ref().unwrap().containers[0]
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .container_port;
+    let routed = routed_after_live(
+        live_at,
+        namespace,
+        &service_name,
+        &pod_ip,
+        pod_port,
+        &format!("-d {lb_ip}/32"),
+    )
+    .await;
+    let service = services.get(&service_name).await.unwrap();
+    let port = service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
+    let signal = service.spec.as_ref().unwrap().ports.as_ref().unwrap()[1].port;
+    assert_eq!(
+        endpoint,
+        format!("{lb_ip}:{signal}"),
+        "reached at the load balancer's address"
+    );
+    let (room, publisher) = join(name).await;
+    let watcher = mint(
+        key,
+        &Claims::new("lb-watcher", "lb-watcher", &room, unix_now() + 600),
+    );
+    let joined = join_and_watch(&endpoint, &room, &publisher, &watcher, 6).await;
+    let media_packets = kube_proxy_packets(
+        &format!("{namespace}/{service_name}:media"),
+        &format!("-d {lb_ip}/32"),
+    );
+    eprintln!(
+        "e2e: real node: LoadBalancer session Live {to_live:.2?} after the test wrote {lb_ip} as its load balancer address \
+         (in place of a cloud controller); kube-proxy routed {lb_ip} to the pod {pod_ip}:{pod_port} {routed:.2?} after the status said Live; \
+         the answer's candidates {:?}; the watcher received {} video frames in 6 s, \
+         the first {:.2?} after joining; kube-proxy's rule for {lb_ip}:{port}/udp matched {media_packets} connections",
+        joined.candidates,
+        joined.frames,
+        joined.first_frame.unwrap_or_default(),
+    );
+    // The Service carries the port for UDP and TCP, so ICE-TCP (on in the chart) is offered
+    // at the same address: every candidate is the load balancer's.
+    let lb = std::net::SocketAddr::new(lb_ip.into(), port as u16);
+    assert!(
+        joined.candidates.contains(&("udp".to_string(), lb))
+            && joined.candidates.iter().all(|(_, address)| *address == lb),
+        "the SFU announces the load balancer's address and the Service's port, and nothing \
+         else: {:?}",
+        joined.candidates
+    );
+    assert!(
+        joined.frames > 60,
+        "media through the load balancer address: {} video frames",
+        joined.frames
+    );
+    assert!(
+        media_packets > 0,
+        "kube-proxy's rule for {lb_ip}:{port}/udp matched no packet"
+    );
+
+    // Ended, each room's Service goes with it: a cloud load balancer costs money.
+    for name in ["ports", "balanced"] {
+        sessions
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"lifecycle": "Ended"}})),
+            )
+            .await
+            .unwrap();
+    }
+    let gone = poll(Duration::from_secs(60), async || {
+        let left = services.list(&ListParams::default()).await.ok()?.items;
+        left.iter()
+            .all(|s| {
+                !["session-ports", "session-balanced"]
+                    .contains(&s.metadata.name.as_deref().unwrap_or_default())
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the Ended sessions' Services are still there after 60s"
+    );
+    eprintln!(
+        "e2e: real node: NodePort and LoadBalancer sessions, created to Services gone, in {:.2?}",
+        begun.elapsed()
+    );
 }

@@ -1,5 +1,6 @@
 //! The configuration files of a real node, as plain functions of its [`Layout`]: containerd's
-//! `config.toml`, the kubelet's `KubeletConfiguration` and the CNI network list. What each
+//! `config.toml`, the kubelet's `KubeletConfiguration`, kube-proxy's
+//! `KubeProxyConfiguration` and the CNI network list. What each
 //! setting is for on this kind of machine (cgroup v1, no `CAP_SYS_RESOURCE`, no registry) is
 //! said next to it, and in the README's "A real node in the test bed".
 
@@ -64,6 +65,17 @@ impl Layout {
 
     pub fn kubelet_dir(&self) -> PathBuf {
         self.dir.join("kubelet")
+    }
+
+    pub fn kube_proxy_dir(&self) -> PathBuf {
+        self.dir.join("kube-proxy")
+    }
+
+    /// An address of this node outside its pod subnet (`10.208.0.0/13`, numbered like the
+    /// subnets), for what a cloud's load balancer would announce.
+    pub fn load_balancer_ip(&self) -> Ipv4Addr {
+        let [_, b, c] = self.subnet;
+        Ipv4Addr::new(10, b + 8, c, 1)
     }
 
     pub fn pod_logs_dir(&self) -> PathBuf {
@@ -169,6 +181,44 @@ serializeImagePulls: false
     )
 }
 
+/// kube-proxy's configuration file: iptables mode (Debian's iptables, which the CNI plugins
+/// use too), NodePorts only on the node's own address, and the machine's conntrack settings
+/// left alone (a shared machine's kernel is not this node's to tune).
+pub fn kube_proxy_yaml(layout: &Layout, kubeconfig: &Path, ports: (u16, u16)) -> String {
+    let kubeconfig = kubeconfig.display();
+    let name = &layout.name;
+    let node_ip = layout.node_ip();
+    let cluster_cidr = layout.subnet_cidr();
+    let (healthz, metrics) = ports;
+    format!(
+        r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: {kubeconfig}
+hostnameOverride: {name}
+bindAddress: {node_ip}
+healthzBindAddress: 127.0.0.1:{healthz}
+metricsBindAddress: 127.0.0.1:{metrics}
+# Traffic from this node's pods is "local"; anything else sent to a Service is masqueraded.
+detectLocalMode: ClusterCIDR
+clusterCIDR: {cluster_cidr}
+# NodePorts answer on the node's address only, not on every address of the machine.
+nodePortAddresses: ["{node_ip}/32"]
+iptables:
+  localhostNodePorts: false
+  syncPeriod: 30s
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+  udpTimeout: 0s
+  udpStreamTimeout: 0s
+"#
+    )
+}
+
 /// The CNI network: a bridge with host-local addresses, hostPorts through portmap, and a
 /// loopback in every pod.
 pub fn cni_conflist(layout: &Layout) -> String {
@@ -247,6 +297,35 @@ mod tests {
         assert!(toml.contains("SystemdCgroup = false"));
         assert!(toml.contains("restrict_oom_score_adj = true"));
         assert!(toml.contains(r#"address = "/tmp/e2e/real-node/containerd/containerd.sock""#));
+    }
+
+    #[test]
+    fn kube_proxy_serves_node_ports_on_the_node_address_only() {
+        let l = layout();
+        let yaml = kube_proxy_yaml(&l, Path::new("/k/kube-proxy.kubeconfig"), (40_003, 40_004));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(doc["kind"], "KubeProxyConfiguration");
+        assert_eq!(doc["mode"], "iptables");
+        assert_eq!(doc["hostnameOverride"], l.name.as_str());
+        assert_eq!(
+            doc["nodePortAddresses"][0],
+            format!("{}/32", l.node_ip()).as_str()
+        );
+        assert_eq!(doc["clusterCIDR"], l.subnet_cidr().as_str());
+        assert_eq!(doc["conntrack"]["maxPerCore"], 0);
+        assert_eq!(doc["healthzBindAddress"], "127.0.0.1:40003");
+    }
+
+    #[test]
+    fn the_load_balancer_address_is_outside_every_pod_subnet() {
+        let l = layout();
+        let lb = l.load_balancer_ip();
+        assert_eq!(lb.octets()[1], l.subnet[1] + 8);
+        assert!((208..=215).contains(&lb.octets()[1]), "{lb}");
+        assert_ne!(
+            lb,
+            Layout::new(Path::new("/tmp/x"), 123_457, (1, 2), "p").load_balancer_ip()
+        );
     }
 
     #[test]

@@ -2,18 +2,24 @@
 //! as the API server (`tests/k8s/build.sh`), Debian's containerd and runc, and Debian's CNI
 //! plugins (bridge, host-local, portmap, loopback). Pods run in real containers from OCI
 //! images imported into containerd; the kubelet probes them, mounts their volumes and
-//! ServiceAccount tokens, and forwards their hostPorts through portmap.
+//! ServiceAccount tokens, and forwards their hostPorts through portmap. kube-proxy (built
+//! from the same module) programs iptables for Services: NodePorts on the node's address and
+//! load balancer addresses, as on a cloud's node.
 //!
 //! Model and invariants:
 //! - One node per test process, named `roundtable-e2e-<pid>`, with everything of its own: a
 //!   directory in the cluster's, a containerd socket, a cgroup root in every hierarchy, a
-//!   bridge and a /24 pod subnet, kubelet ports. Two test runs on one machine do not meet.
+//!   bridge and a /24 pod subnet, kubelet ports. Two test runs on one machine do not meet,
+//!   except for kube-proxy, whose iptables chains (`KUBE-SERVICES`, ...) are the machine's:
+//!   the teardown holds a machine-wide lock from before kube-proxy starts until its rules are
+//!   gone, so a second real node on the machine waits for the first.
 //! - The bridge's address is the node's `InternalIP`, so hostPorts are reached at
 //!   `status.hostIP` from the test process and from pods, without depending on the machine's
 //!   own network.
 //! - Pods reach the API server as in a cluster, at the `kubernetes` Service's address
 //!   (10.0.0.1:443, which the serving certificate names): one NAT rule on the bridge stands in
-//!   for kube-proxy's rule for that Service (the API server listens on loopback only).
+//!   for kube-proxy's rule for that Service (the API server listens on loopback only, which
+//!   is no address an EndpointSlice may name).
 //! - containerd and the kubelet stop with the test process (the control plane's watchdogs);
 //!   a teardown script, held by the same kind of lifeline, then kills what they left running
 //!   (shims, containers), unmounts, and deletes the bridge, the NAT rules and the cgroups.
@@ -48,6 +54,8 @@ const TEARDOWN: &str = include_str!("teardown.sh");
 /// The `kubernetes` Service's ClusterIP in the test API server's service range.
 const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// One kube-proxy per machine at a time (see the module docs).
+const KUBE_PROXY_LOCK: &str = "roundtable-e2e-kube-proxy.lock";
 
 /// A running kubelet and containerd registered as a Node of the shared cluster.
 #[derive(Debug)]
@@ -55,6 +63,7 @@ pub struct RealNode {
     layout: Layout,
     kubelet: Supervised,
     containerd: Supervised,
+    kube_proxy: Supervised,
     images: Vec<String>,
     /// Held for its lifeline; see the module docs.
     _teardown: Child,
@@ -86,6 +95,7 @@ pub fn missing_capability() -> Option<String> {
         "ip",
         "buildah",
         "gcc",
+        "flock",
     ] {
         if !on_path(program) {
             return Some(format!(
@@ -179,15 +189,19 @@ impl RealNode {
         }
         let begun = Instant::now();
         let binaries = cluster.binaries();
-        let kubelet_bin = binaries
-            .kube_apiserver
-            .parent()
-            .map(|dir| dir.join("kubelet"))
-            .filter(|p| p.is_file())
-            .ok_or_else(|| Error::MissingBinary {
-                what: "kubelet",
-                detail: "not beside kube-apiserver; tests/k8s/build.sh builds it".into(),
-            })?;
+        let beside_apiserver = |what: &'static str| {
+            binaries
+                .kube_apiserver
+                .parent()
+                .map(|dir| dir.join(what))
+                .filter(|p| p.is_file())
+                .ok_or_else(|| Error::MissingBinary {
+                    what,
+                    detail: "not beside kube-apiserver; tests/k8s/build.sh builds it".into(),
+                })
+        };
+        let kubelet_bin = beside_apiserver("kubelet")?;
+        let kube_proxy_bin = beside_apiserver("kube-proxy")?;
         let (sandbox_image, sandbox_archive) = run_pause_script()?;
 
         let dir = cluster.dir().join("real-node");
@@ -197,6 +211,7 @@ impl RealNode {
             layout.containerd_dir(),
             layout.cni_conf_dir(),
             layout.kubelet_dir(),
+            layout.kube_proxy_dir(),
             layout.pod_logs_dir(),
         ] {
             std::fs::create_dir_all(&sub).context(|| format!("creating {}", sub.display()))?;
@@ -219,7 +234,7 @@ impl RealNode {
         )?;
 
         // The teardown's lifeline goes first, so that whatever fails below is cleaned up.
-        let teardown = spawn_teardown(&layout)?;
+        let teardown = spawn_teardown(&layout, &kube_proxy_bin).await?;
         make_cgroup_root(&layout)?;
         make_bridge(&layout, cluster.url())?;
 
@@ -325,6 +340,7 @@ impl RealNode {
             })
             .await
             .map_err(not_started)?;
+        let kube_proxy = start_kube_proxy(cluster, &layout, &kube_proxy_bin, &kubelet).await?;
         let start_time = begun.elapsed();
         say(format_args!(
             "roundtable-e2e: real node {} Ready in {:.2}s (image import {:.2}s); files in {}",
@@ -337,6 +353,7 @@ impl RealNode {
             layout,
             kubelet,
             containerd,
+            kube_proxy,
             images: names,
             _teardown: teardown,
             start_time,
@@ -367,6 +384,25 @@ impl RealNode {
     /// References of the images in containerd (the sandbox image first).
     pub fn images(&self) -> &[String] {
         &self.images
+    }
+
+    /// An address of this node outside its pod subnet, where nothing listens: what a cloud
+    /// load balancer would announce. [`RealNode::add_load_balancer_address`] puts it on the
+    /// node.
+    pub fn load_balancer_ip(&self) -> Ipv4Addr {
+        self.layout.load_balancer_ip()
+    }
+
+    /// Puts [`RealNode::load_balancer_ip`] on the node's bridge (it goes with the bridge), as a
+    /// cloud's network delivers a load balancer's traffic to the node.
+    pub fn add_load_balancer_address(&self) -> Result<Ipv4Addr> {
+        let ip = self.load_balancer_ip();
+        let address = format!("{ip}/32");
+        let step = ["ip", "addr", "add", &address, "dev", &self.layout.bridge];
+        let mut cmd = Command::new(step[0]);
+        cmd.args(&step[1..]);
+        run(cmd, &step.join(" "))?;
+        Ok(ip)
     }
 
     /// The node's directory (logs of containerd and the kubelet, configuration, pod logs).
@@ -403,20 +439,26 @@ impl RealNode {
         out
     }
 
-    /// The last lines of the kubelet's and containerd's logs, for failure messages.
+    /// The last lines of the kubelet's, containerd's and kube-proxy's logs, for failure
+    /// messages.
     pub fn log_tails(&self, lines: usize) -> String {
-        format!(
-            "--- kubelet ({}) ---\n{}\n--- containerd ({}) ---\n{}",
-            self.kubelet.log.display(),
-            self.kubelet.log_tail(lines),
-            self.containerd.log.display(),
-            self.containerd.log_tail(lines)
-        )
+        [&self.kubelet, &self.containerd, &self.kube_proxy]
+            .iter()
+            .map(|p| {
+                format!(
+                    "--- {} ({}) ---\n{}",
+                    p.name,
+                    p.log.display(),
+                    p.log_tail(lines)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    /// Fails with the log tail of the kubelet or containerd if either has exited.
+    /// Fails with the log tail of the kubelet, containerd or kube-proxy if one has exited.
     pub fn check_running(&self) -> Result<()> {
-        for process in [&self.kubelet, &self.containerd] {
+        for process in [&self.kubelet, &self.containerd, &self.kube_proxy] {
             if let Some(status) = process.exit_status() {
                 return Err(Error::Exited {
                     what: process.name,
@@ -482,8 +524,11 @@ fn run_pause_script() -> Result<(String, PathBuf)> {
     })
 }
 
-fn spawn_teardown(layout: &Layout) -> Result<Child> {
-    Command::new("sh")
+/// Starts the teardown and returns once it holds the machine's kube-proxy lock (it says
+/// `locked` on its stdout).
+async fn spawn_teardown(layout: &Layout, kube_proxy: &Path) -> Result<Child> {
+    let lock = std::env::temp_dir().join(KUBE_PROXY_LOCK);
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(TEARDOWN)
         .arg("roundtable-e2e-node-teardown")
@@ -492,11 +537,94 @@ fn spawn_teardown(layout: &Layout) -> Result<Child> {
         .arg(&layout.bridge)
         .arg(&layout.name)
         .arg(layout.containerd_socket())
+        .arg(kube_proxy)
+        .arg(&lock)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .context(|| "starting the real node's teardown".to_string())
+        .context(|| "starting the real node's teardown".to_string())?;
+    let stdout = child.stdout.take().expect("piped");
+    let waiting = Instant::now();
+    let said = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .expect("not cancelled")
+    .context(|| "reading the teardown's lock line".to_string())?;
+    if said.trim() != "locked" {
+        return Err(Error::StartFailed(format!(
+            "the real node's teardown did not take {} (flock from util-linux): {said:?}",
+            lock.display()
+        )));
+    }
+    if waiting.elapsed() > Duration::from_secs(1) {
+        say(format_args!(
+            "roundtable-e2e: waited {:.1?} for another real node's kube-proxy to go ({})",
+            waiting.elapsed(),
+            lock.display()
+        ));
+    }
+    Ok(child)
+}
+
+/// Starts kube-proxy as `system:kube-proxy` (the API server's bootstrap RBAC binds it to
+/// `system:node-proxier`) and waits until it has programmed its first rules.
+async fn start_kube_proxy(
+    cluster: &Cluster,
+    layout: &Layout,
+    bin: &Path,
+    kubelet: &Supervised,
+) -> Result<Supervised> {
+    let dir = layout.kube_proxy_dir();
+    let (cert, key) = cluster.pki().client_cert(
+        &dir,
+        "kube-proxy-client",
+        "system:kube-proxy",
+        "system:proxiers",
+    )?;
+    let kubeconfig = dir.join("kube-proxy.kubeconfig");
+    crate::kubeconfig::write_client_cert(
+        &kubeconfig,
+        cluster.url(),
+        cluster.ca_cert(),
+        "system:kube-proxy",
+        (&cert, &key),
+    )?;
+    let ports = (free_loopback_port()?, free_loopback_port()?);
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, config::kube_proxy_yaml(layout, &kubeconfig, ports))
+        .context(|| format!("writing {}", config.display()))?;
+    let proxy = Supervised::spawn(
+        "kube-proxy",
+        bin,
+        [format!("--config={}", config.display()), "--v=2".into()],
+        &layout.dir.join("kube-proxy.log"),
+        Some(kubelet),
+    )?;
+    let healthz = format!("http://127.0.0.1:{}/healthz", ports.0);
+    proxy
+        .wait_ready(
+            Duration::from_secs(60),
+            "Waiting for caches to sync",
+            || async {
+                let response = reqwest::get(&healthz).await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(format!("{healthz}: {status} {body}"));
+                }
+                let mut cmd = Command::new("iptables");
+                cmd.args(["-t", "nat", "-S", "KUBE-NODEPORTS"]);
+                run(cmd, "iptables -t nat -S KUBE-NODEPORTS")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await
+        .map_err(not_started)?;
+    Ok(proxy)
 }
 
 /// The kubelet wants its `cgroupRoot` to exist in every hierarchy it uses.

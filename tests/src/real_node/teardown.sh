@@ -1,12 +1,18 @@
 # Tears a real node down once the test process is gone (its stdin, the lifeline, reads EOF)
-# or when run with `now` as $6: the kubelet and containerd stop with the test process, but
-# what they made outlives them (container processes and their shims, mounts, the bridge, the
-# CNI and API-server NAT rules, the cgroup tree). Everything matched is this node's own: its
-# directory, its cgroup root, its bridge, its CNI network name.
+# or when run with `now` as $8: the kubelet, containerd and kube-proxy stop with the test
+# process, but what they made outlives them (container processes and their shims, mounts, the
+# bridge, the CNI and API-server NAT rules, kube-proxy's chains, the cgroup tree). Everything
+# matched is this node's own: its directory, its cgroup root, its bridge, its CNI network
+# name; kube-proxy's chains are the machine's, so this script holds the machine-wide lock $7
+# (says `locked` once it has it) from before kube-proxy starts until they are gone.
 #   $1 directory  $2 cgroup root name  $3 bridge  $4 CNI network name  $5 containerd socket
-dir=$1 cgroup=$2 bridge=$3 network=$4 socket=$5
+#   $6 kube-proxy binary  $7 lock file
+dir=$1 cgroup=$2 bridge=$3 network=$4 socket=$5 kube_proxy=$6 lock=$7
 shim=containerd-shim-runc-$(echo v2)
-[ "${6:-}" = now ] || cat >/dev/null
+exec 8>>"$lock"
+flock 8 && echo locked
+exec >/dev/null
+[ "${8:-}" = now ] || cat >/dev/null
 
 # The shims of this node's containerd (they re-parent to init), then every process left in
 # the node's cgroups, twice: a shim may have started one in between.
@@ -16,6 +22,7 @@ for round in 1 2; do
       # Spelt from a variable: this script's own command line holds its text.
       "$shim -namespace "*" -address $socket "*) kill -KILL "${proc#/proc/}" 2>/dev/null ;;
       */"$shim -namespace "*" -address $socket "*) kill -KILL "${proc#/proc/}" 2>/dev/null ;;
+      "$kube_proxy --config=$dir/kube-proxy/config.yaml "*) kill -KILL "${proc#/proc/}" 2>/dev/null ;;
     esac
   done
   for procs in /sys/fs/cgroup/*/"$cgroup"; do
@@ -41,6 +48,8 @@ done
 for chain in $chains; do
   iptables -t nat -F "$chain" 2>/dev/null && iptables -t nat -X "$chain" 2>/dev/null
 done
+# kube-proxy's chains and the jumps to them, in every mode it has.
+"$kube_proxy" --cleanup >/dev/null 2>&1
 for hierarchy in /sys/fs/cgroup/*/; do
   [ -d "$hierarchy$cgroup" ] || continue
   find "$hierarchy$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null
