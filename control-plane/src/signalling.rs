@@ -34,6 +34,39 @@ pub const ORIGIN: &str = "origin";
 /// How long an SFU may take to answer an offer before the page is told it is unreachable.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a refused connection to an SFU is retried. A pod that just turned Ready behind a
+/// NodePort or LoadBalancer Service is routable only once every node's kube-proxy has its rule,
+/// 0.3–0.8 s later on the real-node test: a join in that gap is retried, not refused.
+const CONNECT_GRACE: Duration = Duration::from_secs(3);
+
+/// The wait before retry `attempt` (1, 2, …) of a refused connection, `elapsed` after the
+/// first try; `None` when the grace is spent. Pure: 100 ms, doubling, at most 800 ms.
+fn connect_retry(attempt: u32, elapsed: Duration) -> Option<Duration> {
+    let wait = Duration::from_millis(100 << attempt.saturating_sub(1).min(3));
+    (elapsed + wait <= CONNECT_GRACE).then_some(wait)
+}
+
+/// Send a request made by `request`, again while the SFU refuses the connection (the request
+/// never reached it, so trying again is safe), within [`CONNECT_GRACE`].
+async fn send_retrying(
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        match request().send().await {
+            Err(e) if e.is_connect() => {
+                attempt += 1;
+                let Some(wait) = connect_retry(attempt, started.elapsed()) else {
+                    return Err(e);
+                };
+                tokio::time::sleep(wait).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// The proxy's routes, merged into the control plane's router.
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
@@ -208,17 +241,20 @@ async fn forward(
         Some(q) => format!("{base}{path}?{q}"),
         None => format!("{base}{path}"),
     };
-    let mut request = state
-        .http
-        .request(method, &url)
-        .timeout(UPSTREAM_TIMEOUT)
-        .body(body);
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
-        if let Some(v) = headers.get(&name) {
-            request = request.header(name, v.clone());
+    let request = || {
+        let mut request = state
+            .http
+            .request(method.clone(), &url)
+            .timeout(UPSTREAM_TIMEOUT)
+            .body(body.clone());
+        for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+            if let Some(v) = headers.get(&name) {
+                request = request.header(name, v.clone());
+            }
         }
-    }
-    let answer = request.send().await.map_err(|e| {
+        request
+    };
+    let answer = send_retrying(request).await.map_err(|e| {
         tracing::warn!(%url, error = %e, "signalling proxy: SFU unreachable");
         unreachable()
     })?;
@@ -276,25 +312,39 @@ async fn events(
             .headers_mut()
             .insert(header::AUTHORIZATION, v.clone());
     }
-    let upstream =
-        match tokio::time::timeout(UPSTREAM_TIMEOUT, tokio_tungstenite::connect_async(request))
-            .await
-        {
-            Ok(Ok((socket, _))) => socket,
-            Ok(Err(tungstenite::Error::Http(refusal))) => {
-                let status = StatusCode::from_u16(refusal.status().as_u16())
-                    .unwrap_or(StatusCode::BAD_GATEWAY);
-                let body = refusal.into_body().unwrap_or_default();
-                return Ok(
-                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-                );
+    let connect = async {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            match tokio_tungstenite::connect_async(request.clone()).await {
+                // Refused: not routable yet (see CONNECT_GRACE).
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    attempt += 1;
+                    match connect_retry(attempt, started.elapsed()) {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => return Err(tungstenite::Error::Io(e)),
+                    }
+                }
+                result => return result,
             }
-            Ok(Err(e)) => {
-                tracing::warn!(%url, error = %e, "signalling proxy: SFU events unreachable");
-                return Err(unreachable());
-            }
-            Err(_) => return Err(unreachable()),
-        };
+        }
+    };
+    let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, connect).await {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(tungstenite::Error::Http(refusal))) => {
+            let status =
+                StatusCode::from_u16(refusal.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = refusal.into_body().unwrap_or_default();
+            return Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%url, error = %e, "signalling proxy: SFU events unreachable");
+            return Err(unreachable());
+        }
+        Err(_) => return Err(unreachable()),
+    };
     Ok(ws
         .max_message_size(1 << 20)
         .on_upgrade(move |browser| pump(browser, upstream)))
@@ -376,6 +426,63 @@ mod tests {
         assert_eq!(
             presented_token(&bearer, Some("token=q")).as_deref(),
             Some("h.e.ader")
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_for_three_seconds_at_most() {
+        let waits: Vec<Duration> = (1..=4)
+            .map(|a| connect_retry(a, Duration::ZERO).unwrap())
+            .collect();
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(
+            connect_retry(9, Duration::ZERO),
+            Some(Duration::from_millis(800))
+        );
+        assert_eq!(connect_retry(5, Duration::from_millis(2_300)), None);
+        assert!(connect_retry(5, Duration::from_millis(2_200)).is_some());
+    }
+
+    /// An SFU that starts listening a moment after the first try (a Service kube-proxy has not
+    /// routed yet) gets the request; one that never listens is given up on after the grace.
+    #[tokio::test]
+    async fn an_offer_reaches_an_sfu_that_listens_a_moment_late() {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let app = Router::new().route("/offer", post(|body: Bytes| async move { body }));
+            axum::serve(listener, app).await.unwrap();
+        });
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/offer");
+        let started = std::time::Instant::now();
+        let answer = send_retrying(|| http.post(&url).body("v=0"))
+            .await
+            .expect("answered once it listened");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "v=0");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        late.abort();
+
+        let never = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/offer", never.local_addr().unwrap());
+        drop(never);
+        let started = std::time::Instant::now();
+        let refused = send_retrying(|| http.post(&url)).await.unwrap_err();
+        assert!(refused.is_connect());
+        let spent = started.elapsed();
+        assert!(
+            spent >= Duration::from_secs(2) && spent < CONNECT_GRACE + Duration::from_secs(1),
+            "{spent:?}"
         );
     }
 }
