@@ -35,8 +35,18 @@ done
 # Mounts under the node's directory (overlay roots, secret and token tmpfs), deepest first.
 awk -v d="$dir" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
   while read -r mount; do umount -l "$mount" 2>/dev/null; done
-# Network namespaces that runc made for the pods are gone with their processes; the bridge
-# and the rules naming this network or bridge are not.
+# The pods' network namespaces outlive their processes: containerd pins each one under
+# /var/run/netns (cni-…). This node's are those whose veth is on this node's bridge, so they are
+# found (by the peer's namespace id) before the bridge goes. Then the bridge, and the rules
+# naming this network or bridge.
+# `ip` names the peer's namespace (`link-netns NAME`), or gives its id when it has no name here.
+ip -o link show master "$bridge" 2>/dev/null | grep -o 'link-netns[id]* [^ ]*' |
+  while read -r kind ns; do
+    if [ "$kind" = link-netnsid ]; then
+      ns=$(ip netns list 2>/dev/null | awk -v id="(id: $ns)" 'substr($0, length($0) - length(id) + 1) == id {print $1}')
+    fi
+    [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null
+  done
 ip link del "$bridge" 2>/dev/null
 rules=$(iptables-save -t nat 2>/dev/null | grep '^-A ' |
   grep -e "name: \\\\\"$network\\\\\"" -e " -i $bridge " -e " -o $bridge ")
