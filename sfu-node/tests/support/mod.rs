@@ -29,9 +29,16 @@ impl Drop for Sfu {
 
 /// Starts `sfu-node` with `args` (logging warnings only) and reads its address line.
 pub fn start(args: &[&str]) -> Sfu {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu-node"))
+    start_command(Command::new(env!("CARGO_BIN_EXE_sfu-node")), args)
+}
+
+/// [`start`] by `command` (`sfu-node`, or a program that runs it, e.g. in a network namespace);
+/// its log filter is `SFU_LOG`, or warnings only.
+pub fn start_command(mut command: Command, args: &[&str]) -> Sfu {
+    let log = std::env::var("SFU_LOG").unwrap_or_else(|_| "warn".into());
+    let mut child = command
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
