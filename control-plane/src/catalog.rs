@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
@@ -234,6 +235,32 @@ impl KubeCatalog {
             self.rooms.wait_until_ready(),
         )
         .await;
+    }
+
+    /// [`Self::wait_ready`], saying every 10 s which caches are still waiting for their first
+    /// list (the control plane does not serve until then, and its `/readyz` fails).
+    pub async fn wait_ready_reporting(&self) {
+        let started = std::time::Instant::now();
+        while tokio::time::timeout(Duration::from_secs(10), self.wait_ready())
+            .await
+            .is_err()
+        {
+            let waiting: Vec<&str> = [
+                ("LiveEvents", self.events.wait_until_ready().now_or_never()),
+                ("Sessions", self.sessions.wait_until_ready().now_or_never()),
+                ("Stages", self.stages.wait_until_ready().now_or_never()),
+                ("Rooms", self.rooms.wait_until_ready().now_or_never()),
+            ]
+            .into_iter()
+            .filter(|(_, ready)| ready.is_none())
+            .map(|(kind, _)| kind)
+            .collect();
+            tracing::warn!(
+                waiting = ?waiting,
+                seconds = started.elapsed().as_secs(),
+                "not serving yet: these caches have not had their first list from the Kubernetes API"
+            );
+        }
     }
 
     async fn merge<K>(

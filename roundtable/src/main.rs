@@ -495,7 +495,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    catalog.wait_ready().await;
+    catalog.wait_ready_reporting().await;
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(listen = %args.listen, "control plane ready");
     let tls = args

@@ -94,7 +94,11 @@ impl ControlPlaneProcess {
         ControlPlane {
             base: format!("http://{}", self.listen),
             namespace: self.namespace.clone(),
-            http: reqwest::Client::new(),
+            // No request of a test waits on the control plane for long: a hung one fails.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
         }
     }
 
@@ -102,7 +106,17 @@ impl ControlPlaneProcess {
     pub async fn ready(&self, limit: Duration) -> Result<()> {
         let url = format!("http://{}/api/me", self.listen);
         let http = reqwest::Client::new();
-        crate::poll(limit, async || http.get(&url).send().await.ok().map(|_| ()))
+        // Each probe is bounded: a process that accepts connections but never answers (its
+        // listener is bound before it serves) must fail this wait, not hang it.
+        let probe = async || {
+            http.get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()
+                .map(|_| ())
+        };
+        crate::poll(limit, probe)
             .await
             .ok_or_else(|| Error::Command {
                 command: "roundtable api".into(),

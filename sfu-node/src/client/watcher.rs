@@ -75,6 +75,9 @@ pub struct WatchOutcome {
     pub counts: SeenCounts,
     /// Whether the events socket was closed by the server.
     pub closed: bool,
+    /// Why the media connection stopped before the end, if it failed (a socket or str0m
+    /// error): without it a failed client would look like "0 frames, nothing wrong".
+    pub failed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -161,7 +164,13 @@ impl Watcher {
         while Instant::now() < end && self.peer.rtc.is_alive() {
             tokio::select! {
                 stepped = self.peer.step(end) => {
-                    let Ok(events) = stepped else { break };
+                    let events = match stepped {
+                        Ok(events) => events,
+                        Err(e) => {
+                            out.failed = Some(e.to_string());
+                            break;
+                        }
+                    };
                     let now = Instant::now();
                     for e in events {
                         let Event::MediaData(m) = e else { continue };
