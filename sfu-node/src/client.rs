@@ -115,12 +115,19 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The address of the first `tcptype passive` candidate of an SDP answer.
-pub fn passive_tcp_candidate(sdp: &str) -> Option<SocketAddr> {
+/// Every ICE candidate of an SDP (offer or answer), in order.
+pub fn sdp_candidates(sdp: &str) -> Vec<Candidate> {
     sdp.lines()
         .filter_map(|l| l.trim().strip_prefix("a="))
         .filter(|l| l.starts_with("candidate:"))
         .filter_map(|l| Candidate::from_sdp_string(l).ok())
+        .collect()
+}
+
+/// The address of the first `tcptype passive` candidate of an SDP answer.
+pub fn passive_tcp_candidate(sdp: &str) -> Option<SocketAddr> {
+    sdp_candidates(sdp)
+        .into_iter()
         .find(|c| c.proto() == Protocol::Tcp && c.tcptype() == Some(TcpType::Passive))
         .map(|c| c.addr())
 }

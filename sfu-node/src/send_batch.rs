@@ -404,17 +404,26 @@ mod tests {
             .collect();
         send_all(&sender, &datagrams).await;
         for (socket, parity) in [(&a, 0), (&b, 1)] {
-            let mut buf = [0u8; 2_048];
-            let mut got = Vec::new();
-            while let Ok(Ok((len, src))) =
-                tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
-            {
-                assert_eq!((len, src), (1_000, from));
-                got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize);
-            }
-            let want: Vec<usize> = (0..n).filter(|i| i % 2 == parity).collect();
-            assert_eq!(got, want);
+            let want: Vec<(usize, u32)> = (0..n as u32)
+                .filter(|i| i % 2 == parity)
+                .map(|i| (1_000, i))
+                .collect();
+            assert_eq!(received(socket, from).await, want);
         }
+    }
+
+    /// What `socket` receives until it has been quiet for 200 ms: each datagram's length and
+    /// the number in its first four bytes, checking it came from `from`.
+    async fn received(socket: &UdpSocket, from: SocketAddr) -> Vec<(usize, u32)> {
+        let mut buf = [0u8; 2_048];
+        let mut got = Vec::new();
+        while let Ok(Ok((len, src))) =
+            tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+        {
+            assert_eq!(src, from);
+            got.push((len, u32::from_be_bytes(buf[..4].try_into().unwrap())));
+        }
+        got
     }
 
     #[test]
@@ -517,14 +526,7 @@ mod tests {
         // The kernel took the GSO messages (it did not refuse them and make us fall back).
         assert!(GSO.load(std::sync::atomic::Ordering::Relaxed));
         for socket in [&a, &b] {
-            let mut buf = [0u8; 2_048];
-            let mut got = Vec::new();
-            while let Ok(Ok((len, src))) =
-                tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
-            {
-                assert_eq!(src, from);
-                got.push((len, u32::from_be_bytes(buf[..4].try_into().unwrap())));
-            }
+            let got = received(socket, from).await;
             assert_eq!(got, want[&socket.local_addr().unwrap()]);
         }
     }

@@ -41,6 +41,7 @@ use roundtable_e2e::turn::{self, Allocation};
 use roundtable_e2e::{Cluster, KubectlOutput, poll, unix_now, wait_until};
 use sfu_node::auth::{Claims, mint};
 use sfu_node::client::{ClientPeer, ClientRole, Watcher};
+use str0m::net::Protocol;
 
 const PUBLIC_URL: &str = "https://events.example.com";
 /// The name in coturn's certificate and in the `turns:` URL.
@@ -658,14 +659,10 @@ async fn network_session(admin: &Client, namespace: &str, name: &str, mode: &str
 }
 
 /// The `(transport, address)` of every candidate in an SDP.
-fn candidates(sdp: &str) -> Vec<(String, std::net::SocketAddr)> {
-    sdp.lines()
-        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let address = format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()?;
-            Some((f.get(2)?.to_lowercase(), address))
-        })
+fn candidates(sdp: &str) -> Vec<(Protocol, std::net::SocketAddr)> {
+    sfu_node::client::sdp_candidates(sdp)
+        .iter()
+        .map(|c| (c.proto(), c.addr()))
         .collect()
 }
 
@@ -701,13 +698,18 @@ async fn routed_after_live(
     live_at.elapsed()
 }
 
-/// kube-proxy's NAT rules (`KUBE-` chains), for failure messages.
-fn nat_rules() -> String {
+/// The host's NAT table with each rule's counters (`iptables-save -c -t nat`).
+fn nat_table() -> String {
     let out = std::process::Command::new("iptables-save")
         .args(["-c", "-t", "nat"])
         .output()
         .expect("iptables-save runs");
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kube-proxy's NAT rules (`KUBE-` chains), for failure messages.
+fn nat_rules() -> String {
+    nat_table()
         .lines()
         .filter(|l| l.contains("KUBE-"))
         .collect::<Vec<_>>()
@@ -717,12 +719,8 @@ fn nat_rules() -> String {
 /// Packets that kube-proxy's NAT rules for `namespace/service:port` matched (the first of
 /// each connection: NAT sees no more), in rules whose text contains `rule`.
 fn kube_proxy_packets(service_port: &str, rule: &str) -> u64 {
-    let out = std::process::Command::new("iptables-save")
-        .args(["-c", "-t", "nat"])
-        .output()
-        .expect("iptables-save runs");
     let comment = format!("--comment \"{service_port}");
-    String::from_utf8_lossy(&out.stdout)
+    nat_table()
         .lines()
         .filter(|l| l.contains(&comment) && l.contains(rule))
         .filter_map(|l| {
@@ -736,7 +734,7 @@ fn kube_proxy_packets(service_port: &str, rule: &str) -> u64 {
 /// media, and a watcher's video frames and time from joining to the first frame while the
 /// organiser publishes for `seconds`.
 struct Joined {
-    candidates: Vec<(String, std::net::SocketAddr)>,
+    candidates: Vec<(Protocol, std::net::SocketAddr)>,
     frames: u64,
     first_frame: Option<Duration>,
 }
@@ -903,7 +901,7 @@ async fn network_modes(
     assert_eq!(
         joined.candidates,
         [(
-            "udp".to_string(),
+            Protocol::Udp,
             std::net::SocketAddr::new(node.ip().into(), media)
         )],
         "the SFU announces its node's address and the media node port, and nothing else"
@@ -1006,7 +1004,7 @@ async fn network_modes(
     // at the same address: every candidate is the load balancer's.
     let lb = std::net::SocketAddr::new(lb_ip.into(), port as u16);
     assert!(
-        joined.candidates.contains(&("udp".to_string(), lb))
+        joined.candidates.contains(&(Protocol::Udp, lb))
             && joined.candidates.iter().all(|(_, address)| *address == lb),
         "the SFU announces the load balancer's address and the Service's port, and nothing \
          else: {:?}",
