@@ -46,25 +46,33 @@ fn connect_retry(attempt: u32, elapsed: Duration) -> Option<Duration> {
     (elapsed + wait <= CONNECT_GRACE).then_some(wait)
 }
 
-/// Send a request made by `request`, again while the SFU refuses the connection (the request
-/// never reached it, so trying again is safe), within [`CONNECT_GRACE`].
-async fn send_retrying(
-    request: impl Fn() -> reqwest::RequestBuilder,
-) -> reqwest::Result<reqwest::Response> {
+/// Run `attempt` again while it fails with an error `refused` says never reached the SFU
+/// (so trying again is safe), within [`CONNECT_GRACE`]; then its last result.
+async fn retry_refused<T, E, F: Future<Output = Result<T, E>>>(
+    mut attempt: impl FnMut() -> F,
+    refused: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     let started = std::time::Instant::now();
-    let mut attempt = 0;
+    let mut attempts = 0;
     loop {
-        match request().send().await {
-            Err(e) if e.is_connect() => {
-                attempt += 1;
-                let Some(wait) = connect_retry(attempt, started.elapsed()) else {
+        match attempt().await {
+            Err(e) if refused(&e) => {
+                attempts += 1;
+                let Some(wait) = connect_retry(attempts, started.elapsed()) else {
                     return Err(e);
                 };
                 tokio::time::sleep(wait).await;
             }
-            answer => return answer,
+            result => return result,
         }
     }
+}
+
+/// Send a request made by `request`, again while the SFU's address takes no connection.
+async fn send_retrying(
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    retry_refused(|| request().send(), reqwest::Error::is_connect).await
 }
 
 /// The proxy's routes, merged into the control plane's router.
@@ -312,25 +320,10 @@ async fn events(
             .headers_mut()
             .insert(header::AUTHORIZATION, v.clone());
     }
-    let connect = async {
-        let started = std::time::Instant::now();
-        let mut attempt = 0;
-        loop {
-            match tokio_tungstenite::connect_async(request.clone()).await {
-                // Refused: not routable yet (see CONNECT_GRACE).
-                Err(tungstenite::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::ConnectionRefused =>
-                {
-                    attempt += 1;
-                    match connect_retry(attempt, started.elapsed()) {
-                        Some(wait) => tokio::time::sleep(wait).await,
-                        None => return Err(tungstenite::Error::Io(e)),
-                    }
-                }
-                result => return result,
-            }
-        }
-    };
+    let connect = retry_refused(
+        || tokio_tungstenite::connect_async(request.clone()),
+        |e| matches!(e, tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+    );
     let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, connect).await {
         Ok(Ok((socket, _))) => socket,
         Ok(Err(tungstenite::Error::Http(refusal))) => {
