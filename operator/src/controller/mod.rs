@@ -227,6 +227,15 @@ where
     )
 }
 
+/// Whether a watch's event says its list was refused for want of permission (which retrying
+/// will not change).
+fn refused_list<T>(event: &Result<T, watcher::Error>) -> bool {
+    matches!(
+        event,
+        Err(watcher::Error::InitialListFailed(kube::Error::Api(status))) if status.is_forbidden()
+    )
+}
+
 /// How long the operator waits for the nodes' cache at start before reconciling without it.
 const NODES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -271,7 +280,9 @@ pub async fn run(
         .default_backoff()
         .reflect(event_writer)
         .for_each(|_| futures::future::ready(()));
-    // Not waited for: without permission to read nodes (a namespaced install) it stays empty.
+    // Where nodes may not be read (the chart's namespaced install has a Role, not a
+    // ClusterRole), the watch ends at the first refusal instead of retrying for ever: the cache
+    // then stays empty, `--sfu-max-cores` alone bounds a pod, and nobody waits for it below.
     let node_reflector = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(|node: &mut Node| {
@@ -283,6 +294,13 @@ pub async fn run(
             }
         })
         .reflect(node_writer)
+        .take_while(|event| {
+            let refused = refused_list(event);
+            if refused {
+                info!("nodes may not be read: SFU pods are sized by --sfu-max-cores alone");
+            }
+            futures::future::ready(!refused)
+        })
         .for_each(|_| futures::future::ready(()));
     let reflectors = tokio::spawn(futures::future::join3(
         pod_reflector,
@@ -292,7 +310,7 @@ pub async fn run(
     // Reconciles read events and pods from these caches: start once they are filled.
     let _ = futures::future::join(sfu_pods.wait_until_ready(), events.wait_until_ready()).await;
     // Pods are sized by the largest node: wait a little for the nodes too, but not for ever
-    // (a namespaced install may not read them).
+    // (a refused watch ends at once, above, and this returns then).
     let _ = tokio::time::timeout(NODES_WAIT, ctx.nodes.wait_until_ready()).await;
 
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
@@ -383,4 +401,32 @@ fn live_controller<K: LiveKind>(
         .run(live::reconcile::<K>, error_policy::<K>, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    #[test]
+    fn only_a_forbidden_list_ends_a_watch() {
+        let failed = |status: Status| -> Result<(), watcher::Error> {
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(
+                Box::new(status),
+            )))
+        };
+        // The chart's namespaced install: a Role, so listing nodes is forbidden.
+        assert!(refused_list(&failed(
+            Status::failure("nodes is forbidden", "Forbidden").with_code(403)
+        )));
+        // Anything else is retried: the API server down for a while, a timeout.
+        assert!(!refused_list(&failed(
+            Status::failure("try again", "ServiceUnavailable").with_code(503)
+        )));
+        assert!(!refused_list(&failed(
+            Status::failure("timeout", "Timeout").with_code(504)
+        )));
+        assert!(!refused_list::<()>(&Ok(())));
+    }
 }
