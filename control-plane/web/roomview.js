@@ -45,7 +45,9 @@ export class RoomView {
     // on a locked-down network sees why video may lag and support can tell what happened.
     this.pathEl = h("span", { class: "media-path", "data-media-path": "", title: "How your video connects" });
     this.counts.el.append(this.pathEl);
-    this.state = "watching";
+    // "connecting" until the room's welcome: the room does not know this page yet, so going
+    // on camera (which names this page's participant) waits for it.
+    this.state = "connecting";
     this.onCamera = new Map(); // id -> profile
     this.mode = opts.share || shareMode({ policy: opts.policy, role: this.role, kind: opts.kind, theme: opts.theme });
     this.words = labels(opts.kind);
@@ -98,6 +100,7 @@ export class RoomView {
       for (const p of e.on_camera) this.onCamera.set(p.id, p.profile);
       this.speakers?.reset(e.on_camera.map((p) => (p.id === e.you ? { ...p, you: true } : p)));
       this.moderation?.reset(e.share_requests);
+      if (this.state === "connecting") this.setState("watching");
       if (e.state === "requested") this.setState("requested");
       if (e.state === "approved") this.setState("approved");
     });
@@ -245,6 +248,13 @@ export class RoomView {
       // Given up re-joining: only "Rejoin" means anything until it works.
       b.hidden = this.micBtn.hidden = this.camBtn.hidden = this.screenBtn.hidden = true;
       this.statusEl.textContent = "";
+      return;
+    }
+    if (this.state === "connecting") {
+      b.hidden = this.mode === "none";
+      b.disabled = true;
+      this.micBtn.hidden = this.camBtn.hidden = this.screenBtn.hidden = true;
+      this.statusEl.textContent = "Connecting to the room…";
       return;
     }
     const onCam = this.state === "on_camera";

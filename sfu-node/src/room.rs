@@ -272,6 +272,11 @@ impl Room {
         taken
     }
 
+    /// A connection on the media port closed (see [`crate::media::Media::path_closed`]).
+    pub fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
+        self.media.path_closed(now, proto, remote);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.media.handle_timeout(now);
         self.rules.handle_timeout(now);

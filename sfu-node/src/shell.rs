@@ -140,6 +140,8 @@ pub trait Driven {
         source: SocketAddr,
         datagram: &[u8],
     ) -> bool;
+    /// The connection `remote` sent over has closed (an ICE-TCP connection).
+    fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr);
     fn handle_timeout(&mut self, now: Instant);
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_transmit(&mut self) -> Option<Transmit>;
@@ -193,7 +195,9 @@ pub async fn run<D: Driven>(
         let now = Instant::now();
         if now >= next_status {
             if let Some(tcp) = tcp.as_mut() {
-                tcp.expire(now);
+                for remote in tcp.expire(now) {
+                    core.path_closed(now, Protocol::Tcp, remote);
+                }
             }
             status.set(status_of(&core, tcp.as_ref()));
             next_status = now + STATUS_EVERY;
@@ -236,7 +240,11 @@ pub async fn run<D: Driven>(
                         let reached = core.handle_receive(now, Protocol::Tcp, remote, &packet);
                         tcp.received(now, remote, id, packet.len(), reached);
                     }
-                    TcpEvent::In(TcpIn::Closed { remote, id, why }) => tcp.closed(remote, id, why),
+                    TcpEvent::In(TcpIn::Closed { remote, id, why }) => {
+                        if tcp.closed(remote, id, why) {
+                            core.path_closed(now, Protocol::Tcp, remote);
+                        }
+                    }
                     TcpEvent::AcceptFailed => {}
                 }
             }
@@ -281,6 +289,9 @@ impl Driven for RoomShell {
         datagram: &[u8],
     ) -> bool {
         self.room.handle_receive(now, proto, source, datagram)
+    }
+    fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
+        self.room.path_closed(now, proto, remote);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.room.handle_timeout(now);

@@ -1518,6 +1518,56 @@ async fn a_viewer_without_udp_receives_the_publishers_frames_over_ice_tcp() {
     assert!(metric(&metrics, "sfu_tcp_bytes_sent_total").unwrap() > 50_000.0);
 }
 
+/// A viewer whose ICE-TCP connection closes (a laptop shut, a proxy that cut it) leaves the
+/// room's media within seconds, not after the 15 s silence timeout, and nothing more is
+/// forwarded towards the connection that is gone.
+#[tokio::test]
+async fn a_viewer_whose_tcp_connection_closes_is_dropped_within_seconds() {
+    let s = start_room(RoomKind::Session).await;
+    let publisher = server_peer_publishing(&s).await;
+    let w = Watcher::join_over(&s.base(), ROOM, &watcher("lid"), 1, Transport::Tcp)
+        .await
+        .unwrap();
+    let mut v = w.peer;
+    first_video(&mut v, Instant::now(), Duration::from_secs(10))
+        .await
+        .expect("video over ICE-TCP");
+    let viewers = |stats: &Value| stats["media"]["viewers"].as_u64().unwrap();
+    // The room's /stats is refreshed every 250 ms.
+    let watching = Instant::now();
+    while viewers(&s.stats().await) != 1 {
+        assert!(
+            watching.elapsed() < Duration::from_secs(3),
+            "the viewer is counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    drop(v);
+    let closed = Instant::now();
+    loop {
+        let stats = s.stats().await;
+        if viewers(&stats) == 0 {
+            break;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_secs(6),
+            "still a viewer 6 s after its connection closed: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "TCP connection closed → viewer dropped: {:?}",
+        closed.elapsed()
+    );
+    let unroutable = s.stats().await["tcp"]["packets_unroutable"].clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = s.stats().await;
+    assert_eq!(stats["tcp"]["packets_unroutable"], unroutable, "{stats}");
+    assert_eq!(stats["tcp"]["open"], 0, "{stats}");
+    publisher.abort();
+}
+
 #[tokio::test]
 async fn a_relay_serves_a_watcher_without_udp_over_ice_tcp() {
     let (origin, relay) = origin_and_relay(RoomKind::Session).await;

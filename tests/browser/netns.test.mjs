@@ -7,7 +7,7 @@
 // is broadcast from the backstage and watched, both behind the NAT; and the server sits behind
 // a 1:1 NAT of its own (a cloud VM), reached only at its public address. Prints join → first
 // frame per path.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -77,6 +77,12 @@ const SIGN_IN_LINK = /https?:\/\/[^\s]+\/signin\?code=[A-Za-z0-9_-]+/;
 
 let work, net, tls, rt, coturn, browser, sink;
 const figures = [];
+// What a failed scenario leaves to read: CI shows only the end of the output, so `after`
+// prints it last. `rtLog`: the server's log lines since the scenario began; `pages`: the
+// pages it opened.
+const failures = [];
+let rtLog = [];
+let pages = [];
 
 // `roundtable up` in the server namespace, with coturn's URLs in every join answer when `turn`.
 // `publicIp`: the server is behind a 1:1 NAT; people open it at that address, and, when
@@ -108,8 +114,13 @@ async function startRoundtable({ turn, publicIp = false, advertise = publicIp })
       "--smtp-url", sink.url,
       "--database", join(work, "roundtable.db"), "--recordings-dir", join(work, "recordings"),
     ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } },
   );
+  createInterface({ input: child.stderr }).on("line", (line) => {
+    process.stderr.write(`${line}\n`);
+    rtLog.push(line);
+    if (rtLog.length > 200) rtLog.shift();
+  });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("roundtable up did not start in 60 s")), 60_000);
     child.once("exit", (code) => reject(new Error(`roundtable up exited (${code})`)));
@@ -146,7 +157,42 @@ before(async () => {
   browser = await chromium.launch({ executablePath: chromiumBehindNat(work, net, tls.ca), args: CHROMIUM_ARGS });
 });
 
+// A failed scenario: what each of its pages showed, and the server's and coturn's last words.
+afterEach(async (t) => {
+  if (!t.passed) {
+    const lines = [`${t.name}:`];
+    for (const page of pages) {
+      const state = await page
+        .evaluate(() => {
+          const text = (sel) => document.querySelector(sel)?.textContent?.trim().slice(0, 120) ?? null;
+          const live = window.roundtable?.live;
+          const pc = (p) => (p ? `${p.connectionState}/${p.iceConnectionState}` : null);
+          return {
+            url: location.pathname,
+            status: text(".share-status"),
+            notice: text("#notice"),
+            path: document.querySelector("[data-media-path]")?.dataset.mediaPath ?? null,
+            publish: pc(live?.publishPc),
+            view: pc(live?.viewPc),
+          };
+        })
+        .catch((e) => ({ closed: e.message.split("\n")[0] }));
+      lines.push(`  ${page.who}: ${JSON.stringify(state)}`);
+      for (const e of page.trace.slice(-8)) lines.push(`    ${e}`);
+    }
+    for (const l of rtLog.slice(-25)) lines.push(`  server: ${l.slice(0, 300)}`);
+    for (const l of (coturn?.log ?? []).join("").split("\n").filter((l) => /error|fail|refus/i.test(l)).slice(-5)) {
+      lines.push(`  coturn: ${l.slice(0, 200)}`);
+    }
+    failures.push(...lines);
+  }
+  for (const page of pages) await page.context().close().catch(() => {});
+  pages = [];
+  rtLog = [];
+});
+
 after(async () => {
+  for (const l of failures) console.log(`# ${l}`);
   await browser?.close();
   await stopRoundtable();
   coturn?.kill("SIGTERM");
@@ -156,10 +202,26 @@ after(async () => {
   for (const f of figures) console.log(`# ${f}`);
 });
 
+// A person's page, closed when the scenario ends, whose console errors and warnings, failed
+// requests and refused answers are kept (`page.trace`) for the report of a failed scenario.
+async function pageOf(who) {
+  const page = await person(browser, who);
+  page.trace = [];
+  const keep = (line) => {
+    page.trace.push(line.slice(0, 200));
+    if (page.trace.length > 50) page.trace.shift();
+  };
+  page.on("console", (m) => ["error", "warning"].includes(m.type()) && keep(`console ${m.type()}: ${m.text()}`));
+  page.on("requestfailed", (r) => keep(`failed: ${r.method()} ${new URL(r.url()).pathname} ${r.failure()?.errorText}`));
+  page.on("response", (r) => r.status() >= 400 && keep(`${r.status()}: ${r.request().method()} ${new URL(r.url()).pathname}`));
+  pages.push(page);
+  return page;
+}
+
 // A person's page that keeps what it talked to: every origin of its requests and WebSockets
 // (`page.origins`) and the control plane's join answers (`page.joinAnswers`).
 async function watchedPerson(who) {
-  const page = await person(browser, who);
+  const page = await pageOf(who);
   page.origins = new Set();
   page.joinAnswers = [];
   page.on("request", (r) => page.origins.add(new URL(r.url()).origin));
@@ -287,7 +349,7 @@ test("the stage over https behind the NAT: the organiser broadcasts from the bac
 });
 
 test("a session with a relay: a watcher behind the NAT is sent to the relay, through the proxy, and sees the speaker", { skip: missing ?? false }, async () => {
-  const ada = await person(browser, "ada");
+  const ada = await pageOf("ada");
   const cleo = await watchedPerson("cleo");
   await signIn(ada, "ada@example.com");
   await signIn(cleo, "cleo@example.com", { register: "Cleo Net" });

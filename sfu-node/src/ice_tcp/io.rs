@@ -134,11 +134,13 @@ impl TcpSide {
         self.conns.received(now, remote, id, len, reached_peer);
     }
 
-    /// A connection's task ended.
-    pub fn closed(&mut self, remote: SocketAddr, id: u64, why: Closed) {
-        if self.conns.closed(remote, id, why) {
+    /// A connection's task ended; false when it had already been replaced or expired.
+    pub fn closed(&mut self, remote: SocketAddr, id: u64, why: Closed) -> bool {
+        let current = self.conns.closed(remote, id, why);
+        if current {
             self.links.remove(&remote);
         }
+        current
     }
 
     /// Send a packet of the room's over its connection, unless that one's reader is too far
@@ -158,12 +160,15 @@ impl TcpSide {
         }
     }
 
-    /// Close the connections that outstayed their welcome (see [`Connections::expire`]).
-    pub fn expire(&mut self, now: Instant) {
-        for remote in self.conns.expire(now) {
+    /// Close the connections that outstayed their welcome (see [`Connections::expire`]);
+    /// returns their remote addresses.
+    pub fn expire(&mut self, now: Instant) -> Vec<SocketAddr> {
+        let expired = self.conns.expire(now);
+        for remote in &expired {
             tracing::debug!(%remote, "tcp connection timed out");
-            self.links.remove(&remote);
+            self.links.remove(remote);
         }
+        expired
     }
 
     pub fn stats(&self) -> TcpStats {

@@ -14,6 +14,10 @@ use super::{Media, MediaEvent, Peer, PeerId, PeerRole, estimate};
 
 /// How often viewers' layers are re-chosen from fresh estimates and bitrates.
 const LAYER_CHECK: Duration = Duration::from_millis(500);
+/// How long a peer whose connection closed may take to be heard from over another path
+/// before it is dropped (see [`Media::path_closed`]): a browser's RTCP and consent checks
+/// arrive several times a second.
+pub const PATH_CLOSED_GRACE: Duration = Duration::from_secs(2);
 /// Due timeouts one [`Media::drive`] handles before leaving the rest to the next wake-up,
 /// so one busy peer cannot hold the room.
 const MAX_IMMEDIATE_TIMEOUTS: u32 = 64;
@@ -53,13 +57,13 @@ impl Media {
                 let Some(peer) = self.peers.values_mut().find(|p| p.rtc.accepts(&input)) else {
                     return false;
                 };
-                peer.remote = Some(source);
                 self.by_addr.insert((proto, source), peer.id);
                 peer.id
             }
         };
         let peer = self.peers.get_mut(&id).expect("found above");
         peer.last_rx = now;
+        peer.heard_from = Some((proto, source));
         let Input::Receive(at, receive) = input else {
             unreachable!("made above");
         };
@@ -75,6 +79,24 @@ impl Media {
         // viewer per wake-up, not per forwarded packet.
         self.pending_at = Some(now);
         true
+    }
+
+    /// The connection `remote` sent over (an ICE-TCP connection) has closed. A peer whose
+    /// last datagram came over it cannot be reached there any more: it is dropped
+    /// [`PATH_CLOSED_GRACE`] from now, as if silent, unless it is heard from again over
+    /// another path (a browser may move to another candidate pair). Until then nothing more
+    /// is forwarded over a connection that is gone, and the room's counts stay true.
+    pub fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
+        let Some(id) = self.by_addr.remove(&(proto, remote)) else {
+            return;
+        };
+        let timeout = self.config.peer_timeout;
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.heard_from == Some((proto, remote))
+            && let Some(silent_since) = (now + PATH_CLOSED_GRACE).checked_sub(timeout)
+        {
+            peer.last_rx = peer.last_rx.min(silent_since);
+        }
     }
 
     /// Drive the viewers written to since the last poll (see `handle_receive`).

@@ -63,7 +63,7 @@ impl Media {
                 rtc,
                 timeout: now,
                 connected: false,
-                remote: None,
+                heard_from: None,
                 last_rx: now,
                 tracks_in: Vec::new(),
                 slots: Vec::new(),

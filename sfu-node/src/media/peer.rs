@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt, Rid};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use str0m::{Event, Rtc};
 
 use super::keyframe::KeyframeThrottle;
@@ -111,7 +111,8 @@ pub struct Peer {
     pub rtc: Rtc,
     pub timeout: Instant,
     pub connected: bool,
-    pub remote: Option<SocketAddr>,
+    /// The path of the last datagram from this peer (see [`super::Media::path_closed`]).
+    pub heard_from: Option<(Protocol, SocketAddr)>,
     /// When the last datagram arrived (or the peer was created).
     pub last_rx: Instant,
     pub tracks_in: Vec<TrackIn>,

@@ -295,6 +295,11 @@ impl Relay {
         taken
     }
 
+    /// A connection on the media port closed (see [`crate::media::Media::path_closed`]).
+    pub fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
+        self.media.path_closed(now, proto, remote);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.media.handle_timeout(now);
         if self.leaving.is_some_and(|t| t <= now) {

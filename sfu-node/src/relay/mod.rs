@@ -102,6 +102,9 @@ impl Driven for RelayShell {
     ) -> bool {
         self.relay.handle_receive(now, proto, source, datagram)
     }
+    fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
+        self.relay.path_closed(now, proto, remote);
+    }
     fn handle_timeout(&mut self, now: Instant) {
         self.relay.handle_timeout(now);
     }
