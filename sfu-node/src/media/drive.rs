@@ -84,8 +84,8 @@ impl Media {
     /// The connection `remote` sent over (an ICE-TCP connection) has closed. A peer whose
     /// last datagram came over it cannot be reached there any more: it is dropped
     /// [`PATH_CLOSED_GRACE`] from now, as if silent, unless it is heard from again over
-    /// another path (a browser may move to another candidate pair). Until then nothing more
-    /// is forwarded over a connection that is gone, and the room's counts stay true.
+    /// another path (a browser may move to another candidate pair). From then on nothing is
+    /// forwarded towards a connection that is gone, and the room's counts leave it out.
     pub fn path_closed(&mut self, now: Instant, proto: Protocol, remote: SocketAddr) {
         let Some(id) = self.by_addr.remove(&(proto, remote)) else {
             return;
