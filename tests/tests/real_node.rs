@@ -9,7 +9,7 @@
 //!   Ready through the kubelet's own readiness probe, and the time from Start to Ready is
 //!   printed;
 //! - a str0m publisher and a watcher exchange media through the UDP and TCP hostPort at
-//!   `status.endpoint` (portmap);
+//!   `status.endpoint` (portmap), and a watcher without UDP gets it over ICE-TCP there;
 //! - the sfu-node container's process is killed; the time until the room is back is printed;
 //! - the chart's coturn, from the coturn image that `images/build.sh` builds from Debian's
 //!   coturn, binds 443 as uid 65534 on the node's network and takes the join answer's TURN
@@ -40,7 +40,7 @@ use roundtable_e2e::real_node::{self, RealNode};
 use roundtable_e2e::turn::{self, Allocation};
 use roundtable_e2e::{Cluster, KubectlOutput, poll, unix_now, wait_until};
 use sfu_node::auth::{Claims, mint};
-use sfu_node::client::{ClientPeer, ClientRole, Watcher};
+use sfu_node::client::{ClientPeer, ClientRole, Transport, WatchOutcome, Watcher};
 use str0m::net::Protocol;
 
 const PUBLIC_URL: &str = "https://events.example.com";
@@ -125,14 +125,19 @@ fn container_id(pod: &Pod) -> Option<String> {
     )
 }
 
-/// Publishes for `seconds` and watches at the same time; returns the video frames seen.
+/// Publishes for `seconds` and watches at the same time, the watcher's media over
+/// `transport`; returns what the watcher saw. The watcher has two video slots, as a page has
+/// several: the previous call's publisher was dropped without a `DELETE` (as a crashed tab
+/// is), so the room holds it, on camera and silent, until its silence timeout, and a
+/// watcher's only slot would go to it.
 async fn media_through(
     endpoint: &str,
     room: &str,
     publisher: &str,
     watcher: &str,
     seconds: u64,
-) -> u64 {
+    transport: Transport,
+) -> WatchOutcome {
     let http = endpoint.parse().expect("endpoint is host:port");
     let whip = format!("/rooms/{room}/whip");
     let (mut peer, _) = ClientPeer::connect(
@@ -147,13 +152,13 @@ async fn media_through(
     let publishing = tokio::spawn(async move {
         let _ = peer.publish_until(end, false).await;
     });
-    let watching = Watcher::join(&format!("http://{endpoint}"), room, watcher, 1)
+    let watching = Watcher::join_over(&format!("http://{endpoint}"), room, watcher, 2, transport)
         .await
         .expect("the watcher joins through the hostPort")
         .watch_until(end)
         .await;
     publishing.await.unwrap();
-    watching.video_frames
+    watching
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +384,16 @@ turn:
         .unwrap()
         .0;
     let watcher = |who: &str| mint(&key, &Claims::new(who, who, &room, unix_now() + 600));
-    let frames = media_through(&endpoint, &room, &publisher, &watcher("watcher-1"), 6).await;
+    let frames = media_through(
+        &endpoint,
+        &room,
+        &publisher,
+        &watcher("watcher-1"),
+        6,
+        Transport::Udp,
+    )
+    .await
+    .video_frames;
     eprintln!(
         "e2e: real node: the watcher received {frames} video frames in 6 s through the hostPort"
     );
@@ -387,6 +401,46 @@ turn:
         frames > 60,
         "media through the hostPort: {frames} video frames"
     );
+    // A watcher without UDP: ICE over TCP on the same hostPort (the pod's signalling port).
+    let tcp = media_through(
+        &endpoint,
+        &room,
+        &publisher,
+        &watcher("watcher-tcp"),
+        6,
+        Transport::Tcp,
+    )
+    .await;
+    eprintln!(
+        "e2e: real node: a watcher without UDP received {} video frames in 6 s over ICE-TCP \
+         through the hostPort, the first {:.2?} after joining",
+        tcp.video_frames, tcp.first_frame
+    );
+    if tcp.video_frames <= 60 {
+        let pod_ip = sfu_pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let admin_port = sfu_pod.spec.as_ref().unwrap().containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("admin"))
+            .map(|p| p.container_port)
+            .expect("the sfu-node container names its admin port");
+        let stats = match http
+            .get(format!("http://{pod_ip}:{admin_port}/stats"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        panic!(
+            "media over ICE-TCP through the hostPort: {} video frames (the client: {:?})\n\
+             the pod's /stats: {stats}\n{}",
+            tcp.video_frames,
+            tcp.failed,
+            failure(&node, &ns.name, &[(&sfu_pod_name, "sfu-node")])
+        );
+    }
     // The recorder Job runs (it joined once the session went Live) and writes as 65532.
     let recorder = poll(Duration::from_secs(90), async || {
         pod_named_with(&pods, "app.kubernetes.io/name=roundtable-recorder")
@@ -424,7 +478,16 @@ turn:
     )
     .await;
     let restart = killed.elapsed();
-    let frames = media_through(&endpoint, &room, &publisher, &watcher("watcher-2"), 5).await;
+    let frames = media_through(
+        &endpoint,
+        &room,
+        &publisher,
+        &watcher("watcher-2"),
+        5,
+        Transport::Udp,
+    )
+    .await
+    .video_frames;
     eprintln!(
         "e2e: real node: sfu-node killed -> new pod Ready and session Live in {restart:.2?}; \
          then {frames} video frames in 5 s"
