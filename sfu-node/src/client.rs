@@ -212,6 +212,22 @@ impl ClientPeer {
         Self::connect_over(http, path_and_query, token, role, Transport::Udp).await
     }
 
+    /// Hang up as a page does when it leaves: the WHIP/WHEP `DELETE` of this peer, at the
+    /// signalling address `http` it connected to. The room ends the peer at once rather than
+    /// after its silence timeout (a publisher leaves the screen). Returns the server's
+    /// response (404 once the peer is gone).
+    pub async fn hang_up(&self, http: SocketAddr, token: &str) -> Result<HttpResponse> {
+        let auth = format!("Bearer {token}");
+        http_request(
+            http,
+            "DELETE",
+            &self.location,
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+    }
+
     /// [`ClientPeer::connect`] with media over `transport`.
     pub async fn connect_over(
         http: SocketAddr,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::MediaKind;
 
-use crate::client::{ClientPeer, ClientRole, http_request};
+use crate::client::{ClientPeer, ClientRole};
 use crate::recorder::{ivf, ogg};
 use crate::{Error, Result};
 
@@ -158,14 +158,6 @@ pub async fn publish(
             _ = &mut stop => break,
         }
     }
-    let auth = format!("Bearer {token}");
-    http_request(
-        http,
-        "DELETE",
-        &peer.location,
-        &[("authorization", &auth)],
-        b"",
-    )
-    .await?;
+    peer.hang_up(http, token).await?;
     Ok(())
 }

@@ -126,10 +126,8 @@ fn container_id(pod: &Pod) -> Option<String> {
 }
 
 /// Publishes for `seconds` and watches at the same time, the watcher's media over
-/// `transport`; returns what the watcher saw. The watcher has two video slots, as a page has
-/// several: the previous call's publisher was dropped without a `DELETE` (as a crashed tab
-/// is), so the room holds it, on camera and silent, until its silence timeout, and a
-/// watcher's only slot would go to it.
+/// `transport`; returns what the watcher saw. The publisher then hangs up, as a page does,
+/// so the next call's watcher is given the next publisher.
 async fn media_through(
     endpoint: &str,
     room: &str,
@@ -151,13 +149,21 @@ async fn media_through(
     let end = Instant::now() + Duration::from_secs(seconds);
     let publishing = tokio::spawn(async move {
         let _ = peer.publish_until(end, false).await;
+        peer
     });
-    let watching = Watcher::join_over(&format!("http://{endpoint}"), room, watcher, 2, transport)
+    let watching = Watcher::join_over(&format!("http://{endpoint}"), room, watcher, 1, transport)
         .await
         .expect("the watcher joins through the hostPort")
         .watch_until(end)
         .await;
-    publishing.await.unwrap();
+    let peer = publishing.await.unwrap();
+    let hung_up = peer.hang_up(http, publisher).await.unwrap();
+    assert!(
+        (200..300).contains(&hung_up.status),
+        "the publisher's DELETE: {} {}",
+        hung_up.status,
+        hung_up.text()
+    );
     watching
 }
 
